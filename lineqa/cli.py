@@ -1,0 +1,82 @@
+"""The ``lineqa`` command. Each subcommand lives in the part it belongs to and is imported only when run.
+
+Importing a part is what pulls in heavy dependencies (torch comes with ``training``), so ``lineqa --help``
+and every serving command stay light: the table below names modules, it does not import them. A subcommand
+module provides ``configure(parser)`` to declare its arguments and ``run(args) -> int`` to do the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+
+from lineqa import __version__
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str
+    summary: str
+
+
+COMMANDS: dict[str, Command] = {
+    "predict": Command("serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
+}
+
+# Errors a user can act on: printed as one line, never as a traceback. Each part's error root is listed by
+# module path so that naming it here does not import the part.
+USER_ERROR_ROOTS = ("vision.errors:VisionError", "serving.errors:ServingError")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    roots: list[type[BaseException]] = []
+    for entry in USER_ERROR_ROOTS:
+        module, _, name = entry.partition(":")
+        if module in sys.modules:
+            roots.append(getattr(sys.modules[module], name))
+    return tuple(roots)
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lineqa",
+        description="Visual quality inspection: judge parts PASS / FAIL / REVIEW with YOLO models on Triton.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n"
+        + "\n".join(f"  {name:<12}{cmd.summary}" for name, cmd in COMMANDS.items())
+        + "\n\nRun 'lineqa COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"lineqa {__version__}")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        _top_parser().parse_args(argv[:1] or ["--help"])
+        return 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name].module)
+    parser = argparse.ArgumentParser(prog=f"lineqa {name}", description=COMMANDS[name].summary)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    module.configure(parser)
+    args = parser.parse_args(rest)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(module.run(args))
+    except _user_errors() as exc:
+        print(f"lineqa {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""From images to detections with any inference backend: letterbox, batch, infer, decode, map back.
+
+The backend is a plain callable from an NCHW float32 batch to the model's raw output, so the very same code
+runs with ONNX Runtime in-process (``lineqa predict``, evaluation) and with Triton behind the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vision.detections import Detections
+from vision.errors import ModelOutputError
+from vision.letterbox import Letterbox, letterbox, to_input_tensor
+from vision.yolo_output import DecodeOptions, HeadKind, decode_outputs
+
+InferFn = Callable[[np.ndarray], np.ndarray]
+"""Runs a model on an (N, 3, H, W) float32 batch and returns its raw (N, ·, ·) detection output."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the pre- and post-processing must know about a detection model."""
+
+    name: str
+    input_hw: tuple[int, int]
+    class_names: tuple[str, ...]
+    head: HeadKind
+    max_batch: int = 1
+    stride: int = 32
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            raise ValueError(f"model {self.name!r} has no class names")
+        if min(self.input_hw) <= 0 or self.max_batch < 1:
+            raise ValueError(f"model {self.name!r}: bad input size {self.input_hw} or batch {self.max_batch}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def preprocess(images: Sequence[np.ndarray], spec: ModelSpec) -> tuple[np.ndarray, list[Letterbox]]:
+    """Letterbox BGR images into one model-input batch; keep each image's geometry to map boxes back."""
+    boxed = [letterbox(image, spec.input_hw) for image in images]
+    return to_input_tensor([b[0] for b in boxed]), [b[1] for b in boxed]
+
+
+def postprocess(
+    raw: np.ndarray, boxes: Sequence[Letterbox], spec: ModelSpec, options: DecodeOptions
+) -> list[Detections]:
+    """Decode a raw batch output and map every image's boxes back to its source pixels."""
+    decoded = decode_outputs(raw, spec.head, spec.num_classes, options)
+    if len(decoded) != len(boxes):
+        raise ModelOutputError(f"model returned {len(decoded)} results for a batch of {len(boxes)} images")
+    return [Detections(box.to_source(d.xyxy), d.confidence, d.class_id) for d, box in zip(decoded, boxes, strict=True)]
+
+
+def detect(
+    images: Sequence[np.ndarray],
+    infer: InferFn,
+    spec: ModelSpec,
+    options: DecodeOptions = DecodeOptions(),  # noqa: B008
+) -> list[Detections]:
+    """Detect on each image, in batches no larger than the model accepts."""
+    results: list[Detections] = []
+    for start in range(0, len(images), spec.max_batch):
+        chunk = images[start : start + spec.max_batch]
+        tensor, boxes = preprocess(chunk, spec)
+        results += postprocess(infer(tensor), boxes, spec, options)
+    return results
