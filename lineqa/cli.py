@@ -24,6 +24,7 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "predict": Command("serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
+    "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }
 
 # Errors a user can act on: printed as one line, never as a traceback. Each part's error root is listed by

@@ -96,14 +96,28 @@ def export_onnx(weights: Path, imgsz: int, *, end_to_end: bool = False, dynamic:
 
 
 def reference_predict(
-    model_path: Path, image_paths: list[Path], *, imgsz: int, conf: float, iou: float, max_det: int = 300
+    model_path: Path,
+    image_paths: list[Path],
+    *,
+    imgsz: int,
+    conf: float,
+    iou: float,
+    max_det: int = 300,
+    end_to_end: bool = False,
 ) -> list[Detections]:
-    """Ultralytics' own ``predict`` on image files: the reference the serving pipeline must match."""
+    """Ultralytics' own ``predict`` on image files: the reference the serving pipeline must match.
+
+    ``end_to_end`` selects a YOLO26 ``.pt`` model's NMS-free head (``nms=False``), as its end-to-end ONNX export
+    uses; by default ``.pt`` predictions use the NMS head.
+    """
     ul = load_ultralytics()
     model = ul.YOLO(str(model_path), task="detect")
+    options: dict[str, Any] = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det, "verbose": False}
+    if end_to_end:
+        options["nms"] = False
     results = []
     for path in image_paths:
-        (result,) = model.predict(str(path), imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, verbose=False)
+        (result,) = model.predict(str(path), **options)
         boxes = result.boxes
         results.append(
             Detections(

@@ -108,7 +108,8 @@ class Recipe(_Strict):
                 self._rules[name] = ClassRule.model_validate(merged)
             except ValidationError as exc:
                 raise ValueError(f"classes.{name} with the defaults: {exc.errors()[0]['msg']}") from exc
-        for where, resolved in {"defaults": self.defaults, **{f"classes.{k}": v for k, v in self._rules.items()}}.items():
+        resolved_rules = {"defaults": self.defaults, **{f"classes.{k}": v for k, v in self._rules.items()}}
+        for where, resolved in resolved_rules.items():
             if resolved.min_area_mm2 > 0 and self.mm_per_px is None:
                 raise ValueError(f"{where}.min_area_mm2 needs the camera scale: set mm_per_px")
         return self

@@ -107,5 +107,5 @@ def test_class_rules_inherit_unset_fields_from_defaults() -> None:
 
 def test_inherited_band_must_still_fit() -> None:
     text = "id: x\nmodel: {name: m}\ndefaults: {review_confidence: 0.3}\nclasses: {scratch: {fail_confidence: 0.2}}\n"
-    with pytest.raises(RecipeError, match="classes.scratch with the defaults: .*above fail_confidence"):
+    with pytest.raises(RecipeError, match=r"classes\.scratch with the defaults: .*above fail_confidence"):
         parse_recipe(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -23,7 +25,7 @@ def test_windows_cover_the_image_with_overlap(image_hw: tuple[int, int], tile: i
     assert covered.all()
     xs = sorted({int(w[0]) for w in windows})
     if len(xs) > 1:  # neighbours overlap by at least the requested share
-        assert min(b - a for a, b in zip(xs, xs[1:], strict=False)) <= tile * (1 - overlap)
+        assert min(b - a for a, b in itertools.pairwise(xs)) <= tile * (1 - overlap)
 
 
 def test_defect_cut_by_a_window_edge_is_reported_once_whole() -> None:

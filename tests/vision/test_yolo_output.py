@@ -94,7 +94,7 @@ def test_head_kind_from_shape(shape: tuple[object, ...], classes: int, expected:
     if isinstance(expected, HeadKind):
         assert infer_head_kind(shape, classes) is expected  # type: ignore[arg-type]
     else:
-        with pytest.raises(ModelOutputError, match="fits neither|expected a 3-D"):
+        with pytest.raises(ModelOutputError, match=r"fits neither|expected a 3-D"):
             infer_head_kind(shape, classes)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,131 @@
+"""Parity with Ultralytics: ``lineqa predict`` gives the detections Ultralytics' own ``predict`` gives.
+
+Small models are trained briefly here from Ultralytics' own model YAMLs (no pretrained weights exist on these
+machines) on a few DeepPCB boards, exported to ONNX by Ultralytics, then run on real DeepPCB and NEU-DET
+images through ``lineqa predict`` (a subprocess, as a user runs it) and through Ultralytics' ``predict`` on
+the same ONNX file and on the trained ``.pt`` weights. Three heads are covered: YOLO11 (NMS), YOLO26
+end-to-end (NMS-free) and YOLO26 exported with its NMS head.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers.deeppcb import write_yolo_subset
+from tests.helpers.matching import MatchStats, assert_same_detections
+from vision.detections import Detections
+from vision.image import read_header
+
+adapter = pytest.importorskip("training.ultralytics_adapter", reason="parity needs the train extra")
+pytestmark = pytest.mark.slow
+
+IMGSZ = 320
+CONF = 0.01
+IOU = 0.7
+# Brief training that still yields confident detections on CPU: a few boards, no mosaic, an optimizer step
+# per batch of two (nbs=batch), AdamW.
+TRAIN_OPTIONS = {"val": False, "mosaic": 0.0, "close_mosaic": 0, "warmup_epochs": 0, "nbs": 2, "optimizer": "AdamW"}
+
+
+@dataclass(frozen=True)
+class ParityModel:
+    name: str
+    weights: Path
+    onnx: Path
+    end_to_end: bool
+
+
+@pytest.fixture(scope="module")
+def parity_models(deeppcb_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ParityModel]:
+    work = tmp_path_factory.mktemp("parity")
+    data = write_yolo_subset(deeppcb_root, work / "deeppcb", train=16, val=2)
+    models = {}
+    for yaml_name in ("yolo11n.yaml", "yolo26n.yaml"):
+        stem = yaml_name.removesuffix(".yaml")
+        spec = adapter.TrainSpec(
+            model=yaml_name,
+            data_yaml=data,
+            run_dir=work / "runs" / stem,
+            epochs=20,
+            imgsz=IMGSZ,
+            batch=2,
+            workers=0,
+            extra={**TRAIN_OPTIONS, "lr0": 0.003},
+        )
+        weights = adapter.train(spec)
+        if stem == "yolo26n":
+            # Same weights, both heads: the NMS-free export, and the default export with the NMS head.
+            nms_head = adapter.export_onnx(weights, IMGSZ)
+            models["yolo26n-nms"] = ParityModel(
+                "yolo26n-nms", weights, nms_head.rename(nms_head.with_name("nms.onnx")), False
+            )
+            models["yolo26n-e2e"] = ParityModel(
+                "yolo26n-e2e", weights, adapter.export_onnx(weights, IMGSZ, end_to_end=True), True
+            )
+        else:
+            models[stem] = ParityModel(stem, weights, adapter.export_onnx(weights, IMGSZ), False)
+    return models
+
+
+@pytest.fixture(scope="module")
+def parity_images(deeppcb_root: Path, neudet_root: Path) -> list[Path]:
+    """Seen and unseen DeepPCB boards (1- and 3-channel JPEGs) and one NEU-DET image per class."""
+    boards = sorted(deeppcb_root.glob("group*/*/*_test.jpg"))
+    three_channel = [p for p in boards if read_header(p.read_bytes()).channels == 3][:2]
+    seen = [
+        deeppcb_root / line.split()[0].replace(".jpg", "_test.jpg")
+        for line in (deeppcb_root / "trainval.txt").read_text().splitlines()[:3]
+    ]
+    unseen = boards[500:503]
+    steel = [
+        neudet_root / "IMAGES" / f"{c}_7.jpg"
+        for c in ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
+    ]
+    return [*seen, *unseen, *three_channel, *steel]
+
+
+def lineqa_predict(model: Path, images: list[Path], out: Path) -> list[Detections]:
+    """Run ``lineqa predict`` as a user would and read its JSON lines back."""
+    cmd = [sys.executable, "-m", "lineqa.cli", "predict", "--model", str(model), "--conf", str(CONF), "--iou", str(IOU)]
+    result = subprocess.run([*cmd, "--output", str(out), *map(str, images)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    detections = []
+    for line in out.read_text().splitlines():
+        record = json.loads(line)
+        rows = record["detections"]
+        detections.append(
+            Detections(
+                np.array([r["box"] for r in rows], np.float32).reshape(-1, 4),
+                np.array([r["confidence"] for r in rows], np.float32),
+                np.array([r["class_id"] for r in rows], np.int64),
+            )
+        )
+    return detections
+
+
+@pytest.mark.parametrize("name", ["yolo11n", "yolo26n-e2e", "yolo26n-nms"])
+@pytest.mark.parametrize("reference", ["onnx", "pt"])
+def test_lineqa_predict_matches_ultralytics_predict(
+    name: str, reference: str, parity_models: dict[str, ParityModel], parity_images: list[Path], tmp_path: Path
+) -> None:
+    model = parity_models[name]
+    ours = lineqa_predict(model.onnx, parity_images, tmp_path / "out.jsonl")
+    source = model.onnx if reference == "onnx" else model.weights
+    theirs = adapter.reference_predict(
+        source, parity_images, imgsz=IMGSZ, conf=CONF, iou=IOU, end_to_end=model.end_to_end
+    )
+    stats = MatchStats()
+    for path, mine, ref in zip(parity_images, ours, theirs, strict=True):
+        stats += assert_same_detections(mine, ref, conf=CONF, where=f"{name} vs {reference} on {path.name}")
+        if reference == "onnx":  # same file, same runtime: not even near-threshold differences
+            assert len(mine) == len(ref), f"{path.name}: {len(mine)} vs {len(ref)} detections"
+    # The comparison means something only if the briefly trained model detects things.
+    print(f"\nparity {name} vs Ultralytics {reference}: {stats}")
+    assert stats.matched >= 20, f"only {stats.matched} detections matched: the model detected too little to compare"
