@@ -32,11 +32,9 @@ def read_boxes(annotation: Path) -> list[tuple[int, int, int, int, int]]:
     return rows
 
 
-def write_yolo_subset(root: Path, out: Path, *, train: int, val: int) -> Path:
-    """Lay out the first train + val DeepPCB images as an Ultralytics dataset; return its data.yaml."""
-    pairs = deeppcb_pairs(root)[: train + val]
-    for index, (image, annotation) in enumerate(pairs):
-        split = "train" if index < train else "val"
+def write_yolo_dataset(root: Path, out: Path, splits: list[tuple[Path, Path, str]]) -> Path:
+    """Lay out (image, annotation, split) triples as an Ultralytics dataset; return its data.yaml."""
+    for image, annotation, split in splits:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         link = out / "images" / split / image.name
@@ -52,3 +50,20 @@ def write_yolo_subset(root: Path, out: Path, *, train: int, val: int) -> Path:
     data = out / "data.yaml"
     data.write_text(f"path: {out}\ntrain: images/train\nval: images/val\nnames:\n{names}")
     return data
+
+
+def write_yolo_subset(root: Path, out: Path, *, train: int, val: int) -> Path:
+    """The first ``train`` boards for training and the next ``val`` for validation."""
+    pairs = deeppcb_pairs(root)[: train + val]
+    return write_yolo_dataset(root, out, [(i, a, "train" if k < train else "val") for k, (i, a) in enumerate(pairs)])
+
+
+def held_out(index: int) -> bool:
+    """The split of the committed test model: every fifth board (in trainval.txt order) is held out."""
+    return index % 5 == 0
+
+
+def write_yolo_every_fifth(root: Path, out: Path) -> Path:
+    """All 1,000 boards, every fifth one (see :func:`held_out`) for validation."""
+    pairs = deeppcb_pairs(root)
+    return write_yolo_dataset(root, out, [(i, a, "val" if held_out(k) else "train") for k, (i, a) in enumerate(pairs)])
