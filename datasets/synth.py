@@ -43,7 +43,7 @@ def _clip_box(x1: float, y1: float, x2: float, y2: float, size: int) -> Box:
 
 
 def _metal_base(rng: np.random.Generator, size: int) -> np.ndarray:
-    grain = rng.normal(0, 1, (size, size)).astype(np.float32)
+    grain: np.ndarray = rng.normal(0, 1, (size, size)).astype(np.float32)
     grain = cv2.GaussianBlur(grain, (0, 0), sigmaX=9, sigmaY=0.6)  # brushed along x
     tone = rng.uniform(120, 170)
     light = np.linspace(-18, 18, size, dtype=np.float32)[None, :] * rng.uniform(-1, 1)
@@ -60,7 +60,7 @@ def _scratch(canvas: np.ndarray, rng: np.random.Generator) -> Box:
     p1, p2 = (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy))
     shade = rng.choice([-1.0, 1.0]) * rng.uniform(45, 80)
     layer = np.zeros(canvas.shape[:2], np.float32)
-    cv2.line(layer, p1, p2, 1.0, int(rng.integers(1, 3)), cv2.LINE_AA)
+    cv2.line(layer, p1, p2, (1.0,), int(rng.integers(1, 3)), cv2.LINE_AA)
     canvas += layer[..., None] * shade
     pad = 3
     return _clip_box(
@@ -88,8 +88,8 @@ def _stain(canvas: np.ndarray, rng: np.random.Generator) -> Box:
     size = canvas.shape[0]
     axes = (rng.uniform(0.03, 0.08) * size, rng.uniform(0.03, 0.08) * size)
     cx, cy = rng.uniform(0.1, 0.9, 2) * size
-    layer = np.zeros(canvas.shape[:2], np.float32)
-    cv2.ellipse(layer, (int(cx), int(cy)), (int(axes[0]), int(axes[1])), rng.uniform(0, 180), 0, 360, 1.0, -1)
+    layer: np.ndarray = np.zeros(canvas.shape[:2], np.float32)
+    cv2.ellipse(layer, (int(cx), int(cy)), (int(axes[0]), int(axes[1])), rng.uniform(0, 180), 0, 360, (1.0,), -1)
     layer = cv2.GaussianBlur(layer, (0, 0), 2.0)
     tint = np.array([rng.uniform(-70, -40), rng.uniform(-55, -30), rng.uniform(-20, 0)], np.float32)
     canvas += layer[..., None] * tint

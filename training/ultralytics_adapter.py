@@ -40,7 +40,7 @@ def load_ultralytics() -> ModuleType:
     import ultralytics
 
     quiet = {key: False for key in QUIET_SETTINGS if key in ultralytics.settings}
-    ultralytics.settings.update(quiet)
+    ultralytics.settings.update(quiet)  # type: ignore[no-untyped-call]
     return ultralytics
 
 
