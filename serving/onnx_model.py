@@ -93,8 +93,10 @@ class OnnxModel:
     def _read_spec(self) -> ModelSpec:
         metadata = self.session.get_modelmeta().custom_metadata_map
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ModelLoadError(f"{self.path}: expected one (batch, 3, H, W) input, got {[i.shape for i in inputs]}")
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+            raise ModelLoadError(
+                f"{self.path}: expected one (batch, 3, H, W) colour input, got {[i.shape for i in inputs]}"
+            )
         task = metadata.get("task", "detect")
         if task != "detect":
             raise ModelLoadError(f"{self.path}: a {task!r} model; only detection models are served")
@@ -106,7 +108,7 @@ class OnnxModel:
                 head = infer_head_kind(outputs[0].shape, len(names))
             except ModelOutputError as exc:
                 raise ModelLoadError(f"{self.path}: {exc}") from exc
-        batch = inputs[0].shape[0]
+        batch, _, height, width = inputs[0].shape
         return ModelSpec(
             name=self.path.stem,
             input_hw=_input_hw(inputs[0].shape, metadata, self.path),
@@ -114,6 +116,7 @@ class OnnxModel:
             head=head,
             max_batch=batch if isinstance(batch, int) else DEFAULT_DYNAMIC_BATCH,
             stride=int(_literal(metadata, "stride") or 32),
+            dynamic_hw=not (isinstance(height, int) and isinstance(width, int)),
         )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

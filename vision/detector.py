@@ -30,6 +30,7 @@ class ModelSpec:
     head: HeadKind
     max_batch: int = 1
     stride: int = 32
+    dynamic_hw: bool = False
 
     def __post_init__(self) -> None:
         if not self.class_names:
@@ -43,8 +44,13 @@ class ModelSpec:
 
 
 def preprocess(images: Sequence[np.ndarray], spec: ModelSpec) -> tuple[np.ndarray, list[Letterbox]]:
-    """Letterbox BGR images into one model-input batch; keep each image's geometry to map boxes back."""
-    boxed = [letterbox(image, spec.input_hw) for image in images]
+    """Letterbox BGR images into one model-input batch; keep each image's geometry to map boxes back.
+
+    As in Ultralytics' predictor, a model with a dynamic input size gets the minimal stride-multiple padding
+    ("rect" inference) when every image of the batch has the same shape, and the full input size otherwise.
+    """
+    rect = spec.dynamic_hw and len({image.shape for image in images}) == 1
+    boxed = [letterbox(image, spec.input_hw, auto=rect, stride=spec.stride) for image in images]
     return to_input_tensor([b[0] for b in boxed]), [b[1] for b in boxed]
 
 

@@ -208,7 +208,8 @@ def decode_image(
         raise CorruptImageError(f"corrupt {encoding.value}: the decoder failed ({exc.err})") from exc
     if image is None:
         raise CorruptImageError(f"corrupt {encoding.value}: the decoder could not read the image data")
-    if image.shape[:2] != (header.height, header.width):
+    # OpenCV applies a JPEG's EXIF orientation (as Ultralytics' reader does), which may swap the two sides.
+    if image.shape[:2] not in ((header.height, header.width), (header.width, header.height)):
         raise CorruptImageError(
             f"corrupt {encoding.value}: decoded {image.shape[1]}x{image.shape[0]} but the header says "
             f"{header.width}x{header.height}"

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -70,13 +71,19 @@ def parity_models(deeppcb_root: Path, tmp_path_factory: pytest.TempPathFactory) 
                 "yolo26n-e2e", weights, adapter.export_onnx(weights, IMGSZ, end_to_end=True), True
             )
         else:
+            # A fixed-size export (full letterbox) beside the default dynamic one (rect letterbox).
+            fixed = adapter.export_onnx(weights, IMGSZ, dynamic=False)
+            models["yolo11n-fixed"] = ParityModel(
+                "yolo11n-fixed", weights, fixed.rename(fixed.with_name("fixed.onnx")), False
+            )
             models[stem] = ParityModel(stem, weights, adapter.export_onnx(weights, IMGSZ), False)
     return models
 
 
 @pytest.fixture(scope="module")
-def parity_images(deeppcb_root: Path, neudet_root: Path) -> list[Path]:
-    """Seen and unseen DeepPCB boards (1- and 3-channel JPEGs) and one NEU-DET image per class."""
+def parity_images(deeppcb_root: Path, neudet_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Seen and unseen DeepPCB boards (1- and 3-channel JPEGs), one NEU-DET image per class, and non-square
+    crops of real boards (the letterbox then pads, and dynamic-size models get Ultralytics' rect padding)."""
     boards = sorted(deeppcb_root.glob("group*/*/*_test.jpg"))
     three_channel = [p for p in boards if read_header(p.read_bytes()).channels == 3][:2]
     seen = [
@@ -88,7 +95,12 @@ def parity_images(deeppcb_root: Path, neudet_root: Path) -> list[Path]:
         neudet_root / "IMAGES" / f"{c}_7.jpg"
         for c in ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
     ]
-    return [*seen, *unseen, *three_channel, *steel]
+    crops_dir = tmp_path_factory.mktemp("crops")
+    board = cv2.imread(str(seen[0]))
+    crops = [crops_dir / "wide.png", crops_dir / "tall.jpg"]
+    cv2.imwrite(str(crops[0]), board[100:460, :])
+    cv2.imwrite(str(crops[1]), board[:, 150:450])
+    return [*seen, *unseen, *three_channel, *steel, *crops]
 
 
 def lineqa_predict(model: Path, images: list[Path], out: Path) -> list[Detections]:
@@ -110,8 +122,21 @@ def lineqa_predict(model: Path, images: list[Path], out: Path) -> list[Detection
     return detections
 
 
-@pytest.mark.parametrize("name", ["yolo11n", "yolo26n-e2e", "yolo26n-nms"])
-@pytest.mark.parametrize("reference", ["onnx", "pt"])
+# Every export against Ultralytics running the same ONNX file, and against the PyTorch weights it came from.
+# (A fixed-size export pads to the full input while PyTorch weights pad to the stride: that pair differs by
+# design, so it is not compared.)
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("yolo11n", "onnx"),
+        ("yolo11n", "pt"),
+        ("yolo11n-fixed", "onnx"),
+        ("yolo26n-e2e", "onnx"),
+        ("yolo26n-e2e", "pt"),
+        ("yolo26n-nms", "onnx"),
+        ("yolo26n-nms", "pt"),
+    ],
+)
 def test_lineqa_predict_matches_ultralytics_predict(
     name: str, reference: str, parity_models: dict[str, ParityModel], parity_images: list[Path], tmp_path: Path
 ) -> None:

@@ -246,3 +246,23 @@ def test_fuzzed_headers_only_typed_errors(sample_jpeg: bytes, sample_png: bytes)
             for _ in range(int(rng.integers(1, 4))):
                 data[int(rng.integers(0, min(700, len(data))))] = int(rng.integers(256))
             _check_decode_contract(bytes(data))
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Insert a minimal EXIF APP1 segment carrying only the orientation tag right after SOI."""
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def test_exif_rotated_jpeg_decodes_like_ultralytics(sample_jpeg: bytes, tmp_path: Path) -> None:
+    """A camera that stores portrait frames with EXIF orientation 6: sides swap, as cv2.imread swaps them."""
+    data = with_exif_orientation(sample_jpeg, 6)
+    header = read_header(data)
+    assert (header.width, header.height) == (128, 96)
+    image = decode_image(data)
+    assert image.shape == (128, 96, 3)
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(data)
+    np.testing.assert_array_equal(image, cv2.imread(str(path)))
