@@ -29,7 +29,7 @@ COMMANDS: dict[str, Command] = {
 
 # Errors a user can act on: printed as one line, never as a traceback. Each part's error root is listed by
 # module path so that naming it here does not import the part.
-USER_ERROR_ROOTS = ("vision.errors:VisionError", "serving.errors:ServingError")
+USER_ERROR_ROOTS = ("vision.errors:VisionError", "serving.errors:ServingError", "training.errors:TrainingError")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -60,10 +60,13 @@ def nms(
     class_id: np.ndarray | None = None,
     *,
     metric: OverlapMetric = OverlapMetric.IOU,
+    max_keep: int | None = None,
 ) -> np.ndarray:
     """Indices of the boxes kept by greedy NMS, highest score first.
 
-    With ``class_id`` given, boxes of different classes never suppress each other (per-class NMS).
+    With ``class_id`` given, boxes of different classes never suppress each other (per-class NMS). Greedy NMS
+    decides boxes in score order and a kept box never depends on later ones, so stopping at ``max_keep`` gives
+    exactly the first ``max_keep`` of the full result, and bounds the work on a flood of candidates.
     """
     boxes = np.asarray(xyxy, dtype=np.float64)
     if class_id is not None:
@@ -74,7 +77,7 @@ def nms(
         best = int(order[0])
         keep.append(best)
         rest = order[1:]
-        if not rest.size:
+        if not rest.size or len(keep) == max_keep:
             break
         overlap = _overlap_one_to_many(boxes[best], boxes[rest], metric)
         order = rest[overlap <= iou_threshold]

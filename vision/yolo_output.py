@@ -97,8 +97,9 @@ def _decode_nms_head(pred: np.ndarray, num_classes: int, options: DecodeOptions)
         top = np.argsort(-confidence, kind="stable")[: options.max_nms]
         rows, confidence, class_id = rows[top], confidence[top], class_id[top]
     xyxy = _xywh_to_xyxy(rows[:, :4])
-    kept = nms(xyxy, confidence, options.iou_threshold, None if options.agnostic else class_id)
-    kept = kept[: options.max_det]
+    kept = nms(
+        xyxy, confidence, options.iou_threshold, None if options.agnostic else class_id, max_keep=options.max_det
+    )
     return Detections(xyxy[kept], confidence[kept], class_id[kept])
 
 

@@ -75,3 +75,12 @@ def test_empty_inputs() -> None:
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
     keep, merged = merge_overlapping(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), 0.5)
     assert keep.shape == (0,) and merged.shape == (0, 4)
+
+
+@pytest.mark.parametrize("max_keep", [1, 5, 50, 10_000])
+def test_stopping_at_max_keep_is_a_prefix_of_the_full_result(max_keep: int) -> None:
+    rng = np.random.default_rng(77)
+    boxes, scores = random_boxes(rng, 500), rng.uniform(0, 1, 500)
+    classes = rng.integers(0, 3, 500)
+    full = nms(boxes, scores, 0.5, classes)
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5, classes, max_keep=max_keep), full[:max_keep])
