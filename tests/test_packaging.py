@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import requires
+from pathlib import Path
 
 import pytest
 
@@ -64,9 +65,7 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 
 def test_console_script_is_installed() -> None:
-    from shutil import which
-
-    exe = which("lineqa")
-    assert exe, "the lineqa console script is not on PATH"
-    result = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    exe = Path(sys.executable).with_name("lineqa")  # installed beside the environment's interpreter
+    assert exe.is_file(), f"no lineqa console script at {exe}"
+    result = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("lineqa ")
