@@ -101,8 +101,10 @@ def _judge(detections: Detections, class_names: tuple[str, ...], recipe: Recipe)
             disposition = Disposition.REVIEW
         else:
             disposition = Disposition.BELOW_THRESHOLD
-        box = tuple(float(v) for v in detections.xyxy[i])
-        judged.append(JudgedDefect(class_id, name, confidence, box, float(areas[i]), area_mm2, disposition))  # type: ignore[arg-type]
+        x1, y1, x2, y2 = (float(v) for v in detections.xyxy[i])
+        judged.append(
+            JudgedDefect(class_id, name, confidence, (x1, y1, x2, y2), float(areas[i]), area_mm2, disposition)
+        )
     return judged
 
 

@@ -40,13 +40,11 @@ def test_full_recipe_parses() -> None:
 def test_version_is_a_content_hash() -> None:
     a, b = parse_recipe(FULL), parse_recipe(FULL.replace("description: top side", "description:   top side"))
     assert a.version == b.version and len(a.version) == 64
-    # Formatting and key order do not matter; content does.
-    reordered = parse_recipe(
-        "model: {version: 3, name: pcb-defects}\nid: pcb-top\n"
-        + FULL.split("mm_per_px")[0].split("model:")[0].replace("id: pcb-top", "")
-        + "mm_per_px"
-        + FULL.split("mm_per_px")[1]
-    )
+    # Key order and YAML style do not matter; content does.
+    lines = FULL.strip().splitlines()
+    reordered_text = "\n".join([lines[2].replace("{name: pcb-defects, version: 3}", "{version: 3, name: pcb-defects}"),
+                                 *lines[:2], *lines[3:]])  # fmt: skip
+    reordered = parse_recipe(reordered_text)
     assert reordered.version == a.version
     assert parse_recipe(FULL.replace("max_count: 2", "max_count: 3")).version != a.version
 
