@@ -24,6 +24,7 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "predict": Command("serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
+    "models": Command("serving.models_cli", "the model repository Triton serves: add, list, check"),
     "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }
 

@@ -9,3 +9,7 @@ class ServingError(Exception):
 
 class ModelLoadError(ServingError):
     """A model file is missing, unreadable, or not a detection model this runtime can serve."""
+
+
+class ModelRepositoryError(ServingError):
+    """A model repository is malformed, or a requested model or version is not in it."""

@@ -1,0 +1,325 @@
+"""The model repository: the only hand-over from training to serving, in Triton's own layout.
+
+    <repo>/<model>/config.pbtxt                 generated from ModelSettings, never edited by hand
+    <repo>/<model>/settings.json                those ModelSettings, so the config can be checked
+    <repo>/<model>/<version>/model.onnx         (or model.plan for TensorRT)
+    <repo>/<model>/<version>/lineqa.json        class names, input size, head, lineage
+
+The same folder is served by lineqa's embedded Triton and by NVIDIA's Triton container (onnxruntime or
+TensorRT backend, dynamic batching). A version is written to a temporary folder and renamed into place, so a
+server scanning the repository never sees half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.errors import ModelRepositoryError
+from vision.detector import ModelSpec
+from vision.yolo_output import HeadKind
+
+CONFIG_NAME = "config.pbtxt"
+SETTINGS_NAME = "settings.json"
+METADATA_NAME = "lineqa.json"
+MODEL_FILES = {"model.onnx": "onnxruntime", "model.plan": "tensorrt"}
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class VersionPolicy(str, Enum):
+    """Which versions Triton loads: every one (a recipe may pin an older one) or only the newest."""
+
+    ALL = "all"
+    LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How Triton serves one model: batching and instances. Everything else is read from the model."""
+
+    max_batch_size: int = 16
+    max_queue_delay_us: int = 2000
+    preferred_batch_sizes: tuple[int, ...] = ()
+    version_policy: VersionPolicy = VersionPolicy.ALL
+    instance_count: int = 1
+    gpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.instance_count < 1 or self.max_queue_delay_us < 0:
+            raise ModelRepositoryError(f"invalid model settings {self}")
+        if any(b < 1 or b > self.max_batch_size for b in self.preferred_batch_sizes):
+            raise ModelRepositoryError(f"preferred batch sizes {self.preferred_batch_sizes} must be 1..max_batch_size")
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["version_policy"] = self.version_policy.value
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSettings:
+        data = json.loads(text)
+        data["version_policy"] = VersionPolicy(data["version_policy"])
+        data["preferred_batch_sizes"] = tuple(data.get("preferred_batch_sizes", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class VersionMetadata:
+    """What serving must know about one model version, and where it came from."""
+
+    class_names: tuple[str, ...]
+    input_hw: tuple[int, int]
+    head: HeadKind
+    output_dims: tuple[int, int]
+    stride: int = 32
+    input_name: str = "images"
+    output_name: str = "output0"
+    sha256: str = ""
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self, name: str, max_batch: int) -> ModelSpec:
+        """The pre/post-processing spec; a served model always gets the full fixed-size letterbox."""
+        return ModelSpec(name, self.input_hw, self.class_names, self.head, max_batch=max_batch, stride=self.stride)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["head"] = self.head.value
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> VersionMetadata:
+        data = json.loads(text)
+        return cls(
+            class_names=tuple(data["class_names"]),
+            input_hw=(int(data["input_hw"][0]), int(data["input_hw"][1])),
+            head=HeadKind(data["head"]),
+            output_dims=(int(data["output_dims"][0]), int(data["output_dims"][1])),
+            stride=int(data.get("stride", 32)),
+            input_name=data.get("input_name", "images"),
+            output_name=data.get("output_name", "output0"),
+            sha256=data.get("sha256", ""),
+            lineage=dict(data.get("lineage", {})),
+        )
+
+
+def check_model_name(name: str) -> str:
+    if not _NAME_PATTERN.match(name):
+        raise ModelRepositoryError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 100, no path separators)"
+        )
+    return name
+
+
+def render_config(name: str, backend: str, metadata: VersionMetadata, settings: ModelSettings) -> str:
+    """``config.pbtxt`` for NVIDIA Triton's onnxruntime or tensorrt backend."""
+    height, width = metadata.input_hw
+    lines = [
+        f'name: "{check_model_name(name)}"',
+        f'backend: "{backend}"',
+        f"max_batch_size: {settings.max_batch_size}",
+        "input [",
+        "  {",
+        f'    name: "{metadata.input_name}"',
+        "    data_type: TYPE_FP32",
+        f"    dims: [ 3, {height}, {width} ]",
+        "  }",
+        "]",
+        "output [",
+        "  {",
+        f'    name: "{metadata.output_name}"',
+        "    data_type: TYPE_FP32",
+        f"    dims: [ {metadata.output_dims[0]}, {metadata.output_dims[1]} ]",
+        "  }",
+        "]",
+        "dynamic_batching {",
+    ]
+    if settings.preferred_batch_sizes:
+        lines.append(f"  preferred_batch_size: [ {', '.join(map(str, settings.preferred_batch_sizes))} ]")
+    lines += [f"  max_queue_delay_microseconds: {settings.max_queue_delay_us}", "}"]
+    if settings.version_policy is VersionPolicy.ALL:
+        lines.append("version_policy: { all { } }")
+    else:
+        lines.append("version_policy: { latest { num_versions: 1 } }")
+    kind = "KIND_GPU" if settings.gpu else "KIND_CPU"
+    lines += ["instance_group [", "  {", f"    count: {settings.instance_count}", f"    kind: {kind}", "  }", "]"]
+    return "\n".join(lines) + "\n"
+
+
+def read_onnx_metadata(model_file: Path, lineage: dict[str, Any] | None = None) -> VersionMetadata:
+    """Read an exported model's metadata, and its output shape by one inference on zeros."""
+    from serving.onnx_model import OnnxModel  # ONNX Runtime is needed only when adding a model
+
+    model = OnnxModel(model_file)
+    spec = model.spec
+    output = model.infer(np.zeros((1, 3, *spec.input_hw), np.float32))
+    return VersionMetadata(
+        class_names=spec.class_names,
+        input_hw=spec.input_hw,
+        head=spec.head,
+        output_dims=(int(output.shape[1]), int(output.shape[2])),
+        stride=spec.stride,
+        input_name=model.session.get_inputs()[0].name,
+        output_name=model.session.get_outputs()[0].name,
+        sha256=hashlib.sha256(model_file.read_bytes()).hexdigest(),
+        lineage=dict(lineage or {}),
+    )
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    path: Path
+    backend: str
+    metadata: VersionMetadata
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / next(f for f, b in MODEL_FILES.items() if b == self.backend)
+
+
+class ModelRepository:
+    """A model repository folder: add versions, list them, validate the whole."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def settings(self, name: str) -> ModelSettings:
+        """The serving settings a model's config was generated from (defaults for a new model)."""
+        path = self.root / check_model_name(name) / SETTINGS_NAME
+        return ModelSettings.from_json(path.read_text()) if path.is_file() else ModelSettings()
+
+    def model_names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every complete version of a model, oldest first."""
+        folder = self.root / check_model_name(name)
+        found = []
+        for child in folder.iterdir() if folder.is_dir() else []:
+            if not child.name.isdigit() or int(child.name) < 1:
+                continue
+            backend = next((b for f, b in MODEL_FILES.items() if (child / f).is_file()), None)
+            meta_file = child / METADATA_NAME
+            if backend is None or not meta_file.is_file():
+                continue
+            metadata = VersionMetadata.from_json(meta_file.read_text())
+            found.append(ModelVersion(name, int(child.name), child, backend, metadata))
+        return sorted(found, key=lambda v: v.version)
+
+    def latest(self, name: str) -> ModelVersion:
+        versions = self.versions(name)
+        if not versions:
+            raise ModelRepositoryError(f"model {name!r} has no version in {self.root}")
+        return versions[-1]
+
+    def version(self, name: str, version: int | None) -> ModelVersion:
+        """A given version, or the latest for ``None``."""
+        if version is None:
+            return self.latest(name)
+        for candidate in self.versions(name):
+            if candidate.version == version:
+                return candidate
+        raise ModelRepositoryError(f"model {name!r} has no version {version} in {self.root}")
+
+    def add_version(
+        self,
+        name: str,
+        model_file: Path,
+        lineage: dict[str, Any] | None = None,
+        settings: ModelSettings | None = None,
+    ) -> ModelVersion:
+        """Copy an exported ONNX model in as the next version, with its metadata; rewrite ``config.pbtxt``.
+
+        ``settings`` replaces the model's serving settings; by default the current ones are kept.
+        """
+        check_model_name(name)
+        metadata = read_onnx_metadata(Path(model_file), lineage)
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        existing = [v.version for v in self.versions(name)]
+        number = max(existing, default=0) + 1
+        staging = Path(tempfile.mkdtemp(prefix=f".{number}-", dir=folder))
+        try:
+            shutil.copyfile(model_file, staging / "model.onnx")
+            (staging / METADATA_NAME).write_text(metadata.to_json())
+            os.rename(staging, folder / str(number))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._write_config(name, "onnxruntime", metadata, settings or self.settings(name))
+        return self.version(name, number)
+
+    def _write_config(self, name: str, backend: str, metadata: VersionMetadata, settings: ModelSettings) -> None:
+        for file_name, text in (
+            (SETTINGS_NAME, settings.to_json()),
+            (CONFIG_NAME, render_config(name, backend, metadata, settings)),
+        ):
+            path = self.root / name / file_name
+            staging = path.with_name(f".{file_name}.tmp")
+            staging.write_text(text)
+            os.replace(staging, path)
+
+    def check(self) -> list[str]:
+        """Every problem that would stop Triton or the gateway from serving this repository (empty: fine)."""
+        problems: list[str] = []
+        if not self.root.is_dir():
+            return [f"{self.root}: not a folder"]
+        names = self.model_names()
+        if not names:
+            problems.append(f"{self.root}: no models")
+        for name in names:
+            problems += self._check_model(name)
+        return problems
+
+    def _check_model(self, name: str) -> list[str]:
+        folder = self.root / name
+        if not _NAME_PATTERN.match(name):
+            return [f"{folder}: invalid model name"]
+        problems = [
+            f"{child}: not a version folder (versions are positive integers)"
+            for child in folder.iterdir()
+            if child.is_dir() and not child.name.startswith(".") and not (child.name.isdigit() and int(child.name) > 0)
+        ]
+        for child in folder.iterdir():
+            if child.is_dir() and child.name.isdigit():
+                if not any((child / f).is_file() for f in MODEL_FILES):
+                    problems.append(f"{child}: no model.onnx or model.plan")
+                if not (child / METADATA_NAME).is_file():
+                    problems.append(f"{child}: no {METADATA_NAME} (class names, input size, head)")
+        versions = self.versions(name)
+        if not versions:
+            return [*problems, f"{folder}: no complete version"]
+        latest = versions[-1]
+        shapes = {(v.metadata.input_hw, v.metadata.output_dims, v.metadata.class_names) for v in versions}
+        if len(shapes) > 1:
+            problems.append(
+                f"{folder}: versions differ in input size, output shape or classes; Triton serves one config"
+            )
+        for version in versions:
+            digest = hashlib.sha256(version.model_file.read_bytes()).hexdigest()
+            if version.metadata.sha256 and digest != version.metadata.sha256:
+                problems.append(f"{version.model_file}: content changed since it was added (sha256 mismatch)")
+            head_dims = version.metadata.output_dims
+            expected = 4 + len(version.metadata.class_names)
+            if version.metadata.head is HeadKind.NMS and head_dims[0] != expected:
+                problems.append(f"{version.path}: NMS-head output {head_dims} does not fit {expected - 4} classes")
+        config = folder / CONFIG_NAME
+        wanted = render_config(name, latest.backend, latest.metadata, self.settings(name))
+        if not config.is_file():
+            problems.append(f"{config}: missing")
+        elif config.read_text() != wanted:
+            problems.append(f"{config}: differs from the generated configuration (edited by hand, or stale)")
+        return problems
