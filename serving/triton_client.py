@@ -1,0 +1,90 @@
+"""The one client for any Triton: embedded (PyTriton) or NVIDIA's container, over gRPC with asyncio.
+
+Every call carries a deadline (RELIABILITY.md 2). Failures become typed errors chosen by gRPC status code,
+never by message text: the gateway turns them into ERROR results with a reason, never into PASS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tritonclient.grpc.aio as triton_aio
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from serving.errors import ServingError
+from vision.errors import ModelOutputError
+
+
+class TritonError(ServingError):
+    """Triton could not produce a result."""
+
+
+class ModelUnavailableError(TritonError):
+    """Triton is down or unreachable, or the model (version) is not loaded."""
+
+
+class ModelTimeoutError(TritonError):
+    """Triton did not answer within the deadline."""
+
+
+_TIMEOUT_CODES = {"StatusCode.DEADLINE_EXCEEDED"}
+
+
+def _typed(exc: InferenceServerException, what: str) -> TritonError:
+    status = str(exc.status() or "")
+    if status in _TIMEOUT_CODES:
+        return ModelTimeoutError(f"{what}: Triton did not answer within the deadline")
+    return ModelUnavailableError(f"{what}: {exc.message() or status}")
+
+
+class TritonClient:
+    """Async gRPC client bound to one Triton URL (``host:port``)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 2.0) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        self.url = url
+        self.timeout_s = timeout_s
+        self._client = triton_aio.InferenceServerClient(url)
+
+    async def infer(
+        self,
+        model: str,
+        version: int,
+        batch: np.ndarray,
+        *,
+        input_name: str = "images",
+        output_name: str = "output0",
+        timeout_s: float | None = None,
+    ) -> np.ndarray:
+        """Run one batch; return the raw output. Raises ModelUnavailableError, ModelTimeoutError."""
+        what = f"model {model!r} version {version}"
+        request = InferInput(input_name, list(batch.shape), "FP32")
+        request.set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        try:
+            result = await self._client.infer(
+                model,
+                [request],
+                model_version=str(version),
+                outputs=[InferRequestedOutput(output_name)],
+                client_timeout=timeout_s or self.timeout_s,
+            )
+        except InferenceServerException as exc:
+            raise _typed(exc, what) from exc
+        output = result.as_numpy(output_name)
+        if output is None:
+            raise ModelOutputError(f"{what} returned no {output_name!r} output")
+        return np.asarray(output)
+
+    async def is_ready(self, model: str, version: int) -> bool:
+        """True when the server and this model version are ready (for health checks; never raises)."""
+        try:
+            return bool(
+                await self._client.is_server_ready(client_timeout=self.timeout_s)
+                and await self._client.is_model_ready(model, str(version), client_timeout=self.timeout_s)
+            )
+        except InferenceServerException:
+            return False
+
+    async def close(self) -> None:
+        await self._client.close()
