@@ -1,0 +1,44 @@
+"""The recipes a gateway judges with: a folder of ``<recipe id>.yaml`` files, reloaded when one changes.
+
+An edited recipe takes effect on the next frame without restarting the gateway; its new content hash is the
+version every result names. A file that no longer validates is refused with its error, and the previous
+version is not silently kept: a frame naming it gets an ERROR result saying why.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+from vision.errors import RecipeError
+from vision.recipe import Recipe, load_recipe
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RecipeBook:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._cache: dict[str, tuple[tuple[int, int], Recipe]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, recipe_id: str) -> Recipe:
+        """The current recipe with this id. Raises RecipeError (unknown id, or an invalid file)."""
+        if not _ID.match(recipe_id):
+            raise RecipeError(f"invalid recipe id {recipe_id!r}")
+        path = self.folder / f"{recipe_id}.yaml"
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise RecipeError(f"no recipe {recipe_id!r} (looked for {path})") from None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            cached = self._cache.get(recipe_id)
+            if cached and cached[0] == stamp:
+                return cached[1]
+            recipe = load_recipe(path)
+            if recipe.id != recipe_id:
+                raise RecipeError(f"{path} declares id {recipe.id!r}; the file name must be the recipe id")
+            self._cache[recipe_id] = (stamp, recipe)
+            return recipe
