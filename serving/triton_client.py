@@ -38,14 +38,23 @@ def _typed(exc: InferenceServerException, what: str) -> TritonError:
 
 
 class TritonClient:
-    """Async gRPC client bound to one Triton URL (``host:port``)."""
+    """Async gRPC client bound to one Triton URL (``host:port``).
+
+    The gRPC channel belongs to an event loop, so it is opened on first use, inside the loop that uses it.
+    """
 
     def __init__(self, url: str, *, timeout_s: float = 2.0) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.url = url
         self.timeout_s = timeout_s
-        self._client = triton_aio.InferenceServerClient(url)
+        self._opened: triton_aio.InferenceServerClient | None = None
+
+    @property
+    def _client(self) -> triton_aio.InferenceServerClient:
+        if self._opened is None:
+            self._opened = triton_aio.InferenceServerClient(self.url)
+        return self._opened
 
     async def infer(
         self,
@@ -87,4 +96,6 @@ class TritonClient:
             return False
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._opened is not None:
+            await self._opened.close()
+            self._opened = None

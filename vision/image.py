@@ -26,6 +26,7 @@ _JPEG_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0
 # Markers with no length field: TEM, RST0-7, SOI, EOI.
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8), 0xD8, 0xD9})
 _JPEG_SOS = 0xDA
+_SIGNATURES: dict[str, bytes] = {"jpeg": b"\xff\xd8", "png": _PNG_SIGNATURE}
 
 
 class ImageEncoding(str, Enum):
@@ -100,6 +101,12 @@ def _describe_foreign_format(data: bytes) -> str:
 def read_header(data: bytes, encoding: ImageEncoding | None = None) -> ImageHeader:
     """Read width, height and channels from a JPEG or PNG header without decoding the pixels."""
     encoding = encoding or sniff_encoding(data)
+    if not encoding.is_raw and not data.startswith(_SIGNATURES[encoding.value]):
+        foreign = _describe_foreign_format(data)
+        if not foreign.startswith(("unrecognised", "empty")):
+            raise UnsupportedEncodingError(
+                f"declared {encoding.value} but the data is {foreign}; allowed: JPEG, PNG, raw"
+            )
     if encoding is ImageEncoding.JPEG:
         return _read_jpeg_header(data)
     if encoding is ImageEncoding.PNG:

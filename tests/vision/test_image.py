@@ -266,3 +266,18 @@ def test_exif_rotated_jpeg_decodes_like_ultralytics(sample_jpeg: bytes, tmp_path
     path = tmp_path / "rotated.jpg"
     path.write_bytes(data)
     np.testing.assert_array_equal(image, cv2.imread(str(path)))
+
+
+@pytest.mark.parametrize(
+    ("data", "declared", "error", "message"),
+    [
+        (b"GIF89a" + b"\x00" * 40, ImageEncoding.JPEG, UnsupportedEncodingError, "declared jpeg but the data is GIF"),
+        (b"BM" + b"\x00" * 40, ImageEncoding.PNG, UnsupportedEncodingError, "declared png but the data is BMP"),
+        (b"\x00\x01garbage" * 5, ImageEncoding.JPEG, CorruptImageError, "start-of-image marker FFD8 is missing"),
+    ],
+)
+def test_declared_encoding_must_match_the_data(
+    data: bytes, declared: ImageEncoding, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        decode_image(data, declared)

@@ -1,0 +1,168 @@
+"""The gRPC inspection gateway: ``InspectionService`` (unary and bidirectional stream), health, reflection.
+
+Built as grpc's own examples build servers: :func:`create_server` returns the server and its bound port (tests
+bind port 0), :func:`run_until_signal` serves until SIGTERM/SIGINT and shuts down gracefully: health goes
+NOT_SERVING, new calls are refused, in-flight frames finish and are recorded, then the server stops within
+the grace period.
+
+A stream runs up to ``stream_in_flight`` frames at once (Triton batches across them and across cameras);
+results come back as they finish, each echoing its frame's identity. A frame the gateway cannot judge gets
+its own ERROR result; the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from serving.inspector import Inspector
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InspectionService"].full_name
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    max_message_bytes: int = 64 * 1024 * 1024
+    stream_in_flight: int = 8
+    grace_s: float = 10.0
+    health_period_s: float = 1.0
+    tenant: str = "default"
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    tls_client_ca: bytes | None = None  # set: mutual TLS, client certificates required
+
+
+class InspectionServicer(pb_grpc.InspectionServiceServicer):
+    def __init__(self, inspector: Inspector, settings: GatewaySettings) -> None:
+        self.inspector = inspector
+        self.settings = settings
+
+    async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:  # noqa: N802
+        result = await self.inspector.inspect(self.settings.tenant, request.frame)
+        return pb.InspectResponse(result=result)
+
+    async def StreamInspect(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.StreamInspectRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamInspectResponse]:
+        results: asyncio.Queue[pb.StreamInspectResponse | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(self.settings.stream_in_flight)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def judge(frame: pb.Frame) -> None:
+            try:
+                result = await self.inspector.inspect(self.settings.tenant, frame)
+                await results.put(pb.StreamInspectResponse(result=result))
+            finally:
+                slots.release()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await slots.acquire()  # back-pressure: stop reading while the stream's slots are full
+                    task = asyncio.create_task(judge(request.frame))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if tasks:
+                    await asyncio.gather(*tasks)
+            finally:
+                await results.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await results.get()) is not None:
+                yield item
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+
+class HealthReporter:
+    """Keeps ``grpc.health.v1`` truthful: SERVING only while the inspector's dependencies are ready."""
+
+    def __init__(self, servicer: health.aio.HealthServicer, inspector: Inspector, period_s: float) -> None:
+        self.servicer = servicer
+        self.inspector = inspector
+        self.period_s = period_s
+        self.stopping = False
+
+    async def ready(self) -> bool:
+        repository = self.inspector.repository
+        models = [(name, repository.latest(name).version) for name in repository.model_names()]
+        if not models or not await asyncio.to_thread(self.inspector.store.writable):
+            return False
+        checks = [self.inspector.triton.is_ready(name, version) for name, version in models]
+        return all(await asyncio.gather(*checks))
+
+    async def set(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.servicer.set(name, status)
+
+    async def run(self) -> None:
+        while not self.stopping:
+            try:
+                await self.set(await self.ready())
+            except Exception:  # a failing check means not ready; it must never stop the reporter
+                logger.exception("health check failed")
+                await self.set(False)
+            await asyncio.sleep(self.period_s)
+
+
+def create_server(inspector: Inspector, settings: GatewaySettings) -> tuple[grpc.aio.Server, int, HealthReporter]:
+    """Build the server (not started); return it, the bound port, and its health reporter."""
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+    server = grpc.aio.server(options=options)
+    pb_grpc.add_InspectionServiceServicer_to_server(InspectionServicer(inspector, settings), server)  # type: ignore[no-untyped-call]
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert and settings.tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key, settings.tls_cert)],
+            root_certificates=settings.tls_client_ca,
+            require_client_auth=settings.tls_client_ca is not None,
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    return server, port, HealthReporter(health_servicer, inspector, settings.health_period_s)
+
+
+async def run_until_signal(server: grpc.aio.Server, reporter: HealthReporter, grace_s: float) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new calls, finish in-flight frames."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    health_task = asyncio.create_task(reporter.run())
+    await stop.wait()
+    logger.info("stopping: draining in-flight frames for up to %.0f s", grace_s)
+    reporter.stopping = True
+    health_task.cancel()
+    await reporter.set(False)
+    await server.stop(grace_s)

@@ -1,0 +1,195 @@
+"""End to end over real gRPC on loopback: streaming client → gateway → real embedded Triton → records.
+
+Real DeepPCB frames through the committed DeepPCB detector. Every frame gets exactly one result; the
+detections equal ``lineqa predict``'s on the same files; bad frames get their own ERROR result and the stream
+goes on; a replayed frame returns its original result and stores nothing new; a dead Triton gives ERROR,
+never PASS, and health says NOT_SERVING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from serving.embedded_triton import EmbeddedTriton, free_port
+from serving.gateway import GatewaySettings, create_server
+from serving.inspector import Inspector
+from serving.model_repository import ModelRepository
+from serving.recipes import RecipeBook
+from serving.records import RecordStore, sqlite_url
+from serving.triton_client import TritonClient
+from tests.helpers.deeppcb import deeppcb_pairs
+from tests.helpers.matching import assert_same_detections
+from vision.detections import Detections
+
+adapter = pytest.importorskip("training.ultralytics_adapter", reason="exporting the test model needs the train extra")
+pytestmark = pytest.mark.slow
+
+ASSET = Path(__file__).resolve().parent.parent / "assets" / "deeppcb-yolo11n-320.pt"
+RECIPE = "id: pcb\nmodel: {name: deeppcb}\ndefaults: {fail_confidence: 0.5, review_confidence: 0.25}\n"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModelRepository, Path, EmbeddedTriton]]:
+    work = tmp_path_factory.mktemp("gateway")
+    weights = work / ASSET.name
+    weights.write_bytes(ASSET.read_bytes())
+    onnx = adapter.export_onnx(weights, 320)
+    repository = ModelRepository(work / "models")
+    repository.add_version("deeppcb", onnx)
+    (work / "recipes").mkdir()
+    (work / "recipes" / "pcb.yaml").write_text(RECIPE)
+    with EmbeddedTriton(repository, ort_threads=1) as triton:
+        yield repository, work, triton
+
+
+def make_inspector(
+    served: tuple[ModelRepository, Path, EmbeddedTriton], db: Path, triton_url: str | None = None
+) -> Inspector:
+    repository, work, triton = served
+    client = TritonClient(triton_url or triton.endpoints.grpc_url, timeout_s=10)
+    return Inspector(repository, RecipeBook(work / "recipes"), client, RecordStore(sqlite_url(db)))
+
+
+def frame(sequence: int, data: bytes, encoding: int = pb.IMAGE_ENCODING_JPEG, recipe: str = "pcb") -> pb.Frame:
+    identity = pb.FrameIdentity(camera_id="cam-1", line_id="line-1", part_id=f"P{sequence}", sequence=sequence)
+    return pb.Frame(identity=identity, recipe_id=recipe, image=pb.Image(encoding=encoding, data=data))
+
+
+async def stream(inspector: Inspector, frames: list[pb.Frame]) -> list[pb.InspectionResult]:
+    server, port, _ = create_server(inspector, GatewaySettings(port=0))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.InspectionServiceStub(channel)
+
+            async def requests() -> AsyncIterator[pb.StreamInspectRequest]:
+                for f in frames:
+                    yield pb.StreamInspectRequest(frame=f)
+
+            return [response.result async for response in stub.StreamInspect(requests())]
+    finally:
+        await server.stop(1)
+        await inspector.triton.close()
+
+
+def boards(deeppcb_root: Path, count: int) -> list[Path]:
+    return [image for image, _ in deeppcb_pairs(deeppcb_root)[1:1000:80][:count]]
+
+
+def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    paths = boards(deeppcb_root, 12)
+    inspector = make_inspector(served, tmp_path / "records.db")
+    results = asyncio.run(stream(inspector, [frame(i + 1, p.read_bytes()) for i, p in enumerate(paths)]))
+    by_sequence = {r.frame.sequence: r for r in results}
+    assert len(results) == len(paths) and sorted(by_sequence) == list(range(1, len(paths) + 1))
+    assert [r.error.message for r in results if r.error.message] == []
+    assert inspector.store.count() == len(paths)
+
+    repository, work, _ = served
+    model_file = repository.latest("deeppcb").model_file
+    out = tmp_path / "predict.jsonl"
+    cmd = [sys.executable, "-m", "lineqa.cli", "predict", "--model", str(model_file), "--recipe",
+           str(work / "recipes" / "pcb.yaml"), "--output", str(out), *map(str, paths)]  # fmt: skip
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    expected = [json.loads(line) for line in out.read_text().splitlines()]
+    flagged_total = 0
+    for sequence, record in enumerate(expected, start=1):
+        result = by_sequence[sequence]
+        assert result.verdict == getattr(pb, f"VERDICT_{record['verdict']}")
+        assert result.model.name == "deeppcb" and result.model.version == 1
+        assert result.recipe.id == "pcb" and result.recipe.version == record["recipe"]["version"]
+        assert result.record_id and not result.replay
+        flagged = [d for d in record["detections"] if d["disposition"] in ("defect", "review")]
+        ours = Detections(
+            np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in result.defects], np.float32).reshape(-1, 4),
+            np.array([d.confidence for d in result.defects], np.float32),
+            np.array([d.class_id for d in result.defects], np.int64),
+        )
+        theirs = Detections(
+            np.array([d["box"] for d in flagged], np.float32).reshape(-1, 4),
+            np.array([d["confidence"] for d in flagged], np.float32),
+            np.array([d["class_id"] for d in flagged], np.int64),
+        )
+        flagged_total += assert_same_detections(ours, theirs, conf=0.25, where=f"frame {sequence}").matched
+    assert flagged_total >= 20
+
+
+def test_bad_frames_get_their_own_error_and_the_stream_goes_on(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    good = boards(deeppcb_root, 1)[0].read_bytes()
+    bomb = bytes.fromhex("89504e470d0a1a0a0000000d49484452000186a0000186a00802000000") + b"\x00" * 40
+    frames = [
+        frame(1, good),
+        frame(2, good[: len(good) // 2]),  # truncated
+        frame(3, bomb, pb.IMAGE_ENCODING_PNG),  # 100000 x 100000 header
+        frame(4, b"GIF89a" + b"\x00" * 20),
+        frame(5, good, recipe="no-such-recipe"),
+        frame(6, b""),
+        frame(7, good),
+    ]
+    results = {r.frame.sequence: r for r in asyncio.run(stream(make_inspector(served, tmp_path / "r.db"), frames))}
+    assert len(results) == len(frames)
+    expected = {
+        2: pb.ERROR_CODE_INVALID_IMAGE,
+        3: pb.ERROR_CODE_IMAGE_TOO_LARGE,
+        4: pb.ERROR_CODE_UNSUPPORTED_ENCODING,
+        5: pb.ERROR_CODE_UNKNOWN_RECIPE,
+        6: pb.ERROR_CODE_INVALID_FRAME,
+    }
+    for sequence, code in expected.items():
+        assert results[sequence].verdict == pb.VERDICT_ERROR and results[sequence].error.code == code
+        assert results[sequence].error.message and not results[sequence].record_id
+    for sequence in (1, 7):
+        assert results[sequence].verdict in (pb.VERDICT_PASS, pb.VERDICT_FAIL, pb.VERDICT_REVIEW)
+
+
+def test_replayed_frame_returns_the_original_result(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = boards(deeppcb_root, 1)[0].read_bytes()
+    db = tmp_path / "r.db"
+    (first,) = asyncio.run(stream(make_inspector(served, db), [frame(42, data)]))
+    inspector = make_inspector(served, db)
+    (again,) = asyncio.run(stream(inspector, [frame(42, data)]))
+    assert again.replay and not first.replay
+    assert again.record_id == first.record_id and again.verdict == first.verdict
+    assert list(again.defects) == list(first.defects)
+    assert inspector.store.count() == 1
+
+
+def test_dead_triton_gives_error_never_pass_and_not_serving(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = boards(deeppcb_root, 1)[0].read_bytes()
+    inspector = make_inspector(served, tmp_path / "r.db", triton_url=f"127.0.0.1:{free_port()}")
+    results = asyncio.run(stream(inspector, [frame(i, data) for i in range(1, 4)]))
+    assert [r.verdict for r in results] == [pb.VERDICT_ERROR] * 3
+    assert {r.error.code for r in results} == {pb.ERROR_CODE_MODEL_UNAVAILABLE}
+    assert make_inspector(served, tmp_path / "r.db").store.count() == 0
+
+
+@pytest.mark.parametrize(("alive", "status"), [(True, "SERVING"), (False, "NOT_SERVING")])
+def test_health_follows_triton(served, tmp_path: Path, alive: bool, status: str) -> None:  # type: ignore[no-untyped-def]
+    url = None if alive else f"127.0.0.1:{free_port()}"
+    inspector = make_inspector(served, tmp_path / "r.db", triton_url=url)
+
+    async def check() -> str:
+        server, port, reporter = create_server(inspector, GatewaySettings(port=0))
+        await server.start()
+        try:
+            await reporter.set(await reporter.ready())
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+                return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        finally:
+            await server.stop(1)
+            await inspector.triton.close()
+
+    assert asyncio.run(check()) == status
