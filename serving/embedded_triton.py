@@ -16,6 +16,7 @@ and shared-memory APIs are restricted to callers holding a per-process random ke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -153,6 +154,26 @@ class EmbeddedTriton:
         if self._triton is not None:
             self._triton.stop()
             self._triton = None
+
+    def alive(self) -> bool:
+        return self._triton is not None and bool(self._triton.is_alive())
+
+    def restart(self) -> TritonEndpoints:
+        """Stop (if still running) and start again on the same ports, with the repository's newest models."""
+        self.stop()
+        self.served = {}
+        return self.start()
+
+    async def supervise(self, period_s: float = 1.0) -> None:
+        """Restart the server whenever it is found dead (RELIABILITY.md 3); runs until cancelled."""
+        while True:
+            await asyncio.sleep(period_s)
+            if not self.alive():
+                logger.error("embedded Triton is not running: restarting it")
+                try:
+                    await asyncio.to_thread(self.restart)
+                except EmbeddedTritonError:
+                    logger.exception("embedded Triton did not restart; trying again")
 
     def __enter__(self) -> EmbeddedTriton:
         self.start()

@@ -63,13 +63,16 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     )
 
 
-async def _serve(inspector: Inspector, settings: GatewaySettings) -> None:
+async def _serve(inspector: Inspector, settings: GatewaySettings, embedded: EmbeddedTriton | None) -> None:
     server, port, reporter = create_server(inspector, settings)
+    supervisor = asyncio.create_task(embedded.supervise()) if embedded else None
     print(f"lineqa gateway listening on {settings.host}:{port} ({'TLS' if settings.tls_cert else 'plaintext'})",
           file=sys.stderr, flush=True)  # fmt: skip
     try:
         await run_until_signal(server, reporter, settings.grace_s)
     finally:
+        if supervisor:
+            supervisor.cancel()
         await inspector.triton.close()
 
 
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             store,
             InspectorSettings(limits=ImageLimits(max_pixels=args.max_pixels), triton_timeout_s=args.triton_timeout_s),
         )
-        asyncio.run(_serve(inspector, settings))
+        asyncio.run(_serve(inspector, settings, embedded))
     finally:
         if embedded is not None:
             embedded.stop()

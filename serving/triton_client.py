@@ -28,6 +28,17 @@ class ModelTimeoutError(TritonError):
 
 
 _TIMEOUT_CODES = {"StatusCode.DEADLINE_EXCEEDED"}
+# gRPC's default reconnect backoff grows to 120 s; a restarted Triton must be used again within seconds
+# (RELIABILITY.md 3), so reconnects are retried at most every second.
+_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 256 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+]
 
 
 def _typed(exc: InferenceServerException, what: str) -> TritonError:
@@ -53,7 +64,7 @@ class TritonClient:
     @property
     def _client(self) -> triton_aio.InferenceServerClient:
         if self._opened is None:
-            self._opened = triton_aio.InferenceServerClient(self.url)
+            self._opened = triton_aio.InferenceServerClient(self.url, channel_args=_CHANNEL_ARGS)
         return self._opened
 
     async def infer(
