@@ -18,6 +18,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -50,6 +51,8 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
     def __init__(self, inspector: Inspector, settings: GatewaySettings) -> None:
         self.inspector = inspector
         self.settings = settings
+        # Set on shutdown: streams stop taking frames, finish (and record) the ones in flight, and end.
+        self.draining = asyncio.Event()
 
     async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:  # noqa: N802
         result = await self.inspector.inspect(self.settings.tenant, request.frame)
@@ -71,7 +74,7 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
 
         async def read() -> None:
             try:
-                async for request in request_iterator:
+                async for request in _until(request_iterator, self.draining):
                     await slots.acquire()  # back-pressure: stop reading while the stream's slots are full
                     task = asyncio.create_task(judge(request.frame))
                     tasks.add(task)
@@ -90,6 +93,28 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+
+
+async def _until(
+    requests: AsyncIterator[pb.StreamInspectRequest], stop: asyncio.Event
+) -> AsyncIterator[pb.StreamInspectRequest]:
+    """The stream's requests until it ends or ``stop`` is set (even while waiting for the next one)."""
+    iterator = aiter(requests)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        while not stop.is_set():
+            following: asyncio.Future[pb.StreamInspectRequest] = asyncio.ensure_future(anext(iterator))
+            waiting: list[asyncio.Future[Any]] = [following, stopped]
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if following not in done:
+                following.cancel()
+                return
+            try:
+                yield following.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopped.cancel()
 
 
 class HealthReporter:
@@ -124,8 +149,16 @@ class HealthReporter:
             await asyncio.sleep(self.period_s)
 
 
-def create_server(inspector: Inspector, settings: GatewaySettings) -> tuple[grpc.aio.Server, int, HealthReporter]:
-    """Build the server (not started); return it, the bound port, and its health reporter."""
+@dataclass
+class Gateway:
+    server: grpc.aio.Server
+    port: int
+    health: HealthReporter
+    servicer: InspectionServicer
+
+
+def create_server(inspector: Inspector, settings: GatewaySettings) -> Gateway:
+    """Build the server (not started) with its bound port (``settings.port`` 0: any free port)."""
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -135,7 +168,8 @@ def create_server(inspector: Inspector, settings: GatewaySettings) -> tuple[grpc
         ("grpc.keepalive_permit_without_calls", 1),
     ]
     server = grpc.aio.server(options=options)
-    pb_grpc.add_InspectionServiceServicer_to_server(InspectionServicer(inspector, settings), server)  # type: ignore[no-untyped-call]
+    servicer = InspectionServicer(inspector, settings)
+    pb_grpc.add_InspectionServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -149,20 +183,22 @@ def create_server(inspector: Inspector, settings: GatewaySettings) -> tuple[grpc
         port = server.add_secure_port(address, credentials)
     else:
         port = server.add_insecure_port(address)
-    return server, port, HealthReporter(health_servicer, inspector, settings.health_period_s)
+    return Gateway(server, port, HealthReporter(health_servicer, inspector, settings.health_period_s), servicer)
 
 
-async def run_until_signal(server: grpc.aio.Server, reporter: HealthReporter, grace_s: float) -> None:
-    """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new calls, finish in-flight frames."""
+async def run_until_signal(gateway: Gateway, grace_s: float) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new calls, end streams after their
+    in-flight frames are judged and recorded, stop within ``grace_s``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    health_task = asyncio.create_task(reporter.run())
+    await gateway.server.start()
+    health_task = asyncio.create_task(gateway.health.run())
     await stop.wait()
     logger.info("stopping: draining in-flight frames for up to %.0f s", grace_s)
-    reporter.stopping = True
+    gateway.health.stopping = True
     health_task.cancel()
-    await reporter.set(False)
-    await server.stop(grace_s)
+    await gateway.health.set(False)
+    gateway.servicer.draining.set()
+    await gateway.server.stop(grace_s)

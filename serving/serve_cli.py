@@ -64,12 +64,12 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
 
 
 async def _serve(inspector: Inspector, settings: GatewaySettings, embedded: EmbeddedTriton | None) -> None:
-    server, port, reporter = create_server(inspector, settings)
+    gateway = create_server(inspector, settings)
     supervisor = asyncio.create_task(embedded.supervise()) if embedded else None
-    print(f"lineqa gateway listening on {settings.host}:{port} ({'TLS' if settings.tls_cert else 'plaintext'})",
+    print(f"lineqa gateway listening on {settings.host}:{gateway.port} ({'TLS' if settings.tls_cert else 'plaintext'})",
           file=sys.stderr, flush=True)  # fmt: skip
     try:
-        await run_until_signal(server, reporter, settings.grace_s)
+        await run_until_signal(gateway, settings.grace_s)
     finally:
         if supervisor:
             supervisor.cancel()

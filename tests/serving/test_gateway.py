@@ -68,7 +68,8 @@ def frame(sequence: int, data: bytes, encoding: int = pb.IMAGE_ENCODING_JPEG, re
 
 
 async def stream(inspector: Inspector, frames: list[pb.Frame]) -> list[pb.InspectionResult]:
-    server, port, _ = create_server(inspector, GatewaySettings(port=0))
+    gateway = create_server(inspector, GatewaySettings(port=0))
+    server, port = gateway.server, gateway.port
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -181,7 +182,8 @@ def test_health_follows_triton(served, tmp_path: Path, alive: bool, status: str)
     inspector = make_inspector(served, tmp_path / "r.db", triton_url=url)
 
     async def check() -> str:
-        server, port, reporter = create_server(inspector, GatewaySettings(port=0))
+        gateway = create_server(inspector, GatewaySettings(port=0))
+        server, port, reporter = gateway.server, gateway.port, gateway.health
         await server.start()
         try:
             await reporter.set(await reporter.ready())

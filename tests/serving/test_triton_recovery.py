@@ -53,7 +53,8 @@ def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_p
     events: dict[str, float] = {}
 
     async def scenario() -> list[tuple[float, pb.InspectionResult]]:
-        server, port, _ = create_server(inspector, GatewaySettings(port=0))
+        gateway = create_server(inspector, GatewaySettings(port=0))
+        server, port = gateway.server, gateway.port
         await server.start()
         supervisor = asyncio.create_task(triton.supervise(period_s=0.5))
         received: list[tuple[float, pb.InspectionResult]] = []

@@ -1,0 +1,89 @@
+"""SIGTERM to ``lineqa serve`` during a stream: health goes NOT_SERVING, the stream stops taking frames, the
+ones in flight are judged and recorded and their results delivered, the stream ends cleanly, and the process
+exits 0 within its grace period (RELIABILITY.md 5). Nothing acknowledged is missing from the database."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import cv2
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from datasets.synth import Surface, generate_part
+from protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from serving.embedded_triton import free_port
+from serving.model_repository import ModelRepository
+
+pytestmark = pytest.mark.slow
+
+
+def wait_serving(address: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(address) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"lineqa serve at {address} did not become SERVING within {timeout_s} s")
+
+
+def test_sigterm_mid_stream_loses_nothing(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    ModelRepository(tmp_path / "models").add_version("metal", tiny_models["yolo11n"])
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: metal}\n")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--plaintext", "--port", str(port), "--home", str(tmp_path)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_serving(address, 90)
+        image = cv2.imencode(".png", generate_part(Surface.METAL, 3).image)[1].tobytes()
+        sent: list[int] = []
+
+        async def run() -> list[pb.InspectionResult]:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = pb_grpc.InspectionServiceStub(channel)
+
+                async def frames() -> AsyncIterator[pb.StreamInspectRequest]:
+                    for sequence in range(1, 200):
+                        identity = pb.FrameIdentity(camera_id="cam", line_id="line", sequence=sequence)
+                        image_msg = pb.Image(encoding=pb.IMAGE_ENCODING_PNG, data=image)
+                        sent.append(sequence)
+                        yield pb.StreamInspectRequest(frame=pb.Frame(identity=identity, recipe_id="r", image=image_msg))
+                        if sequence == 15:
+                            server.send_signal(signal.SIGTERM)
+                        await asyncio.sleep(0.05)
+
+                return [response.result async for response in stub.StreamInspect(frames())]
+
+        started = time.monotonic()
+        results = asyncio.run(run())
+        exit_code = server.wait(timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        if server.poll() is None:
+            server.kill()
+    log = server.stdout.read() if server.stdout else ""
+    assert exit_code == 0, log[-3000:]
+    assert elapsed < 25, f"shutdown took {elapsed:.1f} s"
+    assert len(sent) < 199, "the stream was never ended by the server"
+    judged = [r for r in results if r.verdict != pb.VERDICT_ERROR]
+    assert len(judged) >= 15 and len({r.frame.sequence for r in results}) == len(results)
+    with sqlite3.connect(tmp_path / "records.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        stored = {row[0] for row in db.execute("SELECT record_id FROM inspections")}
+    assert {r.record_id for r in judged} == stored  # every acknowledged verdict is recorded, nothing extra
