@@ -7,7 +7,8 @@ the grace period.
 
 A stream runs up to ``stream_in_flight`` frames at once (Triton batches across them and across cameras);
 results come back as they finish, each echoing its frame's identity. A frame the gateway cannot judge gets
-its own ERROR result; the stream goes on.
+its own ERROR result; the stream goes on. At most ``max_in_flight`` frames are judged at once overall: past
+that a stream is simply not read (flow control) and a unary call gets RESOURCE_EXHAUSTED (RELIABILITY.md 13).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class GatewaySettings:
     port: int = 50051
     max_message_bytes: int = 64 * 1024 * 1024
     stream_in_flight: int = 8
+    max_in_flight: int = 64  # frames judged at once across all calls; bounds memory under overload
     grace_s: float = 10.0
     health_period_s: float = 1.0
     tenant: str = "default"
@@ -53,9 +55,13 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         self.settings = settings
         # Set on shutdown: streams stop taking frames, finish (and record) the ones in flight, and end.
         self.draining = asyncio.Event()
+        self.slots = asyncio.Semaphore(settings.max_in_flight)
 
     async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:  # noqa: N802
-        result = await self.inspector.inspect(self.settings.tenant, request.frame)
+        if self.slots.locked():  # a unary caller is told to back off rather than queued without bound
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is at its limit of frames in flight")
+        async with self.slots:
+            result = await self.inspector.inspect(self.settings.tenant, request.frame)
         return pb.InspectResponse(result=result)
 
     async def StreamInspect(  # noqa: N802
@@ -70,12 +76,15 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
                 result = await self.inspector.inspect(self.settings.tenant, frame)
                 await results.put(pb.StreamInspectResponse(result=result))
             finally:
+                self.slots.release()
                 slots.release()
 
         async def read() -> None:
             try:
                 async for request in _until(request_iterator, self.draining):
-                    await slots.acquire()  # back-pressure: stop reading while the stream's slots are full
+                    # Back-pressure: stop reading (HTTP/2 flow control holds the camera) while full.
+                    await slots.acquire()
+                    await self.slots.acquire()
                     task = asyncio.create_task(judge(request.frame))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)

@@ -195,3 +195,34 @@ def test_health_follows_triton(served, tmp_path: Path, alive: bool, status: str)
             await inspector.triton.close()
 
     assert asyncio.run(check()) == status
+
+
+def test_overload_gets_resource_exhausted_never_silence(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = boards(deeppcb_root, 1)[0].read_bytes()
+    inspector = make_inspector(served, tmp_path / "r.db")
+
+    async def flood() -> list[str]:
+        gateway = create_server(inspector, GatewaySettings(port=0, max_in_flight=2))
+        await gateway.server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+                stub = pb_grpc.InspectionServiceStub(channel)
+
+                async def one(sequence: int) -> str:
+                    try:
+                        reply = await stub.Inspect(pb.InspectRequest(frame=frame(sequence, data)))
+                        return pb.Verdict.Name(reply.result.verdict)
+                    except grpc.aio.AioRpcError as exc:
+                        return exc.code().name
+
+                return list(await asyncio.gather(*(one(s) for s in range(1, 31))))
+        finally:
+            await gateway.server.stop(1)
+            await inspector.triton.close()
+
+    outcomes = asyncio.run(flood())
+    assert len(outcomes) == 30
+    assert "RESOURCE_EXHAUSTED" in outcomes
+    judged = [o for o in outcomes if o in ("VERDICT_PASS", "VERDICT_FAIL", "VERDICT_REVIEW")]
+    assert judged and len(judged) + outcomes.count("RESOURCE_EXHAUSTED") == 30  # each call: a verdict or a refusal
+    assert inspector.store.count() == len(judged)
