@@ -17,12 +17,14 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timezone
 
+import cv2
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lineqa import __version__
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from serving.errors import ModelRepositoryError
+from serving.image_store import ImagePolicy, ImageStore, ImageStoreError
 from serving.model_repository import ModelRepository, ModelVersion
 from serving.recipes import RecipeBook
 from serving.records import InspectionRecord, RecordStore, RecordStoreError
@@ -60,6 +62,7 @@ ERROR_CODES: tuple[tuple[type[Exception], pb.ErrorCode], ...] = (
     (ModelRepositoryError, pb.ERROR_CODE_MODEL_UNAVAILABLE),
     (ModelOutputError, pb.ERROR_CODE_INVALID_MODEL_OUTPUT),
     (RecordStoreError, pb.ERROR_CODE_STORAGE_FAILURE),
+    (ImageStoreError, pb.ERROR_CODE_STORAGE_FAILURE),
 )
 
 _ENCODINGS = {
@@ -83,6 +86,7 @@ def error_code_for(exc: Exception) -> pb.ErrorCode:
 class InspectorSettings:
     limits: ImageLimits = field(default_factory=ImageLimits)
     triton_timeout_s: float = 2.0
+    image_policy: ImagePolicy = ImagePolicy.FLAGGED
 
 
 def _now() -> Timestamp:
@@ -145,12 +149,14 @@ class Inspector:
         triton: TritonClient,
         store: RecordStore,
         settings: InspectorSettings | None = None,
+        images: ImageStore | None = None,
     ) -> None:
         self.repository = repository
         self.recipes = recipes
         self.triton = triton
         self.store = store
         self.settings = settings or InspectorSettings()
+        self.images = images
 
     async def inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
         started = time.perf_counter()
@@ -195,7 +201,8 @@ class Inspector:
         timings.decode_ms = (decoded - started) * 1e3
         timings.decision_ms = (time.perf_counter() - after_inference) * 1e3
         persist_start = time.perf_counter()
-        record = self._record(tenant, frame, result, decision)
+        image_key = await asyncio.to_thread(self._keep_image, tenant, frame, image, decision.verdict)
+        record = self._record(tenant, frame, result, decision, image_key)
         stored, existed = await asyncio.to_thread(self.store.commit, record)
         timings.persist_ms = (time.perf_counter() - persist_start) * 1e3
         if existed:  # another connection judged the same frame first: its result is the one
@@ -238,8 +245,22 @@ class Inspector:
             found[: len(windows)], windows, recipe.tiling.merge_threshold if recipe.tiling else 0.5, full
         )
 
+    def _keep_image(self, tenant: str, frame: pb.Frame, image: np.ndarray, verdict: Verdict) -> str | None:
+        """Store the part's image per policy; raw frames are kept as lossless PNG."""
+        policy = self.settings.image_policy
+        if self.images is None or policy is ImagePolicy.NONE:
+            return None
+        if policy is ImagePolicy.FLAGGED and verdict not in (Verdict.FAIL, Verdict.REVIEW):
+            return None
+        encoding = frame.image.encoding
+        if encoding == pb.IMAGE_ENCODING_JPEG:
+            return self.images.put(tenant, frame.image.data, "jpg")
+        if encoding == pb.IMAGE_ENCODING_PNG:
+            return self.images.put(tenant, frame.image.data, "png")
+        return self.images.put(tenant, cv2.imencode(".png", image)[1].tobytes(), "png")
+
     def _record(
-        self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, decision: Decision
+        self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, decision: Decision, image_key: str | None
     ) -> InspectionRecord:
         identity = frame.identity
         capture = identity.capture_time.ToDatetime(timezone.utc) if identity.HasField("capture_time") else None
@@ -262,7 +283,7 @@ class Inspector:
             recipe_id=result.recipe.id,
             recipe_version=result.recipe.version,
             image_sha256=hashlib.sha256(frame.image.data).hexdigest(),
-            image_key=None,
+            image_key=image_key,
             verdict=decision.verdict.value,
             error_code="",
             defects_json=json.dumps(defects),

@@ -17,6 +17,7 @@ from lineqa.home import default_home
 from serving.embedded_triton import EmbeddedTriton
 from serving.errors import ServingError
 from serving.gateway import GatewaySettings, create_server, run_until_signal
+from serving.image_store import ImagePolicy, ImageStore
 from serving.inspector import Inspector, InspectorSettings
 from serving.model_repository import ModelRepository
 from serving.recipes import RecipeBook
@@ -46,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-timeout-s", type=float, default=2.0, help="deadline of each Triton call")
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels, help="largest image accepted")
     parser.add_argument("--stream-in-flight", type=int, default=8, help="frames judged at once per stream")
+    parser.add_argument("--images", type=Path, help="image store folder (default: <home>/images)")
+    parser.add_argument(
+        "--image-policy", choices=[p.value for p in ImagePolicy], default="flagged", help="which parts' images to keep"
+    )
 
 
 def _settings(args: argparse.Namespace) -> GatewaySettings:
@@ -99,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
             recipes,
             TritonClient(triton_url, timeout_s=args.triton_timeout_s),
             store,
-            InspectorSettings(limits=ImageLimits(max_pixels=args.max_pixels), triton_timeout_s=args.triton_timeout_s),
+            InspectorSettings(
+                limits=ImageLimits(max_pixels=args.max_pixels),
+                triton_timeout_s=args.triton_timeout_s,
+                image_policy=ImagePolicy(args.image_policy),
+            ),
+            ImageStore(args.images or home / "images"),
         )
         asyncio.run(_serve(inspector, settings, embedded))
     finally:

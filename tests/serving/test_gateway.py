@@ -24,6 +24,7 @@ from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from serving.embedded_triton import EmbeddedTriton, free_port
 from serving.gateway import GatewaySettings, create_server
+from serving.image_store import ImageStore
 from serving.inspector import Inspector
 from serving.model_repository import ModelRepository
 from serving.recipes import RecipeBook
@@ -59,7 +60,8 @@ def make_inspector(
 ) -> Inspector:
     repository, work, triton = served
     client = TritonClient(triton_url or triton.endpoints.grpc_url, timeout_s=10)
-    return Inspector(repository, RecipeBook(work / "recipes"), client, RecordStore(sqlite_url(db)))
+    images = ImageStore(db.parent / "images")
+    return Inspector(repository, RecipeBook(work / "recipes"), client, RecordStore(sqlite_url(db)), images=images)
 
 
 def frame(sequence: int, data: bytes, encoding: int = pb.IMAGE_ENCODING_JPEG, recipe: str = "pcb") -> pb.Frame:
@@ -97,6 +99,15 @@ def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path
     assert len(results) == len(paths) and sorted(by_sequence) == list(range(1, len(paths) + 1))
     assert [r.error.message for r in results if r.error.message] == []
     assert inspector.store.count() == len(paths)
+    with inspector.store.engine.connect() as conn:  # flagged parts keep their image, PASS parts do not
+        rows = conn.exec_driver_sql("SELECT verdict, image_key, image_sha256 FROM inspections").all()
+    assert {verdict for verdict, _, _ in rows} & {"FAIL", "REVIEW"}
+    for verdict, key, sha in rows:
+        if verdict == "PASS":
+            assert key is None
+        else:
+            assert key == f"default/{sha[:2]}/{sha}.jpg"
+            assert inspector.images is not None and inspector.images.get("default", key)
 
     repository, work, _ = served
     model_file = repository.latest("deeppcb").model_file
