@@ -25,6 +25,7 @@ from lineqa import __version__
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from serving.errors import ModelRepositoryError
 from serving.image_store import ImagePolicy, ImageStore, ImageStoreError
+from serving.metrics import GatewayMetrics
 from serving.model_repository import ModelRepository, ModelVersion
 from serving.recipes import RecipeBook
 from serving.records import InspectionRecord, RecordStore, RecordStoreError
@@ -150,6 +151,7 @@ class Inspector:
         store: RecordStore,
         settings: InspectorSettings | None = None,
         images: ImageStore | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.repository = repository
         self.recipes = recipes
@@ -157,8 +159,18 @@ class Inspector:
         self.store = store
         self.settings = settings or InspectorSettings()
         self.images = images
+        self.metrics = metrics or GatewayMetrics()
 
     async def inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
+        self.metrics.in_flight.inc()
+        try:
+            result = await self._inspect(tenant, frame)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.observe(result)
+        return result
+
+    async def _inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
         started = time.perf_counter()
         result = pb.InspectionResult(frame=frame.identity, receive_time=_now())
         try:

@@ -47,6 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-timeout-s", type=float, default=2.0, help="deadline of each Triton call")
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels, help="largest image accepted")
     parser.add_argument("--stream-in-flight", type=int, default=8, help="frames judged at once per stream")
+    parser.add_argument("--metrics-port", type=int, default=9464, help="Prometheus /metrics port (0: off)")
     parser.add_argument("--images", type=Path, help="image store folder (default: <home>/images)")
     parser.add_argument(
         "--image-policy", choices=[p.value for p in ImagePolicy], default="flagged", help="which parts' images to keep"
@@ -111,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
             ),
             ImageStore(args.images or home / "images"),
         )
+        if args.metrics_port:
+            port = inspector.metrics.serve(args.host, args.metrics_port)
+            print(f"lineqa metrics on http://{args.host}:{port}/metrics", file=sys.stderr, flush=True)
         asyncio.run(_serve(inspector, settings, embedded))
     finally:
         if embedded is not None:

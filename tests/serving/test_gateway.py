@@ -99,6 +99,16 @@ def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path
     assert len(results) == len(paths) and sorted(by_sequence) == list(range(1, len(paths) + 1))
     assert [r.error.message for r in results if r.error.message] == []
     assert inspector.store.count() == len(paths)
+    registry = inspector.metrics.registry
+    frames = sum(registry.get_sample_value("lineqa_frames_total", {"line": "line-1", "verdict": v}) or 0
+                 for v in ("PASS", "FAIL", "REVIEW"))  # fmt: skip
+    assert frames == len(paths)
+    assert registry.get_sample_value("lineqa_stage_seconds_count", {"stage": "inference"}) == len(paths)
+    defects = sum(len(r.defects) for r in results)
+    counted = sum(s.value for m in registry.collect() if m.name == "lineqa_defects" for s in m.samples
+                  if s.name == "lineqa_defects_total")  # fmt: skip
+    assert counted == defects > 0
+    assert registry.get_sample_value("lineqa_frames_in_flight") == 0
     with inspector.store.engine.connect() as conn:  # flagged parts keep their image, PASS parts do not
         rows = conn.exec_driver_sql("SELECT verdict, image_key, image_sha256 FROM inspections").all()
     assert {verdict for verdict, _, _ in rows} & {"FAIL", "REVIEW"}
