@@ -43,7 +43,7 @@ from vision.errors import (
 )
 from vision.image import ImageEncoding, ImageLimits, decode_image
 from vision.recipe import Recipe
-from vision.tiling import merge_tiles, tile_windows
+from vision.tiling import merge_tile_results, tile_crops
 from vision.yolo_output import DecodeOptions
 
 
@@ -224,14 +224,8 @@ class Inspector:
         self, image: np.ndarray, version: ModelVersion, spec: ModelSpec, recipe: Recipe, result: pb.InspectionResult
     ) -> Detections:
         options = DecodeOptions(conf_threshold=recipe.min_confidence, iou_threshold=recipe.iou_threshold)
-        if recipe.tiling is None:
-            crops, windows = [image], None
-        else:
-            tiling = recipe.tiling.options()
-            windows = tile_windows((image.shape[0], image.shape[1]), tiling)
-            crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in windows]
-            if tiling.include_full_image:
-                crops.append(image)
+        tiling = recipe.tiling.options() if recipe.tiling else None
+        crops, windows = tile_crops(image, tiling) if tiling else ([image], None)
         found: list[Detections] = []
         for start in range(0, len(crops), spec.max_batch):
             prep_start = time.perf_counter()
@@ -250,12 +244,9 @@ class Inspector:
             result.timings.preprocess_ms += (infer_start - prep_start) * 1e3
             result.timings.inference_ms += (post_start - infer_start) * 1e3
             result.timings.postprocess_ms += (time.perf_counter() - post_start) * 1e3
-        if windows is None:
+        if tiling is None or windows is None:
             return found[0]
-        full = found[len(windows)] if len(found) > len(windows) else None
-        return merge_tiles(
-            found[: len(windows)], windows, recipe.tiling.merge_threshold if recipe.tiling else 0.5, full
-        )
+        return merge_tile_results(found, windows, tiling)
 
     def _keep_image(self, tenant: str, frame: pb.Frame, image: np.ndarray, verdict: Verdict) -> str | None:
         """Store the part's image per policy; raw frames are kept as lossless PNG."""

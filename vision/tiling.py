@@ -75,6 +75,24 @@ def merge_tiles(
     return Detections(boxes, combined.confidence[keep], combined.class_id[keep])
 
 
+def tile_crops(image: np.ndarray, tiling: TilingOptions) -> tuple[list[np.ndarray], np.ndarray]:
+    """The images to run for one tiled image: every window's crop, then the whole image when asked for.
+
+    Returns them with the windows; their detections, in the same order, go to :func:`merge_tile_results`.
+    """
+    windows = tile_windows((image.shape[0], image.shape[1]), tiling)
+    crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in windows]
+    if tiling.include_full_image:
+        crops.append(image)
+    return crops, windows
+
+
+def merge_tile_results(found: list[Detections], windows: np.ndarray, tiling: TilingOptions) -> Detections:
+    """Merge the detections of :func:`tile_crops`' crops (same order) into one image's detections."""
+    full = found[len(windows)] if tiling.include_full_image else None
+    return merge_tiles(found[: len(windows)], windows, tiling.merge_threshold, full)
+
+
 def detect_tiled(
     image: np.ndarray,
     infer: InferFn,
@@ -83,8 +101,5 @@ def detect_tiled(
     options: DecodeOptions = DecodeOptions(),  # noqa: B008
 ) -> Detections:
     """Detect on overlapping windows of one large image (batched), plus an optional whole-image pass."""
-    windows = tile_windows((image.shape[0], image.shape[1]), tiling)
-    crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in windows]
-    per_window = detect(crops, infer, spec, options)
-    full = detect([image], infer, spec, options)[0] if tiling.include_full_image else None
-    return merge_tiles(per_window, windows, tiling.merge_threshold, full)
+    crops, windows = tile_crops(image, tiling)
+    return merge_tile_results(detect(crops, infer, spec, options), windows, tiling)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import cv2
 import grpc
 import numpy as np
 import pytest
@@ -247,3 +248,37 @@ def test_overload_gets_resource_exhausted_never_silence(served, deeppcb_root: Pa
     judged = [o for o in outcomes if o in ("VERDICT_PASS", "VERDICT_FAIL", "VERDICT_REVIEW")]
     assert judged and len(judged) + outcomes.count("RESOURCE_EXHAUSTED") == 30  # each call: a verdict or a refusal
     assert inspector.store.count() == len(judged)
+
+
+def test_tiled_recipe_through_the_gateway_matches_lineqa_predict(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A 1280 px mosaic of four boards under a recipe with 640 px tiles: the gateway's batched tiles through
+    Triton give what ``lineqa predict`` gives with the same recipe."""
+    repository, work, _ = served
+    (work / "recipes" / "pcb-tiled.yaml").write_text(
+        RECIPE.replace("id: pcb", "id: pcb-tiled") + "tiling: {tile_px: 640}\n"
+    )
+    quad = [cv2.imread(str(p)) for p in boards(deeppcb_root, 4)]
+    mosaic_path = tmp_path / "mosaic.png"
+    cv2.imwrite(str(mosaic_path), np.vstack([np.hstack(quad[:2]), np.hstack(quad[2:])]))
+    inspector = make_inspector(served, tmp_path / "r.db")
+    (result,) = asyncio.run(stream(inspector, [frame(1, mosaic_path.read_bytes(), pb.IMAGE_ENCODING_PNG, "pcb-tiled")]))
+    assert result.verdict != pb.VERDICT_ERROR, result.error.message
+
+    out = tmp_path / "predict.jsonl"
+    cmd = [sys.executable, "-m", "lineqa.cli", "predict", "--model", str(repository.latest("deeppcb").model_file),
+           "--recipe", str(work / "recipes" / "pcb-tiled.yaml"), "--output", str(out), str(mosaic_path)]  # fmt: skip
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    record = json.loads(out.read_text())
+    flagged = [d for d in record["detections"] if d["disposition"] in ("defect", "review")]
+    ours = Detections(
+        np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in result.defects], np.float32).reshape(-1, 4),
+        np.array([d.confidence for d in result.defects], np.float32),
+        np.array([d.class_id for d in result.defects], np.int64),
+    )
+    theirs = Detections(
+        np.array([d["box"] for d in flagged], np.float32).reshape(-1, 4),
+        np.array([d["confidence"] for d in flagged], np.float32),
+        np.array([d["class_id"] for d in flagged], np.int64),
+    )
+    assert result.verdict == getattr(pb, f"VERDICT_{record['verdict']}")
+    assert assert_same_detections(ours, theirs, conf=0.25, where="tiled mosaic").matched >= 10
