@@ -10,20 +10,30 @@ version of a model cannot be bound beside the first ("Address already in use"). 
 version the repository's version policy names; the embedded server serves the newest, and picks up a newer
 one when it is started again.
 
+PyTriton starts the Triton binary by forking. Forking a process that already runs gRPC threads (the gateway)
+can crash the child, so the server lives in its own host process (``python -m serving.embedded_triton``),
+started with fork+exec; :class:`EmbeddedTriton` starts, supervises and restarts that process.
+
 Security (RELIABILITY.md 19): every endpoint listens on 127.0.0.1 only, and the gRPC and HTTP model-control
 and shared-memory APIs are restricted to callers holding a per-process random key.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import sysconfig
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,19 +95,19 @@ def _onnx_infer_function(version: ModelVersion, threads: int) -> Callable[..., d
     return infer  # type: ignore[no-any-return]
 
 
-class EmbeddedTriton:
-    """Start with :meth:`start`, stop with :meth:`stop` (or use as a context manager)."""
+class _TritonHost:
+    """PyTriton in the current process: binds the newest version of every model and runs the server."""
 
-    def __init__(self, repository: ModelRepository, *, ort_threads: int = 0, log_verbose: int = 0) -> None:
+    def __init__(
+        self, repository: ModelRepository, endpoints: TritonEndpoints, admin_key: str, ort_threads: int
+    ) -> None:
         self.repository = repository
+        self.endpoints = endpoints
+        self.admin_key = admin_key
         self.ort_threads = ort_threads
-        self.log_verbose = log_verbose
-        self.endpoints = TritonEndpoints(free_port(), free_port(), free_port())
-        self.admin_key = secrets.token_hex(16)
         self._triton: Any = None
-        self.served: dict[str, int] = {}
 
-    def start(self) -> TritonEndpoints:
+    def start(self) -> None:
         from pytriton.triton import Triton, TritonConfig
 
         _ensure_libpython_on_loader_path()
@@ -112,19 +122,12 @@ class EmbeddedTriton:
             allow_metrics=True,
             grpc_restricted_protocol=restricted,
             http_restricted_api=restricted,
-            log_verbose=self.log_verbose,
             exit_on_error=True,
         )
         self._triton = Triton(config=config)
-        try:
-            for name in self.repository.model_names():
-                self._bind(self.repository.latest(name))
-            self._triton.run()
-        except Exception as exc:  # PyTriton raises assorted errors when the server binary cannot start
-            self.stop()
-            raise EmbeddedTritonError(f"the embedded Triton server did not start: {exc}") from exc
-        logger.info("embedded Triton serving %s on %s", self.served, self.endpoints.grpc_url)
-        return self.endpoints
+        for name in self.repository.model_names():
+            self._bind(self.repository.latest(name))
+        self._triton.run()
 
     def _bind(self, version: ModelVersion) -> None:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -148,20 +151,86 @@ class EmbeddedTriton:
             ),
             strict=True,
         )
-        self.served[version.name] = version.version
+
+    def alive(self) -> bool:
+        return self._triton is not None and bool(self._triton.is_alive())
 
     def stop(self) -> None:
         if self._triton is not None:
             self._triton.stop()
             self._triton = None
 
+
+def served_versions(repository: ModelRepository) -> dict[str, int]:
+    """What the embedded server serves: the newest ONNX version of every model."""
+    served = {}
+    for name in repository.model_names():
+        latest = repository.latest(name)
+        if latest.backend == "onnxruntime":
+            served[name] = latest.version
+    return served
+
+
+class EmbeddedTriton:
+    """The embedded Triton host process. Start with :meth:`start`, stop with :meth:`stop` (or ``with``)."""
+
+    def __init__(self, repository: ModelRepository, *, ort_threads: int = 0, start_timeout_s: float = 120.0) -> None:
+        self.repository = repository
+        self.ort_threads = ort_threads
+        self.start_timeout_s = start_timeout_s
+        self.endpoints = TritonEndpoints(free_port(), free_port(), free_port())
+        self.admin_key = secrets.token_hex(16)
+        self.served: dict[str, int] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> TritonEndpoints:
+        """Start the host process and wait until Triton and its models are ready."""
+        import tritonclient.grpc as triton_grpc
+
+        command = [
+            sys.executable, "-m", "serving.embedded_triton", "--repo", str(self.repository.root),
+            "--grpc-port", str(self.endpoints.grpc_port), "--http-port", str(self.endpoints.http_port),
+            "--metrics-port", str(self.endpoints.metrics_port), "--ort-threads", str(self.ort_threads),
+        ]  # fmt: skip
+        environment = {**os.environ, "LINEQA_TRITON_ADMIN_KEY": self.admin_key}  # not on the command line
+        self._process = subprocess.Popen(command, env=environment)
+        served = served_versions(self.repository)
+        deadline = time.monotonic() + self.start_timeout_s
+        client = triton_grpc.InferenceServerClient(self.endpoints.grpc_url)
+        try:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise EmbeddedTritonError(f"the embedded Triton exited with status {self._process.returncode}")
+                try:
+                    if client.is_server_ready() and all(client.is_model_ready(n, str(v)) for n, v in served.items()):
+                        self.served = served
+                        logger.info("embedded Triton serving %s on %s", served, self.endpoints.grpc_url)
+                        return self.endpoints
+                except Exception:  # not listening yet
+                    pass
+                time.sleep(0.2)
+        finally:
+            client.close()
+        self.stop()
+        raise EmbeddedTritonError(f"the embedded Triton was not ready within {self.start_timeout_s:.0f} s")
+
     def alive(self) -> bool:
-        return self._triton is not None and bool(self._triton.is_alive())
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def restart(self) -> TritonEndpoints:
         """Stop (if still running) and start again on the same ports, with the repository's newest models."""
         self.stop()
-        self.served = {}
         return self.start()
 
     async def supervise(self, period_s: float = 1.0) -> None:
@@ -181,3 +250,39 @@ class EmbeddedTriton:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The host process: serve until told to stop (exit 0), until Triton dies (exit 1, to be restarted), or
+    until its gateway is gone (a killed gateway must not leave a Triton behind)."""
+    parser = argparse.ArgumentParser(prog="python -m serving.embedded_triton", description=__doc__)
+    parser.add_argument("--repo", type=Path, required=True)
+    parser.add_argument("--grpc-port", type=int, required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--ort-threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    endpoints = TritonEndpoints(args.grpc_port, args.http_port, args.metrics_port)
+    admin_key = os.environ.get("LINEQA_TRITON_ADMIN_KEY") or secrets.token_hex(16)
+    host = _TritonHost(ModelRepository(args.repo), endpoints, admin_key, args.ort_threads)
+    gateway = os.getppid()
+    try:
+        host.start()
+        while not stopping and host.alive() and os.getppid() == gateway:
+            time.sleep(0.2)
+        return 1 if not (stopping or os.getppid() != gateway) else 0
+    finally:
+        host.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
