@@ -25,6 +25,7 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "serve": Command("serving.serve_cli", "run the inspection gateway (gRPC) with an embedded or external Triton"),
     "predict": Command("serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
+    "admin": Command("serving.admin_cli", "tenants, lines, cameras, camera tokens and the plant's TLS certificates"),
     "models": Command("serving.models_cli", "the model repository Triton serves: add, list, check"),
     "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }

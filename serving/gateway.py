@@ -9,6 +9,9 @@ A stream runs up to ``stream_in_flight`` frames at once (Triton batches across t
 results come back as they finish, each echoing its frame's identity. A frame the gateway cannot judge gets
 its own ERROR result; the stream goes on. At most ``max_in_flight`` frames are judged at once overall: past
 that a stream is simply not read (flow control) and a unary call gets RESOURCE_EXHAUSTED (RELIABILITY.md 13).
+
+Every call carries a camera token (:mod:`serving.auth`); every frame is checked against it before it is
+judged, and a frame for another camera ends the call with PERMISSION_DENIED, storing nothing for it.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ from grpc_reflection.v1alpha import reflection
 
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from serving.access import AccessDeniedError, TokenCache
+from serving.auth import CameraTokenInterceptor, FrameNotAllowedError, authorize_frame, current_caller, status_for
+from serving.database import DatabaseError
 from serving.inspector import Inspector
 
 logger = logging.getLogger(__name__)
 
+_NOT_AUTHORIZED = (AccessDeniedError, FrameNotAllowedError, DatabaseError)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InspectionService"].full_name
 
 
@@ -43,25 +50,29 @@ class GatewaySettings:
     max_in_flight: int = 64  # frames judged at once across all calls; bounds memory under overload
     grace_s: float = 10.0
     health_period_s: float = 1.0
-    tenant: str = "default"
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
     tls_client_ca: bytes | None = None  # set: mutual TLS, client certificates required
 
 
 class InspectionServicer(pb_grpc.InspectionServiceServicer):
-    def __init__(self, inspector: Inspector, settings: GatewaySettings) -> None:
+    def __init__(self, inspector: Inspector, settings: GatewaySettings, tokens: TokenCache) -> None:
         self.inspector = inspector
         self.settings = settings
+        self.tokens = tokens
         # Set on shutdown: streams stop taking frames, finish (and record) the ones in flight, and end.
         self.draining = asyncio.Event()
         self.slots = asyncio.Semaphore(settings.max_in_flight)
 
     async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:  # noqa: N802
+        try:
+            principal = await authorize_frame(self.tokens, current_caller(), request.frame.identity)
+        except _NOT_AUTHORIZED as exc:
+            await context.abort(status_for(exc), str(exc))
         if self.slots.locked():  # a unary caller is told to back off rather than queued without bound
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is at its limit of frames in flight")
         async with self.slots:
-            result = await self.inspector.inspect(self.settings.tenant, request.frame)
+            result = await self.inspector.inspect(principal.tenant_id, request.frame)
         return pb.InspectResponse(result=result)
 
     async def StreamInspect(  # noqa: N802
@@ -70,10 +81,12 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         results: asyncio.Queue[pb.StreamInspectResponse | None] = asyncio.Queue()
         slots = asyncio.Semaphore(self.settings.stream_in_flight)
         tasks: set[asyncio.Task[None]] = set()
+        caller = current_caller()
+        refused: list[Exception] = []
 
-        async def judge(frame: pb.Frame) -> None:
+        async def judge(tenant: str, frame: pb.Frame) -> None:
             try:
-                result = await self.inspector.inspect(self.settings.tenant, frame)
+                result = await self.inspector.inspect(tenant, frame)
                 await results.put(pb.StreamInspectResponse(result=result))
             finally:
                 self.slots.release()
@@ -82,10 +95,15 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         async def read() -> None:
             try:
                 async for request in _until(request_iterator, self.draining):
+                    try:
+                        principal = await authorize_frame(self.tokens, caller, request.frame.identity)
+                    except _NOT_AUTHORIZED as exc:  # the frames already taken finish; then the call ends
+                        refused.append(exc)
+                        break
                     # Back-pressure: stop reading (HTTP/2 flow control holds the camera) while full.
                     await slots.acquire()
                     await self.slots.acquire()
-                    task = asyncio.create_task(judge(request.frame))
+                    task = asyncio.create_task(judge(principal.tenant_id, request.frame))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 if tasks:
@@ -97,6 +115,8 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         try:
             while (item := await results.get()) is not None:
                 yield item
+            if refused:
+                await context.abort(status_for(refused[0]), str(refused[0]))
         finally:
             if not reader.done():
                 reader.cancel()
@@ -166,8 +186,9 @@ class Gateway:
     servicer: InspectionServicer
 
 
-def create_server(inspector: Inspector, settings: GatewaySettings) -> Gateway:
-    """Build the server (not started) with its bound port (``settings.port`` 0: any free port)."""
+def create_server(inspector: Inspector, settings: GatewaySettings, tokens: TokenCache) -> Gateway:
+    """Build the server (not started) with its bound port (``settings.port`` 0: any free port); every call
+    but health and reflection needs a camera token that ``tokens`` accepts."""
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -176,8 +197,8 @@ def create_server(inspector: Inspector, settings: GatewaySettings) -> Gateway:
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    server = grpc.aio.server(options=options)
-    servicer = InspectionServicer(inspector, settings)
+    server = grpc.aio.server(options=options, interceptors=[CameraTokenInterceptor(tokens)])
+    servicer = InspectionServicer(inspector, settings, tokens)
     pb_grpc.add_InspectionServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

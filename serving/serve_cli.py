@@ -1,8 +1,10 @@
 """``lineqa serve``: the inspection gateway, with an embedded Triton unless ``--triton-url`` is given.
 
 Everything defaults to the lineqa home: models from ``<home>/models``, recipes from ``<home>/recipes``,
-records in ``<home>/records.db``. TLS is the default; ``--plaintext`` is for local use only and must be
-asked for.
+records and camera access in ``<home>/lineqa.db``. TLS is the default, with the plant certificate from
+``lineqa admin pki init`` (``<home>/pki``) unless ``--tls-cert``/``--tls-key`` name others; ``--plaintext``
+is for local use only and must be asked for. Every camera needs a token (``lineqa admin token issue``),
+plaintext or not.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import sys
 from pathlib import Path
 
 from lineqa.home import default_home
+from serving.access import AccessStore, TokenCache
+from serving.database import database_url, open_database
 from serving.embedded_triton import EmbeddedTriton
 from serving.errors import ServingError
 from serving.gateway import GatewaySettings, create_server, run_until_signal
 from serving.image_store import ImagePolicy, ImageStore
 from serving.inspector import Inspector, InspectorSettings
 from serving.model_repository import ModelRepository
+from serving.pki import PlantPki
 from serving.recipes import RecipeBook
-from serving.records import RecordStore, sqlite_url
+from serving.records import RecordStore
 from serving.triton_client import TritonClient
 from vision.image import ImageLimits
 
@@ -36,13 +41,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
     parser.add_argument("--models", type=Path, help="model repository (default: <home>/models)")
     parser.add_argument("--recipes", type=Path, help="recipe folder (default: <home>/recipes)")
-    parser.add_argument("--db", help="records database URL (default: SQLite <home>/records.db)")
+    parser.add_argument("--db", help="database URL for records and camera access (default: SQLite <home>/lineqa.db)")
     parser.add_argument("--triton-url", help="an external Triton's gRPC host:port (default: start one here)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=50051, help="port to listen on (default 50051)")
-    parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
-    parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
-    parser.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA")
+    parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM; default: <home>/pki/server.pem)")
+    parser.add_argument("--tls-key", type=Path, help="server private key (PEM; default: <home>/pki/server.key)")
+    parser.add_argument("--tls-client-ca", type=Path, help="mutual TLS: require client certificates of this CA")
+    parser.add_argument("--mtls", action="store_true", help="mutual TLS with the plant CA (<home>/pki/ca.pem)")
     parser.add_argument("--plaintext", action="store_true", help="no TLS: only for local use on a trusted host")
     parser.add_argument("--triton-timeout-s", type=float, default=2.0, help="deadline of each Triton call")
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels, help="largest image accepted")
@@ -54,23 +60,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace) -> GatewaySettings:
-    if args.plaintext == bool(args.tls_cert or args.tls_key):
-        raise ServeConfigError("give --tls-cert and --tls-key, or --plaintext for local use (not both)")
-    if not args.plaintext and not (args.tls_cert and args.tls_key):
-        raise ServeConfigError("TLS needs both --tls-cert and --tls-key")
+def _settings(args: argparse.Namespace, home: Path) -> GatewaySettings:
+    pki = PlantPki(home / "pki")
+    if args.plaintext:
+        if args.tls_cert or args.tls_key or args.tls_client_ca or args.mtls:
+            raise ServeConfigError("--plaintext cannot be combined with TLS options")
+        cert = key = client_ca = None
+    else:
+        cert, key = args.tls_cert or pki.server_cert, args.tls_key or pki.server_key
+        if not (cert.is_file() and key.is_file()):
+            raise ServeConfigError(
+                f"no TLS certificate at {cert} / {key}: run 'lineqa admin pki init' (or give --tls-cert and "
+                "--tls-key, or --plaintext for local use on a trusted host)"
+            )
+        client_ca = args.tls_client_ca or (pki.ca_cert if args.mtls else None)
     return GatewaySettings(
         host=args.host,
         port=args.port,
         stream_in_flight=args.stream_in_flight,
-        tls_cert=args.tls_cert.read_bytes() if args.tls_cert else None,
-        tls_key=args.tls_key.read_bytes() if args.tls_key else None,
-        tls_client_ca=args.tls_client_ca.read_bytes() if args.tls_client_ca else None,
+        tls_cert=cert.read_bytes() if cert else None,
+        tls_key=key.read_bytes() if key else None,
+        tls_client_ca=client_ca.read_bytes() if client_ca else None,
     )
 
 
-async def _serve(inspector: Inspector, settings: GatewaySettings, embedded: EmbeddedTriton | None) -> None:
-    gateway = create_server(inspector, settings)
+async def _serve(
+    inspector: Inspector, settings: GatewaySettings, tokens: TokenCache, embedded: EmbeddedTriton | None
+) -> None:
+    gateway = create_server(inspector, settings, tokens)
     supervisor = asyncio.create_task(embedded.supervise()) if embedded else None
     print(f"lineqa gateway listening on {settings.host}:{gateway.port} ({'TLS' if settings.tls_cert else 'plaintext'})",
           file=sys.stderr, flush=True)  # fmt: skip
@@ -84,11 +101,15 @@ async def _serve(inspector: Inspector, settings: GatewaySettings, embedded: Embe
 
 def run(args: argparse.Namespace) -> int:
     home = args.home or default_home()
-    settings = _settings(args)
+    settings = _settings(args, home)
     repository = ModelRepository(args.models or home / "models")
     recipes = RecipeBook(args.recipes or home / "recipes")
     home.mkdir(parents=True, exist_ok=True)
-    store = RecordStore(args.db or sqlite_url(home / "records.db"))
+    engine = open_database(database_url(home, args.db))
+    store, access = RecordStore(engine), AccessStore(engine)
+    if not access.cameras():
+        print("no cameras are registered yet: add them with 'lineqa admin camera add' and issue tokens",
+              file=sys.stderr, flush=True)  # fmt: skip
     embedded = None
     triton_url = args.triton_url
     if not triton_url:
@@ -115,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         if args.metrics_port:
             port = inspector.metrics.serve(args.host, args.metrics_port)
             print(f"lineqa metrics on http://{args.host}:{port}/metrics", file=sys.stderr, flush=True)
-        asyncio.run(_serve(inspector, settings, embedded))
+        asyncio.run(_serve(inspector, settings, TokenCache(access), embedded))
     finally:
         if embedded is not None:
             embedded.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -43,9 +44,9 @@ def lineqa_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 POSTGRES_ADMIN_URL = os.environ.get("LINEQA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the loopback PostgreSQL server, dropped afterwards.
+@contextlib.contextmanager
+def _fresh_postgres_database() -> Iterator[str]:
+    """A new database on the loopback PostgreSQL server, dropped afterwards.
 
     Missing server: a skip on a developer's machine, a failure in CI (CI=true), where .ci/run starts it.
     """
@@ -62,10 +63,26 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One PostgreSQL database for the session's tests that clean up after themselves."""
+    with _fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A database of its own, for tests that need one with no schema yet."""
+    with _fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

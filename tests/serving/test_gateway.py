@@ -13,7 +13,9 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import grpc
@@ -23,13 +25,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from serving.access import AccessStore, TokenCache
+from serving.database import open_database, sqlite_url
 from serving.embedded_triton import EmbeddedTriton, free_port
-from serving.gateway import GatewaySettings, create_server
+from serving.gateway import Gateway, GatewaySettings, create_server
 from serving.image_store import ImageStore
 from serving.inspector import Inspector
+from serving.local_plant import LocalPlant, provision_local_plant
 from serving.model_repository import ModelRepository
 from serving.recipes import RecipeBook
-from serving.records import RecordStore, sqlite_url
+from serving.records import RecordStore
 from serving.triton_client import TritonClient
 from tests.helpers.deeppcb import deeppcb_pairs
 from tests.helpers.matching import assert_same_detections
@@ -56,13 +61,29 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModelRepo
         yield repository, work, triton
 
 
-def make_inspector(
-    served: tuple[ModelRepository, Path, EmbeddedTriton], db: Path, triton_url: str | None = None
-) -> Inspector:
+@dataclass
+class Rig:
+    """An inspector on its own database, with a plant (TLS certificates, tenant ``acme``, camera tokens)."""
+
+    inspector: Inspector
+    plant: LocalPlant
+
+    def server(self, token_cache_s: float = 5.0, **settings: Any) -> Gateway:
+        cert, key = self.plant.server_tls()
+        tokens = TokenCache(AccessStore(self.inspector.store.engine), ttl_s=token_cache_s)
+        return create_server(self.inspector, GatewaySettings(port=0, tls_cert=cert, tls_key=key, **settings), tokens)
+
+    def channel(self, port: int) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(f"localhost:{port}", self.plant.channel_credentials())
+
+
+def make_rig(served: tuple[ModelRepository, Path, EmbeddedTriton], db: Path, triton_url: str | None = None) -> Rig:
     repository, work, triton = served
     client = TritonClient(triton_url or triton.endpoints.grpc_url, timeout_s=10)
     images = ImageStore(db.parent / "images")
-    return Inspector(repository, RecipeBook(work / "recipes"), client, RecordStore(sqlite_url(db)), images=images)
+    plant = provision_local_plant(db.parent, tenant="acme", cameras=("cam-1", "cam-2"), db_url=sqlite_url(db))
+    store = RecordStore(open_database(sqlite_url(db)))
+    return Rig(Inspector(repository, RecipeBook(work / "recipes"), client, store, images=images), plant)
 
 
 def frame(sequence: int, data: bytes, encoding: int = pb.IMAGE_ENCODING_JPEG, recipe: str = "pcb") -> pb.Frame:
@@ -70,22 +91,23 @@ def frame(sequence: int, data: bytes, encoding: int = pb.IMAGE_ENCODING_JPEG, re
     return pb.Frame(identity=identity, recipe_id=recipe, image=pb.Image(encoding=encoding, data=data))
 
 
-async def stream(inspector: Inspector, frames: list[pb.Frame]) -> list[pb.InspectionResult]:
-    gateway = create_server(inspector, GatewaySettings(port=0))
-    server, port = gateway.server, gateway.port
-    await server.start()
+async def stream(rig: Rig, frames: list[pb.Frame], camera: str = "cam-1") -> list[pb.InspectionResult]:
+    """Stream ``frames`` over TLS with ``camera``'s token; the results, or the call's error."""
+    gateway = rig.server()
+    await gateway.server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with rig.channel(gateway.port) as channel:
             stub = pb_grpc.InspectionServiceStub(channel)
 
             async def requests() -> AsyncIterator[pb.StreamInspectRequest]:
                 for f in frames:
                     yield pb.StreamInspectRequest(frame=f)
 
-            return [response.result async for response in stub.StreamInspect(requests())]
+            call = stub.StreamInspect(requests(), metadata=rig.plant.call_metadata(camera))
+            return [response.result async for response in call]
     finally:
-        await server.stop(1)
-        await inspector.triton.close()
+        await gateway.server.stop(1)
+        await rig.inspector.triton.close()
 
 
 def boards(deeppcb_root: Path, count: int) -> list[Path]:
@@ -94,8 +116,9 @@ def boards(deeppcb_root: Path, count: int) -> list[Path]:
 
 def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     paths = boards(deeppcb_root, 12)
-    inspector = make_inspector(served, tmp_path / "records.db")
-    results = asyncio.run(stream(inspector, [frame(i + 1, p.read_bytes()) for i, p in enumerate(paths)]))
+    rig = make_rig(served, tmp_path / "records.db")
+    inspector = rig.inspector
+    results = asyncio.run(stream(rig, [frame(i + 1, p.read_bytes()) for i, p in enumerate(paths)]))
     by_sequence = {r.frame.sequence: r for r in results}
     assert len(results) == len(paths) and sorted(by_sequence) == list(range(1, len(paths) + 1))
     assert [r.error.message for r in results if r.error.message] == []
@@ -117,8 +140,8 @@ def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path
         if verdict == "PASS":
             assert key is None
         else:
-            assert key == f"default/{sha[:2]}/{sha}.jpg"
-            assert inspector.images is not None and inspector.images.get("default", key)
+            assert key == f"acme/{sha[:2]}/{sha}.jpg"
+            assert inspector.images is not None and inspector.images.get("acme", key)
 
     repository, work, _ = served
     model_file = repository.latest("deeppcb").model_file
@@ -161,7 +184,7 @@ def test_bad_frames_get_their_own_error_and_the_stream_goes_on(served, deeppcb_r
         frame(6, b""),
         frame(7, good),
     ]
-    results = {r.frame.sequence: r for r in asyncio.run(stream(make_inspector(served, tmp_path / "r.db"), frames))}
+    results = {r.frame.sequence: r for r in asyncio.run(stream(make_rig(served, tmp_path / "r.db"), frames))}
     assert len(results) == len(frames)
     expected = {
         2: pb.ERROR_CODE_INVALID_IMAGE,
@@ -180,9 +203,10 @@ def test_bad_frames_get_their_own_error_and_the_stream_goes_on(served, deeppcb_r
 def test_replayed_frame_returns_the_original_result(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = boards(deeppcb_root, 1)[0].read_bytes()
     db = tmp_path / "r.db"
-    (first,) = asyncio.run(stream(make_inspector(served, db), [frame(42, data)]))
-    inspector = make_inspector(served, db)
-    (again,) = asyncio.run(stream(inspector, [frame(42, data)]))
+    (first,) = asyncio.run(stream(make_rig(served, db), [frame(42, data)]))
+    rig = make_rig(served, db)
+    inspector = rig.inspector
+    (again,) = asyncio.run(stream(rig, [frame(42, data)]))
     assert again.replay and not first.replay
     assert again.record_id == first.record_id and again.verdict == first.verdict
     assert list(again.defects) == list(first.defects)
@@ -191,48 +215,50 @@ def test_replayed_frame_returns_the_original_result(served, deeppcb_root: Path, 
 
 def test_dead_triton_gives_error_never_pass_and_not_serving(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = boards(deeppcb_root, 1)[0].read_bytes()
-    inspector = make_inspector(served, tmp_path / "r.db", triton_url=f"127.0.0.1:{free_port()}")
-    results = asyncio.run(stream(inspector, [frame(i, data) for i in range(1, 4)]))
+    rig = make_rig(served, tmp_path / "r.db", triton_url=f"127.0.0.1:{free_port()}")
+    results = asyncio.run(stream(rig, [frame(i, data) for i in range(1, 4)]))
     assert [r.verdict for r in results] == [pb.VERDICT_ERROR] * 3
     assert {r.error.code for r in results} == {pb.ERROR_CODE_MODEL_UNAVAILABLE}
-    assert make_inspector(served, tmp_path / "r.db").store.count() == 0
+    assert rig.inspector.store.count() == 0
 
 
 @pytest.mark.parametrize(("alive", "status"), [(True, "SERVING"), (False, "NOT_SERVING")])
 def test_health_follows_triton(served, tmp_path: Path, alive: bool, status: str) -> None:  # type: ignore[no-untyped-def]
     url = None if alive else f"127.0.0.1:{free_port()}"
-    inspector = make_inspector(served, tmp_path / "r.db", triton_url=url)
+    rig = make_rig(served, tmp_path / "r.db", triton_url=url)
 
     async def check() -> str:
-        gateway = create_server(inspector, GatewaySettings(port=0))
+        gateway = rig.server()
         server, port, reporter = gateway.server, gateway.port, gateway.health
         await server.start()
         try:
             await reporter.set(await reporter.ready())
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with rig.channel(port) as channel:  # health needs no token
                 reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
                 return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         finally:
             await server.stop(1)
-            await inspector.triton.close()
+            await rig.inspector.triton.close()
 
     assert asyncio.run(check()) == status
 
 
 def test_overload_gets_resource_exhausted_never_silence(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = boards(deeppcb_root, 1)[0].read_bytes()
-    inspector = make_inspector(served, tmp_path / "r.db")
+    rig = make_rig(served, tmp_path / "r.db")
+    inspector = rig.inspector
 
     async def flood() -> list[str]:
-        gateway = create_server(inspector, GatewaySettings(port=0, max_in_flight=2))
+        gateway = rig.server(max_in_flight=2)
         await gateway.server.start()
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            async with rig.channel(gateway.port) as channel:
                 stub = pb_grpc.InspectionServiceStub(channel)
 
                 async def one(sequence: int) -> str:
                     try:
-                        reply = await stub.Inspect(pb.InspectRequest(frame=frame(sequence, data)))
+                        request = pb.InspectRequest(frame=frame(sequence, data))
+                        reply = await stub.Inspect(request, metadata=rig.plant.call_metadata("cam-1"))
                         return pb.Verdict.Name(reply.result.verdict)
                     except grpc.aio.AioRpcError as exc:
                         return exc.code().name
@@ -260,8 +286,8 @@ def test_tiled_recipe_through_the_gateway_matches_lineqa_predict(served, deeppcb
     quad = [cv2.imread(str(p)) for p in boards(deeppcb_root, 4)]
     mosaic_path = tmp_path / "mosaic.png"
     cv2.imwrite(str(mosaic_path), np.vstack([np.hstack(quad[:2]), np.hstack(quad[2:])]))
-    inspector = make_inspector(served, tmp_path / "r.db")
-    (result,) = asyncio.run(stream(inspector, [frame(1, mosaic_path.read_bytes(), pb.IMAGE_ENCODING_PNG, "pcb-tiled")]))
+    rig = make_rig(served, tmp_path / "r.db")
+    (result,) = asyncio.run(stream(rig, [frame(1, mosaic_path.read_bytes(), pb.IMAGE_ENCODING_PNG, "pcb-tiled")]))
     assert result.verdict != pb.VERDICT_ERROR, result.error.message
 
     out = tmp_path / "predict.jsonl"
@@ -282,3 +308,143 @@ def test_tiled_recipe_through_the_gateway_matches_lineqa_predict(served, deeppcb
     )
     assert result.verdict == getattr(pb, f"VERDICT_{record['verdict']}")
     assert assert_same_detections(ours, theirs, conf=0.25, where="tiled mosaic").matched >= 10
+
+
+async def collect(
+    rig: Rig, calls: list[tuple[str | None, list[pb.Frame]]], **settings: Any
+) -> list[tuple[list[pb.InspectionResult], str]]:
+    """Run one stream per (token's camera or None for no token, frames) on one server; for each, the results
+    it got and how the call ended."""
+    gateway = rig.server(**settings)
+    await gateway.server.start()
+    try:
+        async with rig.channel(gateway.port) as channel:
+            stub = pb_grpc.InspectionServiceStub(channel)
+
+            async def one(camera: str | None, frames: list[pb.Frame]) -> tuple[list[pb.InspectionResult], str]:
+                async def requests() -> AsyncIterator[pb.StreamInspectRequest]:
+                    for f in frames:
+                        yield pb.StreamInspectRequest(frame=f)
+                        await asyncio.sleep(0.1)
+
+                metadata = rig.plant.call_metadata(camera) if camera else None
+                results: list[pb.InspectionResult] = []
+                try:
+                    async for response in stub.StreamInspect(requests(), metadata=metadata):
+                        results.append(response.result)
+                except grpc.aio.AioRpcError as exc:
+                    return results, exc.code().name
+                return results, "OK"
+
+            return [await one(camera, frames) for camera, frames in calls]
+    finally:
+        await gateway.server.stop(1)
+        await rig.inspector.triton.close()
+
+
+def claiming(camera: str, sequences: range, data: bytes, line: str = "line-1") -> list[pb.Frame]:
+    frames = [frame(s, data) for s in sequences]
+    for f in frames:
+        f.identity.camera_id, f.identity.line_id = camera, line
+    return frames
+
+
+def test_token_of_tenant_a_claiming_camera_of_b_is_denied(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = boards(deeppcb_root, 1)[0].read_bytes()
+    db = tmp_path / "r.db"
+    rig = make_rig(served, db)
+    other = provision_local_plant(tmp_path, tenant="globex", line="line-9", cameras=("cam-b",), db_url=sqlite_url(db))
+    assert other.tokens["cam-b"] != rig.plant.tokens["cam-1"]
+    outcomes = asyncio.run(collect(rig, [
+        ("cam-1", claiming("cam-b", range(1, 4), data, line="line-9")),  # tenant B's camera and line
+        ("cam-1", claiming("cam-2", range(1, 4), data)),  # another camera of the same tenant
+        ("cam-1", claiming("cam-1", range(1, 4), data, line="line-9")),  # its own camera on a line not its own
+    ]))  # fmt: skip
+    assert outcomes == [([], "PERMISSION_DENIED")] * 3
+    assert rig.inspector.store.count() == 0
+    assert not (tmp_path / "images").exists() or not any((tmp_path / "images").rglob("*.jpg"))
+
+
+def test_frames_taken_before_a_denied_one_are_answered(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = boards(deeppcb_root, 1)[0].read_bytes()
+    rig = make_rig(served, tmp_path / "r.db")
+    frames = claiming("cam-1", range(1, 3), data, line="") + claiming("cam-2", range(3, 5), data)
+    ((results, ended),) = asyncio.run(collect(rig, [("cam-1", frames)]))
+    assert ended == "PERMISSION_DENIED"
+    assert [r.frame.sequence for r in results] == [1, 2]
+    assert all(r.frame.line_id == "line-1" and r.verdict != pb.VERDICT_ERROR for r in results)  # line filled in
+    assert rig.inspector.store.count() == 2
+
+
+def test_missing_unknown_and_revoked_tokens_are_unauthenticated(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = boards(deeppcb_root, 1)[0].read_bytes()
+    rig = make_rig(served, tmp_path / "r.db")
+    access = AccessStore(rig.inspector.store.engine)
+    good = rig.plant.tokens["cam-2"]
+    token_id = good.split("_")[1]
+    forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    access.revoke_token(rig.plant.tokens["cam-1"].split("_")[1])
+    rig.plant.tokens["forged"] = forged
+    rig.plant.tokens["garbage"] = "not-a-token"
+    outcomes = asyncio.run(collect(rig, [
+        (None, claiming("cam-1", range(1, 3), data)),
+        ("garbage", claiming("cam-1", range(1, 3), data)),
+        ("forged", claiming("cam-2", range(1, 3), data)),
+        ("cam-1", claiming("cam-1", range(1, 3), data)),  # revoked
+    ]))  # fmt: skip
+    assert [ended for _, ended in outcomes] == ["UNAUTHENTICATED"] * 4
+    assert rig.inspector.store.count() == 0
+    assert [t.token_id for t in access.tokens() if t.revoked_at is None] == [token_id]
+
+
+def test_a_token_revoked_during_a_stream_stops_it(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = boards(deeppcb_root, 1)[0].read_bytes()
+    rig = make_rig(served, tmp_path / "r.db")
+    access = AccessStore(rig.inspector.store.engine)
+    frames = claiming("cam-1", range(1, 41), data)  # 4 s of frames at 10 per second
+
+    async def revoke_soon() -> None:
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(access.revoke_token, rig.plant.tokens["cam-1"].split("_")[1])
+
+    async def scenario() -> list[tuple[list[pb.InspectionResult], str]]:
+        revoker = asyncio.create_task(revoke_soon())
+        outcome = await collect(rig, [("cam-1", frames)], token_cache_s=0.3)
+        await revoker
+        return outcome
+
+    ((results, ended),) = asyncio.run(scenario())
+    assert ended == "UNAUTHENTICATED"
+    assert 3 <= len(results) < 30 and rig.inspector.store.count() == len(results)
+
+
+def test_mutual_tls_refuses_a_client_without_a_plant_certificate(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = boards(deeppcb_root, 1)[0].read_bytes()
+    rig = make_rig(served, tmp_path / "r.db")
+    cert, key = rig.plant.pki.client("cam-1")
+    ca = rig.plant.pki.ca_cert.read_bytes()
+
+    async def scenario() -> list[str]:
+        gateway = rig.server(tls_client_ca=ca)
+        await gateway.server.start()
+        outcomes = []
+        try:
+            for credentials in (
+                grpc.ssl_channel_credentials(ca),
+                grpc.ssl_channel_credentials(ca, private_key=key.read_bytes(), certificate_chain=cert.read_bytes()),
+            ):
+                async with grpc.aio.secure_channel(f"localhost:{gateway.port}", credentials) as channel:
+                    stub = pb_grpc.InspectionServiceStub(channel)
+                    request = pb.InspectRequest(frame=frame(len(outcomes) + 1, data))
+                    try:
+                        reply = await stub.Inspect(request, metadata=rig.plant.call_metadata("cam-1"), timeout=20)
+                        outcomes.append(pb.Verdict.Name(reply.result.verdict))
+                    except grpc.aio.AioRpcError as exc:
+                        outcomes.append(exc.code().name)
+        finally:
+            await gateway.server.stop(1)
+            await rig.inspector.triton.close()
+        return outcomes
+
+    refused, accepted = asyncio.run(scenario())
+    assert refused == "UNAVAILABLE" and accepted in ("VERDICT_PASS", "VERDICT_FAIL", "VERDICT_REVIEW")

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from serving.records import InspectionRecord, RecordStore, RecordStoreError, sqlite_url
+from serving.database import DatabaseError, open_database, sqlite_url
+from serving.records import InspectionRecord, RecordStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordStore]:
     sqlite = request.param == "sqlite"
     url = sqlite_url(tmp_path / "records.db") if sqlite else request.getfixturevalue("postgres_url")
-    store = RecordStore(url)
+    store = RecordStore(open_database(url))
     yield store
     with store.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM inspections")
@@ -73,7 +74,7 @@ def test_racing_connections_store_one_row(store: RecordStore) -> None:
 
 
 def test_sqlite_is_durable_by_configuration(tmp_path: Path) -> None:
-    store = RecordStore(sqlite_url(tmp_path / "r.db"))
+    store = RecordStore(open_database(sqlite_url(tmp_path / "r.db")))
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
@@ -84,7 +85,7 @@ def test_sqlite_is_durable_by_configuration(tmp_path: Path) -> None:
 
 
 def test_unreachable_database_is_a_typed_error(tmp_path: Path) -> None:
-    with pytest.raises(RecordStoreError, match="cannot open the record store"):
-        RecordStore("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
-    with pytest.raises(RecordStoreError):
-        RecordStore(sqlite_url(tmp_path / "missing-dir" / "r.db"))
+    with pytest.raises(DatabaseError, match="cannot open the database"):
+        open_database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(DatabaseError, match="cannot open the database"):
+        open_database(sqlite_url(tmp_path / "missing-dir" / "r.db"))

@@ -22,16 +22,17 @@ from datasets.synth import Surface, generate_part
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from serving.embedded_triton import free_port
+from serving.local_plant import provision_local_plant
 from serving.model_repository import ModelRepository
 
 pytestmark = pytest.mark.slow
 
 
-def wait_serving(address: str, timeout_s: float) -> None:
+def wait_serving(address: str, credentials: grpc.ChannelCredentials, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with grpc.insecure_channel(address) as channel:
+            with grpc.secure_channel(address, credentials) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
@@ -45,22 +46,23 @@ def test_sigterm_mid_stream_loses_nothing(tiny_models: dict[str, Path], tmp_path
     ModelRepository(tmp_path / "models").add_version("metal", tiny_models["yolo11n"])
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: metal}\n")
+    plant = provision_local_plant(tmp_path, cameras=("cam",))  # TLS with the home's plant certificate
     port = free_port()
-    address = f"127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--plaintext", "--port", str(port), "--home", str(tmp_path)]
+    address = f"localhost:{port}"
+    cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--port", str(port), "--home", str(tmp_path)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_serving(address, 90)
+        wait_serving(address, plant.channel_credentials(), 90)
         image = cv2.imencode(".png", generate_part(Surface.METAL, 3).image)[1].tobytes()
         sent: list[int] = []
 
         async def run() -> list[pb.InspectionResult]:
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with grpc.aio.secure_channel(address, plant.channel_credentials()) as channel:
                 stub = pb_grpc.InspectionServiceStub(channel)
 
                 async def frames() -> AsyncIterator[pb.StreamInspectRequest]:
                     for sequence in range(1, 200):
-                        identity = pb.FrameIdentity(camera_id="cam", line_id="line", sequence=sequence)
+                        identity = pb.FrameIdentity(camera_id="cam", line_id="line-1", sequence=sequence)
                         image_msg = pb.Image(encoding=pb.IMAGE_ENCODING_PNG, data=image)
                         sent.append(sequence)
                         yield pb.StreamInspectRequest(frame=pb.Frame(identity=identity, recipe_id="r", image=image_msg))
@@ -68,7 +70,8 @@ def test_sigterm_mid_stream_loses_nothing(tiny_models: dict[str, Path], tmp_path
                             server.send_signal(signal.SIGTERM)
                         await asyncio.sleep(0.05)
 
-                return [response.result async for response in stub.StreamInspect(frames())]
+                call = stub.StreamInspect(frames(), metadata=plant.call_metadata("cam"))
+                return [response.result async for response in call]
 
         started = time.monotonic()
         results = asyncio.run(run())
@@ -87,7 +90,7 @@ def test_sigterm_mid_stream_loses_nothing(tiny_models: dict[str, Path], tmp_path
     sequences = sorted(r.frame.sequence for r in results)
     assert sequences == list(range(1, len(results) + 1)) and len(judged) == len(results)
     assert len(results) >= 10, f"only {len(results)} frames answered before the drain"
-    with sqlite3.connect(tmp_path / "records.db") as db:
+    with sqlite3.connect(tmp_path / "lineqa.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         stored = {row[0] for row in db.execute("SELECT record_id FROM inspections")}
     assert {r.record_id for r in judged} == stored  # every acknowledged verdict is recorded, nothing extra

@@ -19,12 +19,15 @@ import pytest
 from datasets.synth import Surface, generate_part
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from serving.access import AccessStore, TokenCache
+from serving.database import open_database, sqlite_url
 from serving.embedded_triton import EmbeddedTriton
 from serving.gateway import GatewaySettings, create_server
 from serving.inspector import Inspector
+from serving.local_plant import provision_local_plant
 from serving.model_repository import ModelRepository
 from serving.recipes import RecipeBook
-from serving.records import RecordStore, sqlite_url
+from serving.records import RecordStore
 from serving.triton_client import TritonClient
 
 pytestmark = pytest.mark.slow
@@ -44,22 +47,26 @@ def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_p
     image = cv2.imencode(".png", generate_part(Surface.METAL, 1).image)[1].tobytes()
     triton = EmbeddedTriton(repository, ort_threads=1)
     triton.start()
+    plant = provision_local_plant(tmp_path, cameras=("cam",))
+    engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
     inspector = Inspector(
         repository,
         RecipeBook(tmp_path / "recipes"),
         TritonClient(triton.endpoints.grpc_url, timeout_s=2),
-        RecordStore(sqlite_url(tmp_path / "r.db")),
+        RecordStore(engine),
     )
     events: dict[str, float] = {}
 
     async def scenario() -> list[tuple[float, pb.InspectionResult]]:
-        gateway = create_server(inspector, GatewaySettings(port=0))
+        cert, key = plant.server_tls()
+        settings = GatewaySettings(port=0, tls_cert=cert, tls_key=key)
+        gateway = create_server(inspector, settings, TokenCache(AccessStore(engine)))
         server, port = gateway.server, gateway.port
         await server.start()
         supervisor = asyncio.create_task(triton.supervise(period_s=0.5))
         received: list[tuple[float, pb.InspectionResult]] = []
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with grpc.aio.secure_channel(f"localhost:{port}", plant.channel_credentials()) as channel:
                 stub = pb_grpc.InspectionServiceStub(channel)
 
                 async def frames() -> AsyncIterator[pb.StreamInspectRequest]:
@@ -67,7 +74,7 @@ def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_p
                     sequence = 0
                     while time.monotonic() - start < 45:
                         sequence += 1
-                        identity = pb.FrameIdentity(camera_id="cam", line_id="line", sequence=sequence)
+                        identity = pb.FrameIdentity(camera_id="cam", line_id="line-1", sequence=sequence)
                         image_msg = pb.Image(encoding=pb.IMAGE_ENCODING_PNG, data=image)
                         yield pb.StreamInspectRequest(frame=pb.Frame(identity=identity, recipe_id="r", image=image_msg))
                         if sequence == 20:
@@ -81,7 +88,7 @@ def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_p
                             return
                         await asyncio.sleep(0.1)
 
-                async for response in stub.StreamInspect(frames()):
+                async for response in stub.StreamInspect(frames(), metadata=plant.call_metadata("cam")):
                     received.append((time.monotonic(), response.result))
         finally:
             supervisor.cancel()

@@ -1,0 +1,63 @@
+"""A ready single-machine plant for the demo, the benchmark and the tests: a CA and server certificate for
+localhost, one tenant with one line and its cameras, and a token per camera, in a lineqa home.
+
+It uses the same pieces as ``lineqa admin`` and can be run again on the same home: what exists is kept and
+each run issues fresh tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from serving.access import AccessStore
+from serving.database import database_url, open_database
+from serving.pki import PlantPki
+
+LOCAL_HOSTS = ["localhost", "127.0.0.1"]
+
+
+@dataclass(frozen=True)
+class LocalPlant:
+    home: Path
+    tenant: str
+    line: str
+    tokens: dict[str, str] = field(repr=False)  # camera id -> token
+
+    @property
+    def pki(self) -> PlantPki:
+        return PlantPki(self.home / "pki")
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.pki.ca_cert.read_bytes())
+
+    def call_metadata(self, camera: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.tokens[camera]}"),)
+
+    def server_tls(self) -> tuple[bytes, bytes]:
+        """(certificate, key) PEM for :class:`serving.gateway.GatewaySettings`."""
+        return self.pki.server_cert.read_bytes(), self.pki.server_key.read_bytes()
+
+
+def provision_local_plant(
+    home: Path, *, tenant: str = "demo", line: str = "line-1", cameras: tuple[str, ...] = ("cam-1",),
+    db_url: str | None = None,
+) -> LocalPlant:  # fmt: skip
+    pki = PlantPki(home / "pki")
+    if not pki.ca_cert.exists():
+        pki.init(LOCAL_HOSTS)
+    engine = open_database(database_url(home, db_url))
+    try:
+        store = AccessStore(engine)
+        if tenant not in {t for t, _ in store.tenants()}:
+            store.add_tenant(tenant)
+        if line not in store.lines(tenant):
+            store.add_line(tenant, line)
+        for camera in sorted(set(cameras) - {c for _, _, c in store.cameras(tenant)}):
+            store.add_camera(tenant, line, camera)
+        tokens = {camera: store.issue_token(tenant, camera).token for camera in cameras}
+    finally:
+        engine.dispose()
+    return LocalPlant(home, tenant, line, tokens)

@@ -1,0 +1,99 @@
+"""The gateway database's tables: who may send frames (tenants, lines, cameras, camera tokens) and what was
+judged (inspection records). One schema for SQLite and PostgreSQL; Alembic migrations (``serving/migrations``)
+create and evolve it, and a test checks that they produce exactly these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Named constraints, so that migrations can refer to them on every database (SQLite batch mode included).
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("display_name", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+lines = Table(
+    "lines",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("line_id", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "line_id"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"]),
+)
+
+cameras = Table(
+    "cameras",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("camera_id", String(128), nullable=False),
+    Column("line_id", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "camera_id"),
+    ForeignKeyConstraint(["tenant_id", "line_id"], ["lines.tenant_id", "lines.line_id"]),
+)
+
+# A token is shown once when issued; only the SHA-256 of its secret part is stored (the secret is 256 random
+# bits, so a plain hash cannot be brute-forced and a slow password hash would only add latency per call).
+camera_tokens = Table(
+    "camera_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("camera_id", String(128), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    ForeignKeyConstraint(["tenant_id", "camera_id"], ["cameras.tenant_id", "cameras.camera_id"]),
+)
+
+inspections = Table(
+    "inspections",
+    metadata,
+    Column("record_id", String(36), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("line_id", String(128), nullable=False),
+    Column("camera_id", String(128), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("part_id", String(256), nullable=False, default=""),
+    Column("capture_time", DateTime(timezone=True)),
+    Column("receive_time", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(128), nullable=False, default=""),
+    Column("model_version", Integer, nullable=False, default=0),
+    Column("recipe_id", String(128), nullable=False, default=""),
+    Column("recipe_version", String(64), nullable=False, default=""),
+    Column("image_sha256", String(64), nullable=False, default=""),
+    Column("image_key", String(512)),
+    Column("verdict", String(8), nullable=False),
+    Column("error_code", String(48), nullable=False, default=""),
+    Column("defects_json", Text, nullable=False, default="[]"),
+    Column("service_version", String(64), nullable=False),
+    Column("result", LargeBinary, nullable=False),
+    UniqueConstraint("tenant", "camera_id", "sequence", name="uq_inspections_frame"),
+)
