@@ -77,12 +77,16 @@ class Rig:
         return grpc.aio.secure_channel(f"localhost:{port}", self.plant.channel_credentials())
 
 
-def make_rig(served: tuple[ModelRepository, Path, EmbeddedTriton], db: Path, triton_url: str | None = None) -> Rig:
+def make_rig(
+    served: tuple[ModelRepository, Path, EmbeddedTriton], db: Path, triton_url: str | None = None, url: str = ""
+) -> Rig:
+    """A rig whose database is SQLite at ``db`` or, given, the database at ``url`` (images beside ``db``)."""
     repository, work, triton = served
     client = TritonClient(triton_url or triton.endpoints.grpc_url, timeout_s=10)
     images = ImageStore(db.parent / "images")
-    plant = provision_local_plant(db.parent, tenant="acme", cameras=("cam-1", "cam-2"), db_url=sqlite_url(db))
-    store = RecordStore(open_database(sqlite_url(db)))
+    url = url or sqlite_url(db)
+    plant = provision_local_plant(db.parent, tenant="acme", cameras=("cam-1", "cam-2"), db_url=url)
+    store = RecordStore(open_database(url))
     return Rig(Inspector(repository, RecipeBook(work / "recipes"), client, store, images=images), plant)
 
 
@@ -200,11 +204,16 @@ def test_bad_frames_get_their_own_error_and_the_stream_goes_on(served, deeppcb_r
         assert results[sequence].verdict in (pb.VERDICT_PASS, pb.VERDICT_FAIL, pb.VERDICT_REVIEW)
 
 
-def test_replayed_frame_returns_the_original_result(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_replayed_frame_returns_the_original_result(  # type: ignore[no-untyped-def]
+    served, deeppcb_root: Path, tmp_path: Path, request: pytest.FixtureRequest, database: str
+) -> None:
+    """Also the gateway end to end on PostgreSQL: records, tokens and the replay check all live there."""
     data = boards(deeppcb_root, 1)[0].read_bytes()
     db = tmp_path / "r.db"
-    (first,) = asyncio.run(stream(make_rig(served, db), [frame(42, data)]))
-    rig = make_rig(served, db)
+    url = request.getfixturevalue("empty_postgres_url") if database == "postgresql" else ""
+    (first,) = asyncio.run(stream(make_rig(served, db, url=url), [frame(42, data)]))
+    rig = make_rig(served, db, url=url)
     inspector = rig.inspector
     (again,) = asyncio.run(stream(rig, [frame(42, data)]))
     assert again.replay and not first.replay
