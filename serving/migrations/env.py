@@ -1,5 +1,5 @@
-"""Alembic environment: migrations run on the connection :func:`serving.database.migrate` hands over (no ini
-file, no URL here), so the gateway, ``lineqa admin db upgrade`` and the tests all migrate the same way."""
+"""Alembic environment: migrations run on the connection :func:`lineqa.db.open_database` hands over (no ini
+file, no URL here), so the gateway, ``lineqa admin`` and the tests all migrate the same way."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from alembic import context
 from serving.schema import metadata
 
 context.configure(
-    connection=context.config.attributes["connection"], target_metadata=metadata, render_as_batch=True
+    connection=context.config.attributes["connection"],
+    target_metadata=metadata,
+    version_table=context.config.attributes["version_table"],
+    render_as_batch=True,
 )
 with context.begin_transaction():
     context.run_migrations()
