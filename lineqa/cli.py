@@ -26,13 +26,20 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("serving.serve_cli", "run the inspection gateway (gRPC) with an embedded or external Triton"),
     "predict": Command("serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
     "admin": Command("serving.admin_cli", "tenants, lines, cameras, camera tokens and the plant's TLS certificates"),
+    "bench": Command("serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"),
     "models": Command("serving.models_cli", "the model repository Triton serves: add, list, check"),
     "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }
 
 # Errors a user can act on: printed as one line, never as a traceback. Each part's error root is listed by
 # module path so that naming it here does not import the part.
-USER_ERROR_ROOTS = ("vision.errors:VisionError", "serving.errors:ServingError", "training.errors:TrainingError")
+USER_ERROR_ROOTS = (
+    "lineqa.content_store:ContentStoreError",
+    "vision.errors:VisionError",
+    "serving.errors:ServingError",
+    "datasets.errors:DatasetError",
+    "training.errors:TrainingError",
+)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from lineqa.content_store import TENANT_ID
 from serving.database import DatabaseError
 from serving.errors import ServingError
 from serving.schema import camera_tokens, cameras, lines, tenants
@@ -99,7 +100,8 @@ class AccessStore:
             raise DatabaseError(f"cannot add {what}: {exc}") from exc
 
     def add_tenant(self, tenant_id: str, display_name: str = "") -> None:
-        _check_id("tenant", tenant_id)
+        if not TENANT_ID.match(tenant_id):  # it prefixes storage keys: lower case, no dots
+            raise AccessError(f"tenant id {tenant_id!r} must be 1-64 lower-case letters, digits, '_' or '-'")
         values = {"tenant_id": tenant_id, "display_name": display_name or tenant_id, "created_at": _now()}
         self._write(f"tenant {tenant_id!r}", tenants.insert().values(**values))
 

@@ -1,24 +1,20 @@
-"""Content-addressed, tenant-prefixed storage for the images of inspected parts.
+"""Where the gateway keeps the images of inspected parts, and which ones it keeps.
 
-Keys are made by the server, never taken from a client: ``<tenant>/<sha256[:2]>/<sha256>.<ext>``. A tenant
-can only ever read under its own prefix, and a key that tries to leave it (``..``, absolute paths, another
-tenant) is refused (RELIABILITY.md 17). The same image stored twice is one file. Writes go to a temporary
-file, are flushed to disk, then renamed, so a crash never leaves half an image under a key.
+The store itself is :class:`lineqa.content_store.ContentStore` (content-addressed, tenant-prefixed, atomic),
+shared with the dataset catalog so that a reviewed part becomes a dataset sample without copying bytes
+between two storage schemes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import tempfile
 from enum import Enum
-from pathlib import Path
 
-from serving.errors import ServingError
+from lineqa.content_store import ContentStore, ContentStoreError
 
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_KEY = re.compile(r"^(?P<tenant>[a-z0-9][a-z0-9_-]{0,63})/[0-9a-f]{2}/(?P<sha>[0-9a-f]{64})\.(?:jpg|png)$")
+ImageStore = ContentStore
+ImageStoreError = ContentStoreError
+
+__all__ = ["ImagePolicy", "ImageStore", "ImageStoreError"]
 
 
 class ImagePolicy(str, Enum):
@@ -27,45 +23,3 @@ class ImagePolicy(str, Enum):
     ALL = "all"
     FLAGGED = "flagged"
     NONE = "none"
-
-
-class ImageStoreError(ServingError):
-    """An image could not be stored or read, or a key was refused."""
-
-
-class ImageStore:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def put(self, tenant: str, data: bytes, extension: str) -> str:
-        """Store ``data`` for ``tenant``; return its key."""
-        if not _TENANT.match(tenant):
-            raise ImageStoreError(f"invalid tenant id {tenant!r}")
-        if extension not in ("jpg", "png"):
-            raise ImageStoreError(f"images are stored as jpg or png, not {extension!r}")
-        digest = hashlib.sha256(data).hexdigest()
-        key = f"{tenant}/{digest[:2]}/{digest}.{extension}"
-        path = self.root / key
-        if path.is_file():
-            return key
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(staging, path)
-        except OSError as exc:
-            raise ImageStoreError(f"cannot store image {key}: {exc.strerror or exc}") from exc
-        return key
-
-    def get(self, tenant: str, key: str) -> bytes:
-        """The image under ``key``, which must be one of ``tenant``'s keys."""
-        match = _KEY.match(key)
-        if not match or match["tenant"] != tenant:
-            raise ImageStoreError(f"key {key!r} is not an image key of tenant {tenant!r}")
-        try:
-            return (self.root / key).read_bytes()
-        except FileNotFoundError:
-            raise ImageStoreError(f"no image {key}") from None

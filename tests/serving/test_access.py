@@ -75,8 +75,11 @@ def test_admin_mistakes_are_clear_errors(store: AccessStore) -> None:
         store.add_camera("acme", "press-9", "cam-8")
     with pytest.raises(AccessError, match="has no camera 'cam-8'"):
         store.issue_token("acme", "cam-8")
+    for bad in ("bad tenant/../x", "Acme", "a.b"):  # tenant ids prefix storage keys
+        with pytest.raises(AccessError, match="must be 1-64"):
+            store.add_tenant(bad)
     with pytest.raises(AccessError, match="must be 1-64"):
-        store.add_tenant("bad tenant/../x")
+        store.add_camera("acme", "press-3", "cam/../x")
 
 
 def test_cameras_of_two_tenants_may_share_an_id(store: AccessStore) -> None:
