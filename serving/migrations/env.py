@@ -11,6 +11,7 @@ context.configure(
     connection=context.config.attributes["connection"],
     target_metadata=metadata,
     version_table=context.config.attributes["version_table"],
+    include_name=lambda name, kind, _: kind != "table" or not (name or "").startswith("ds_"),
     render_as_batch=True,
 )
 with context.begin_transaction():

@@ -1,0 +1,366 @@
+"""The tenant dataset catalog: working datasets that imports and reviews change, and immutable versions.
+
+A :class:`Catalog` is opened for one tenant and every query it makes is filtered on that tenant, so a tenant
+cannot name, list, read or export another tenant's datasets or images: asking for one gives the same "no
+such dataset" as asking for one that does not exist. The only way across tenants is the pool
+(:mod:`datasets.pool`), built from versions their owners consented to contribute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from datasets.errors import DatasetError
+from datasets.manifest import Manifest, ManifestSample
+from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from datasets.probe import probe_image
+from datasets.schema import contributions, datasets, images, samples, versions
+from lineqa.content_store import TENANT_ID, ContentStore
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+_EXTENSIONS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "bmp": "bmp", "tif": "tif", "tiff": "tif", "webp": "webp"}
+Progress = Callable[[int, int], None]
+
+
+class DatasetNotFoundError(DatasetError):
+    """No such dataset or version for this tenant (also what another tenant's dataset looks like)."""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    added: int
+    updated: int
+    unchanged: int
+    skipped: tuple[str, ...]  # images or records not imported, each with its reason
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    dataset: str
+    number: int
+    sha256: str
+    note: str
+    created_at: datetime
+    images: int
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _boxes_json(boxes: Iterable[Box]) -> str:
+    """Boxes as stored: floats to 1/1000 px, so an unchanged label compares equal however it was typed."""
+    return json.dumps([[b.class_name, *(round(float(v), 3) for v in (b.x1, b.y1, b.x2, b.y2))] for b in boxes])
+
+
+def _boxes(text: str) -> tuple[Box, ...]:
+    return tuple(Box(c, float(x1), float(y1), float(x2), float(y2)) for c, x1, y1, x2, y2 in json.loads(text))
+
+
+def _state(sample: ManifestSample) -> tuple[Any, ...]:
+    """What an import compares to tell an unchanged sample from an updated one."""
+    return sample.sha256, sample.annotation.value, _boxes_json(sample.boxes), sample.group, sample.split
+
+
+def parse_ref(ref: str) -> tuple[str, str, str | None]:
+    """``tenant/name[@version]`` → (tenant, name, version or None); version is a number, ``latest`` or a
+    manifest hash prefix."""
+    head, _, version = ref.partition("@")
+    tenant, _, name = head.partition("/")
+    if not tenant or not name:
+        raise DatasetError(f"dataset reference {ref!r} is not <tenant>/<name>[@<version>]")
+    return tenant, name, version or None
+
+
+class Catalog:
+    def __init__(self, engine: Engine, store: ContentStore, tenant: str) -> None:
+        if not TENANT_ID.match(tenant):
+            raise DatasetError(f"invalid tenant id {tenant!r}")
+        self.engine = engine
+        self.store = store
+        self.tenant = tenant
+
+    # -- working datasets -------------------------------------------------------------------------------
+
+    def create(self, name: str, classes: Iterable[str] = ()) -> None:
+        if not _NAME.match(name):
+            raise DatasetError(f"dataset name {name!r} must be 1-128 lower-case letters, digits, '.', '_' or '-'")
+        row = {"tenant_id": self.tenant, "name": name, "classes_json": json.dumps(list(classes)), "created_at": _now()}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(datasets.insert().values(**row))
+        except IntegrityError:
+            raise DatasetError(f"dataset {self.tenant}/{name} exists already") from None
+
+    def names(self) -> list[str]:
+        query = select(datasets.c.name).where(datasets.c.tenant_id == self.tenant).order_by(datasets.c.name)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def classes(self, name: str) -> list[str]:
+        query = select(datasets.c.classes_json).where(datasets.c.tenant_id == self.tenant, datasets.c.name == name)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        if found is None:
+            raise DatasetNotFoundError(f"tenant {self.tenant!r} has no dataset {name!r}")
+        return list(json.loads(found))
+
+    def import_images(
+        self, name: str, imported: ImportedDataset, *, prefix: str = "", progress: Progress | None = None
+    ) -> ImportReport:
+        """Store the images (once each) and put their labels into the working dataset ``name`` (created when
+        new). A sample with a name already there is replaced; an unreadable image is skipped and reported.
+        The rows are written in one transaction: an import is either recorded whole or not at all."""
+        if name not in self.names():
+            self.create(name, imported.classes)
+        classes = self.classes(name)
+        classes += [c for c in imported.classes if c not in classes]
+        classes += sorted({b.class_name for im in imported.images for b in im.boxes} - set(classes))
+        skipped = list(imported.problems)
+        current = {s.name: s for s in self.working_samples(name)}
+        source = f"{imported.format}:{imported.root}"[:512]
+        new_images: dict[str, dict[str, Any]] = {}
+        inserts, updates = [], []
+        unchanged = 0
+        for done, image in enumerate(imported.images, start=1):
+            if progress:
+                progress(done, len(imported.images))
+            try:
+                sha256, image_row = self._store_image(image.path)
+            except (OSError, DatasetError) as exc:
+                skipped.append(f"{image.name}: {exc}")
+                continue
+            new_images.setdefault(sha256, image_row)
+            row: dict[str, Any] = {
+                "name": f"{prefix}{image.name}",
+                "sha256": sha256,
+                "annotation": (Annotation.BOXES if image.boxes else image.annotation).value,
+                "boxes_json": _boxes_json(image.boxes),
+                "group_id": image.group,
+                "split": image.split,
+                "source": source,
+                "updated_at": _now(),
+            }
+            before = current.get(row["name"])
+            if before is None:
+                inserts.append(row)
+            elif _state(before) == (row["sha256"], row["annotation"], row["boxes_json"], row["group_id"], row["split"]):
+                unchanged += 1
+            else:
+                updates.append(row)
+        with self.engine.begin() as conn:
+            known = set(
+                conn.execute(
+                    select(images.c.sha256).where(
+                        images.c.tenant_id == self.tenant, images.c.sha256.in_(list(new_images))
+                    )
+                ).scalars()
+            )
+            fresh = [row for sha, row in new_images.items() if sha not in known]
+            if fresh:
+                conn.execute(images.insert(), fresh)
+            if inserts:
+                conn.execute(samples.insert(), [{"tenant_id": self.tenant, "dataset": name, **r} for r in inserts])
+            for row in updates:
+                conn.execute(update(samples).where(*self._sample_key(name, row["name"])).values(**row))
+            conn.execute(
+                update(datasets)
+                .where(datasets.c.tenant_id == self.tenant, datasets.c.name == name)
+                .values(classes_json=json.dumps(classes))
+            )
+        return ImportReport(len(inserts), len(updates), unchanged, tuple(skipped), tuple(classes))
+
+    def add_sample(self, name: str, image: LabelledImage, source: str) -> None:
+        """Add or replace one sample (a reviewed part, a labeller's fix) in the working dataset."""
+        report = self.import_images(name, ImportedDataset(source, Path(source), [], [image]))
+        if report.skipped:
+            raise DatasetError(report.skipped[0])
+
+    def set_splits(self, name: str, assignment: dict[str, str]) -> None:
+        self.classes(name)  # the dataset must be this tenant's
+        with self.engine.begin() as conn:
+            for sample_name, split in assignment.items():
+                conn.execute(update(samples).where(*self._sample_key(name, sample_name)).values(split=split))
+
+    def working_samples(self, name: str) -> list[ManifestSample]:
+        self.classes(name)
+        query = (
+            select(samples, images.c.ext, images.c.width, images.c.height)
+            .join(images, (images.c.tenant_id == samples.c.tenant_id) & (images.c.sha256 == samples.c.sha256))
+            .where(samples.c.tenant_id == self.tenant, samples.c.dataset == name)
+            .order_by(samples.c.name)
+        )
+        with self.engine.connect() as conn:
+            return [
+                ManifestSample(
+                    r.name,
+                    r.sha256,
+                    r.ext,
+                    r.width,
+                    r.height,
+                    Annotation(r.annotation),
+                    _boxes(r.boxes_json),
+                    r.group_id,
+                    r.split,
+                    self.tenant,
+                )
+                for r in conn.execute(query)
+            ]
+
+    # -- versions ---------------------------------------------------------------------------------------
+
+    def snapshot(self, name: str, note: str = "") -> VersionInfo:
+        """Freeze the working dataset as a version; the same content as an existing version is that version."""
+        manifest = Manifest(tuple(self.classes(name)), tuple(self.working_samples(name)))
+        digest = manifest.sha256
+        with self.engine.begin() as conn:
+            existing = conn.execute(
+                select(versions.c.number).where(
+                    *self._dataset_key(versions, name), versions.c.manifest_sha256 == digest
+                )
+            ).scalar()
+            if existing is None:
+                number = (
+                    int(
+                        conn.execute(
+                            select(func.coalesce(func.max(versions.c.number), 0)).where(
+                                *self._dataset_key(versions, name)
+                            )
+                        ).scalar_one()
+                    )
+                    + 1
+                )
+                conn.execute(
+                    versions.insert().values(
+                        tenant_id=self.tenant,
+                        dataset=name,
+                        number=number,
+                        manifest_sha256=digest,
+                        manifest_json=manifest.canonical_json(),
+                        note=note,
+                        created_at=_now(),
+                    )
+                )
+        return self.version_info(name, str(existing or number))
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        self.classes(name)
+        query = select(versions).where(*self._dataset_key(versions, name)).order_by(versions.c.number)
+        with self.engine.connect() as conn:
+            return [self._info(r) for r in conn.execute(query)]
+
+    def version_info(self, name: str, version: str | None) -> VersionInfo:
+        return self._info(self._version_row(name, version))
+
+    def manifest(self, name: str, version: str | None = None) -> Manifest:
+        return Manifest.from_json(self._version_row(name, version).manifest_json)
+
+    def _version_row(self, name: str, version: str | None) -> Any:
+        self.classes(name)
+        query = select(versions).where(*self._dataset_key(versions, name))
+        if version in (None, "latest"):
+            query = query.order_by(versions.c.number.desc()).limit(1)
+        elif version.isdigit():
+            query = query.where(versions.c.number == int(version))
+        elif re.fullmatch(r"[0-9a-f]{6,64}", version):
+            query = query.where(versions.c.manifest_sha256.startswith(version))
+        else:
+            raise DatasetError(f"version {version!r} is not a number, 'latest' or a manifest hash prefix")
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if len(rows) != 1:
+            what = "is ambiguous" if rows else "does not exist"
+            raise DatasetNotFoundError(f"version {version or 'latest'} of {self.tenant}/{name} {what}")
+        return rows[0]
+
+    @staticmethod
+    def _info(row: Any) -> VersionInfo:
+        count = len(json.loads(row.manifest_json)["samples"])
+        return VersionInfo(row.dataset, row.number, row.manifest_sha256, row.note, row.created_at, count)
+
+    # -- images of a version ----------------------------------------------------------------------------
+
+    def labelled_images(self, manifest: Manifest) -> list[LabelledImage]:
+        """The manifest's samples as files of this tenant's image store (for export and checks)."""
+        out = []
+        for s in manifest.samples:
+            if s.tenant != self.tenant:
+                raise DatasetNotFoundError(f"sample {s.name} is not an image of tenant {self.tenant!r}")
+            path = self.store.path(self.tenant, f"{self.tenant}/{s.sha256[:2]}/{s.sha256}.{s.ext}")
+            out.append(LabelledImage(s.name, path, s.boxes, s.annotation, (s.width, s.height), s.group, s.split))
+        return out
+
+    # -- consent to pool --------------------------------------------------------------------------------
+
+    def contribute(self, name: str, version: str | None, by: str) -> VersionInfo:
+        """Record this tenant's consent to put a version into future pools."""
+        info = self.version_info(name, version)
+        with self.engine.begin() as conn:
+            conn.execute(
+                contributions.insert().values(
+                    tenant_id=self.tenant, dataset=name, number=info.number, consented_by=by, consented_at=_now()
+                )
+            )
+        return info
+
+    def withdraw(self, name: str, version: str | None) -> int:
+        """Withdraw consent for a version: pools built from now on leave it out (built ones stay as they are,
+        immutable and recorded). Returns how many consents were withdrawn."""
+        info = self.version_info(name, version)
+        statement = (
+            update(contributions)
+            .where(
+                contributions.c.tenant_id == self.tenant,
+                contributions.c.dataset == name,
+                contributions.c.number == info.number,
+                contributions.c.withdrawn_at.is_(None),
+            )
+            .values(withdrawn_at=_now())
+        )
+        with self.engine.begin() as conn:
+            withdrawn = conn.execute(statement).rowcount
+        if not withdrawn:
+            raise DatasetError(f"{self.tenant}/{name}@{info.number} has no consent to withdraw")
+        return int(withdrawn)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _store_image(self, path: Path) -> tuple[str, dict[str, Any]]:
+        """Put the file's bytes into the image store; its hash and its ``ds_images`` row."""
+        ext = _EXTENSIONS.get(path.suffix.lower().lstrip("."))
+        if ext is None:
+            raise DatasetError(f"unsupported image type {path.suffix!r}")
+        data = path.read_bytes()
+        facts = probe_image(data)
+        if facts.error or facts.sha256 is None or facts.width is None or facts.height is None:
+            raise DatasetError(facts.error or "the image cannot be read")
+        self.store.put(self.tenant, data, ext)
+        row = {
+            "tenant_id": self.tenant,
+            "sha256": facts.sha256,
+            "ext": ext,
+            "bytes": len(data),
+            "width": facts.width,
+            "height": facts.height,
+            "created_at": _now(),
+        }
+        return facts.sha256, row
+
+    def _sample_key(self, name: str, sample_name: str) -> tuple[Any, ...]:
+        return samples.c.tenant_id == self.tenant, samples.c.dataset == name, samples.c.name == sample_name
+
+    def _dataset_key(self, table: Any, name: str) -> tuple[Any, ...]:
+        return table.c.tenant_id == self.tenant, table.c.dataset == name

@@ -1,0 +1,114 @@
+"""The dataset catalog's tables. Every row but the pool's belongs to one tenant, and every query the catalog
+makes filters on it: that filter is the isolation between manufacturers.
+
+- ``ds_images``: the images a tenant has stored (bytes live in the content-addressed image store).
+- ``ds_datasets`` / ``ds_samples``: a tenant's working datasets, editable (imports, review decisions, splits).
+- ``ds_versions``: immutable snapshots; the manifest (JSON) is the version, its SHA-256 its identity.
+- ``ds_contributions``: a tenant's recorded consent to put one version in future pools, and its withdrawal.
+- ``ds_pools``: pooled versions, each naming the contributions it merged and the class mapping it used.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+images = Table(
+    "ds_images",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("ext", String(8), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "sha256"),
+)
+
+datasets = Table(
+    "ds_datasets",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("classes_json", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "name"),
+)
+
+samples = Table(
+    "ds_samples",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("dataset", String(128), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("annotation", String(16), nullable=False),
+    Column("boxes_json", Text, nullable=False),
+    Column("group_id", String(256)),
+    Column("split", String(32)),
+    Column("source", String(512), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "dataset", "name"),
+    ForeignKeyConstraint(["tenant_id", "dataset"], ["ds_datasets.tenant_id", "ds_datasets.name"]),
+    ForeignKeyConstraint(["tenant_id", "sha256"], ["ds_images.tenant_id", "ds_images.sha256"]),
+)
+
+versions = Table(
+    "ds_versions",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("dataset", String(128), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("manifest_json", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "dataset", "number"),
+    UniqueConstraint("tenant_id", "dataset", "manifest_sha256", name="uq_ds_versions_manifest"),
+)
+
+contributions = Table(
+    "ds_contributions",
+    metadata,
+    Column("contribution_id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("dataset", String(128), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("consented_by", String(128), nullable=False),
+    Column("consented_at", DateTime(timezone=True), nullable=False),
+    Column("withdrawn_at", DateTime(timezone=True)),
+    ForeignKeyConstraint(
+        ["tenant_id", "dataset", "number"], ["ds_versions.tenant_id", "ds_versions.dataset", "ds_versions.number"]
+    ),
+)
+
+pools = Table(
+    "ds_pools",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("manifest_json", Text, nullable=False),
+    Column("contributions_json", Text, nullable=False),
+    Column("class_map_json", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
