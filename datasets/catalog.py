@@ -195,6 +195,14 @@ class Catalog:
             for sample_name, split in assignment.items():
                 conn.execute(update(samples).where(*self._sample_key(name, sample_name)).values(split=split))
 
+    def sources(self, name: str) -> dict[str, str]:
+        """Where each working sample came from (an import's format and path, or a review), by sample name."""
+        self.classes(name)
+        query = select(samples.c.name, samples.c.source).where(samples.c.tenant_id == self.tenant,
+                                                               samples.c.dataset == name)
+        with self.engine.connect() as conn:
+            return {n: s for n, s in conn.execute(query)}
+
     def working_samples(self, name: str) -> list[ManifestSample]:
         self.classes(name)
         query = (

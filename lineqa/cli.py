@@ -28,6 +28,7 @@ COMMANDS: dict[str, Command] = {
     "admin": Command("serving.admin_cli", "tenants, lines, cameras, camera tokens and the plant's TLS certificates"),
     "bench": Command("serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"),
     "models": Command("serving.models_cli", "the model repository Triton serves: add, list, check"),
+    "datasets": Command("datasets.cli", "labelled datasets: import, check, split, version, export, pool"),
     "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }
 

@@ -128,8 +128,10 @@ def test_pooling_maps_classes_records_consent_and_honours_withdrawal(engine: Eng
     assert first.number == 1 and first.images == 7
     assert set(first.classes) == {"scratch", "dent", "stain"}
     manifest = pool_manifest(engine, "1")
-    assert {(c[0], c[1], c[2]) for c in manifest.provenance["contributions"]} == {("acme", "metal", 1),
-                                                                                  ("globex", "brackets", 1)}
+    assert {(c[0], c[1], c[2]) for c in manifest.provenance["contributions"]} == {
+        ("acme", "metal", 1),
+        ("globex", "brackets", 1),
+    }
     assert all(b.class_name != "scratches" for s in manifest.samples for b in s.boxes)
     files = pool_images(manifest, store)
     assert {f.name.split("/")[0] for f in files} == {"acme", "globex"} and all(f.path.is_file() for f in files)
