@@ -11,7 +11,8 @@ from tests.datasets.test_cli import lineqa
 
 
 def test_deeppcb_into_the_catalog_split_by_board_group(deeppcb_root: Path, tmp_path: Path) -> None:
-    imported = json.loads(lineqa(tmp_path, "--json", "import", "acme/deeppcb", str(deeppcb_root / "trainval.txt")).stdout)
+    listing = str(deeppcb_root / "trainval.txt")
+    imported = json.loads(lineqa(tmp_path, "--json", "import", "acme/deeppcb", listing).stdout)
     assert imported["added"] == 1000 and imported["skipped"] == []
     assert imported["classes"] == ["open", "short", "mousebite", "spur", "copper", "pin-hole"]
     lineqa(tmp_path, "split", "acme/deeppcb", "--ratios", "train=0.8,val=0.2", "--seed", "0")
