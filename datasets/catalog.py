@@ -38,6 +38,15 @@ class DatasetNotFoundError(DatasetError):
     """No such dataset or version for this tenant (also what another tenant's dataset looks like)."""
 
 
+class ImportRefusedError(DatasetError):
+    """A source with problems: nothing of it was imported."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"nothing imported: {problems[0]}{more}; fix the source or import with --skip-bad")
+
+
 @dataclass(frozen=True)
 class ImportReport:
     added: int
@@ -75,6 +84,11 @@ def _state(sample: ManifestSample) -> tuple[Any, ...]:
     return sample.sha256, sample.annotation.value, _boxes_json(sample.boxes), sample.group, sample.split
 
 
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise DatasetError(f"dataset name {name!r} must be 1-128 lower-case letters, digits, '.', '_' or '-'")
+
+
 def parse_ref(ref: str) -> tuple[str, str, str | None]:
     """``tenant/name[@version]`` → (tenant, name, version or None); version is a number, ``latest`` or a
     manifest hash prefix."""
@@ -95,13 +109,14 @@ class Catalog:
 
     # -- working datasets -------------------------------------------------------------------------------
 
+    def _dataset_row(self, name: str, classes: Iterable[str]) -> dict[str, Any]:
+        return {"tenant_id": self.tenant, "name": name, "classes_json": json.dumps(list(classes)), "created_at": _now()}
+
     def create(self, name: str, classes: Iterable[str] = ()) -> None:
-        if not _NAME.match(name):
-            raise DatasetError(f"dataset name {name!r} must be 1-128 lower-case letters, digits, '.', '_' or '-'")
-        row = {"tenant_id": self.tenant, "name": name, "classes_json": json.dumps(list(classes)), "created_at": _now()}
+        _check_name(name)
         try:
             with self.engine.begin() as conn:
-                conn.execute(datasets.insert().values(**row))
+                conn.execute(datasets.insert().values(**self._dataset_row(name, classes)))
         except IntegrityError:
             raise DatasetError(f"dataset {self.tenant}/{name} exists already") from None
 
@@ -119,18 +134,30 @@ class Catalog:
         return list(json.loads(found))
 
     def import_images(
-        self, name: str, imported: ImportedDataset, *, prefix: str = "", progress: Progress | None = None
+        self,
+        name: str,
+        imported: ImportedDataset,
+        *,
+        prefix: str = "",
+        progress: Progress | None = None,
+        skip_bad: bool = False,
     ) -> ImportReport:
         """Store the images (once each) and put their labels into the working dataset ``name`` (created when
-        new). A sample with a name already there is replaced; an unreadable image is skipped and reported.
-        The rows are written in one transaction: an import is either recorded whole or not at all."""
-        if name not in self.names():
-            self.create(name, imported.classes)
-        classes = self.classes(name)
+        new). A sample with a name already there is replaced.
+
+        A source with problems (a record the importer could not read, an unreadable image) imports nothing
+        and raises :class:`ImportRefusedError` listing them all, unless ``skip_bad``: then the rest is
+        imported and the problems are reported. The rows are written in one transaction, so an import is
+        recorded whole or not at all.
+        """
+        new = name not in self.names()
+        if new:
+            _check_name(name)
+        classes = list(imported.classes) if new else self.classes(name)
         classes += [c for c in imported.classes if c not in classes]
         classes += sorted({b.class_name for im in imported.images for b in im.boxes} - set(classes))
         skipped = list(imported.problems)
-        current = {s.name: s for s in self.working_samples(name)}
+        current = {} if new else {s.name: s for s in self.working_samples(name)}
         source = f"{imported.format}:{imported.root}"[:512]
         new_images: dict[str, dict[str, Any]] = {}
         inserts, updates = [], []
@@ -170,6 +197,10 @@ class Catalog:
                 ).scalars()
             )
             fresh = [row for sha, row in new_images.items() if sha not in known]
+            if skipped and not skip_bad:
+                raise ImportRefusedError(skipped)
+            if new:
+                conn.execute(datasets.insert().values(**self._dataset_row(name, classes)))
             if fresh:
                 conn.execute(images.insert(), fresh)
             if inserts:
@@ -198,8 +229,9 @@ class Catalog:
     def sources(self, name: str) -> dict[str, str]:
         """Where each working sample came from (an import's format and path, or a review), by sample name."""
         self.classes(name)
-        query = select(samples.c.name, samples.c.source).where(samples.c.tenant_id == self.tenant,
-                                                               samples.c.dataset == name)
+        query = select(samples.c.name, samples.c.source).where(
+            samples.c.tenant_id == self.tenant, samples.c.dataset == name
+        )
         with self.engine.connect() as conn:
             return {n: s for n, s in conn.execute(query)}
 

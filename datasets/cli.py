@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from datasets.catalog import Catalog, parse_ref
+from datasets.catalog import Catalog, ImportRefusedError, parse_ref
 from datasets.database import open_catalog_database
 from datasets.errors import DatasetError
 from datasets.formats import READERS, WRITERS, detect_format
@@ -60,6 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     step.add_argument("source", type=Path, help="folder or annotation file")
     step.add_argument("--format", choices=["auto", *formats], default="auto")
     step.add_argument("--prefix", default="", help="prepended to image names (to keep two sources apart)")
+    step.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="import what can be read, report the rest (default: a source with problems imports nothing)",
+    )
 
     for name, text in (("validate", "report problems of a dataset, a version or files"), ("stats", "count")):
         step = commands.add_parser(name, help=text)
@@ -200,9 +205,14 @@ def _import(ctx: _Context, args: argparse.Namespace) -> int:
     if version:
         raise DatasetError("import goes into the working dataset: name it without @version")
     imported = _read(args.source, args.format)
-    report = ctx.catalog(tenant).import_images(
-        name, imported, prefix=args.prefix, progress=ProgressBar(f"importing {len(imported.images)} images")
-    )
+    progress = ProgressBar(f"importing {len(imported.images)} images")
+    try:
+        report = ctx.catalog(tenant).import_images(
+            name, imported, prefix=args.prefix, progress=progress, skip_bad=args.skip_bad
+        )
+    except ImportRefusedError as exc:
+        _warn(exc.problems)
+        raise
     text = (
         f"{tenant}/{name}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{len(report.skipped)} skipped; classes: {', '.join(report.classes)}"

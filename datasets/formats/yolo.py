@@ -10,7 +10,7 @@ travels in a ``lineqa:`` mapping of the data.yaml, keyed by the image's path the
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import yaml
@@ -53,7 +53,16 @@ def read_yolo(path: Path) -> ImportedDataset:
                 continue
             kept_split = None if key in unsplit else split
             images.append(LabelledImage(name, image_path, boxes, annotation, group=groups.get(key), split=kept_split))
+    problems += _orphan_labels(split_of)
     return ImportedDataset("yolo", root, classes, images, problems)
+
+
+def _orphan_labels(image_paths: Iterable[Path]) -> list[str]:
+    """Label files beside the dataset's labels whose image is missing: their defects would be lost silently."""
+    expected = {_label_path(image) for image in image_paths}
+    folders = {label.parent for label in expected}
+    orphans = sorted(label for folder in folders for label in folder.glob("*.txt") if label not in expected)
+    return [str(DatasetFormatError(label, "label file without an image (the image is missing)")) for label in orphans]
 
 
 def write_yolo(classes: Sequence[str], images: Sequence[LabelledImage], out: Path, *, overwrite: bool = False) -> Path:

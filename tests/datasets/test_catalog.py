@@ -11,7 +11,7 @@ import cv2
 import pytest
 from sqlalchemy import Engine
 
-from datasets.catalog import Catalog, DatasetNotFoundError
+from datasets.catalog import Catalog, DatasetNotFoundError, ImportRefusedError
 from datasets.database import open_catalog_database
 from datasets.errors import DatasetError
 from datasets.manifest import Manifest, diff
@@ -59,10 +59,14 @@ def test_import_is_idempotent_and_sees_label_changes(engine: Engine, tmp_path: P
     assert len(list((tmp_path / "images" / "acme").rglob("*.jpg"))) == 6  # each image stored once
 
 
-def test_an_unreadable_image_is_skipped_and_reported(engine: Engine, tmp_path: Path) -> None:
+def test_a_source_with_problems_imports_nothing_unless_asked(engine: Engine, tmp_path: Path) -> None:
     data = synthetic(tmp_path / "src", 3)
     data.images[1].path.write_bytes(data.images[1].path.read_bytes()[:200])  # truncated JPEG
-    report = Catalog(engine, ContentStore(tmp_path / "images"), "acme").import_images("metal", data)
+    catalog = Catalog(engine, ContentStore(tmp_path / "images"), "acme")
+    with pytest.raises(ImportRefusedError, match=r"nothing imported: part001\.jpg: ") as refused:
+        catalog.import_images("metal", data)
+    assert len(refused.value.problems) == 1 and catalog.names() == []
+    report = catalog.import_images("metal", data, skip_bad=True)
     assert report.added == 2 and len(report.skipped) == 1 and report.skipped[0].startswith("part001.jpg: ")
 
 

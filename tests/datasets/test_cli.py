@@ -82,9 +82,21 @@ def test_mistakes_are_one_line_errors(tmp_path: Path, args: list[str], message: 
     assert done.stderr.count("\n") == 1
 
 
-def test_a_bad_label_file_names_file_and_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["short_row", "missing_image"])
+def test_a_bad_source_names_file_and_line_and_imports_nothing(tmp_path: Path, damage: str) -> None:
     data = Path(as_json(lineqa(tmp_path, "--json", "synth", str(tmp_path / "s"), "--count", "3"))["data"])  # type: ignore[index]
     label = sorted((data.parent / "labels" / "train").glob("*.txt"))[0]
-    label.write_text("0 0.5 0.5 0.1\n")  # four numbers, YOLO needs five
+    if damage == "short_row":
+        label.write_text("0 0.5 0.5 0.1\n")  # four numbers, YOLO needs five
+        where = f"{label.name}:1"
+    else:
+        image = data.parent / "images" / "train" / label.with_suffix(".png").name
+        image.unlink()
+        where = label.stem
     done = lineqa(tmp_path, "import", "acme/bad", str(data), check=False)
-    assert f"{label.name}:1" in done.stdout + done.stderr
+    assert done.returncode == 2 and "nothing imported" in done.stderr and where in done.stderr
+    assert "Traceback" not in done.stderr
+    assert lineqa(tmp_path, "versions", "acme").stdout.strip() == ""  # no dataset was created
+    imported = as_json(lineqa(tmp_path, "--json", "import", "acme/bad", str(data), "--skip-bad"))
+    # a row that cannot be read leaves its image without labels (imported as such); a missing image is skipped
+    assert imported["added"] == (4 if damage == "short_row" else 3) and len(imported["skipped"]) == 1  # type: ignore[index]
