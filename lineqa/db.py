@@ -17,6 +17,14 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
+# Named constraints, so that migrations can refer to them on every database (SQLite batch mode included).
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+}
+
 
 class DatabaseOpenError(Exception):
     """The database cannot be reached or its schema cannot be brought up to date."""

@@ -20,15 +20,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-# Named constraints, so that migrations can refer to them on every database (SQLite batch mode included).
-metadata = MetaData(
-    naming_convention={
-        "pk": "pk_%(table_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ix": "ix_%(table_name)s_%(column_0_name)s",
-    }
-)
+from lineqa.db import NAMING_CONVENTION
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 tenants = Table(
     "tenants",
