@@ -1,0 +1,1 @@
+"""The edge camera agent (``lineqa camera``): frames from a source, judged by the gateway, verdicts out."""
