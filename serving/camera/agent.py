@@ -28,11 +28,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from serving.camera.model import AgentStatus, Context, FrameSource, VerdictSink
+from serving.camera.sinks import verdict_label
 from serving.camera.spool import Spool, SpooledFrame
 from serving.errors import ServingError
 
 logger = logging.getLogger(__name__)
 
+STATUS_EVERY_S = 1.0
 FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT}
 
 
@@ -89,6 +91,7 @@ class CameraAgent:
         self.status = AgentStatus(state="connecting")
         self._latencies: deque[float] = deque(maxlen=200)
         self._judged_times: deque[float] = deque(maxlen=50)
+        self._reported_at = 0.0
         self._new_frame = asyncio.Event()
         self._source_done = asyncio.Event()
 
@@ -201,7 +204,7 @@ class CameraAgent:
         self._latencies.append((now - sent_at) * 1e3)
         self._judged_times.append(now)
         status = self.status
-        verdict = pb.Verdict.Name(result.verdict).removeprefix("VERDICT_")
+        verdict = verdict_label(result)
         status.judged += 1
         status.verdicts[verdict] = status.verdicts.get(verdict, 0) + 1
         status.latency_ms_p50 = statistics.median(self._latencies)
@@ -214,3 +217,6 @@ class CameraAgent:
         await asyncio.to_thread(self.spool.done, result.frame.sequence)
         status.spooled = len(self.spool)
         status.dropped = self.spool.dropped
+        if now - self._reported_at >= STATUS_EVERY_S:  # keep the console and the retained status current
+            self._reported_at = now
+            self.sink.status(status)
