@@ -25,6 +25,7 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "serve": Command("serving.serve_cli", "run the inspection gateway (gRPC) with an embedded or external Triton"),
     "predict": Command("serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
+    "camera": Command("serving.camera.cli", "stream a camera's frames to the gateway; verdicts to console, file, MQTT"),
     "admin": Command("serving.admin_cli", "tenants, lines, cameras, camera tokens and the plant's TLS certificates"),
     "bench": Command("serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"),
     "models": Command("serving.models_cli", "the model repository Triton serves: add, list, check"),

@@ -4,8 +4,9 @@
 2. train a YOLO11n detector from Ultralytics' model YAML (no pretrained weights exist offline) and export
    it to ONNX;
 3. write a product recipe;
-4. judge a batch of new parts from "the line" with the serving pipeline (the same vision code the gateway
-   runs) and print each verdict, with overlays and JSON lines saved.
+4. start ``lineqa serve`` (embedded Triton, TLS with a generated plant certificate) and stream a batch of new
+   parts from "the line" through the camera agent (a camera token, the on-disk spool), showing verdicts
+   live and writing them as JSON lines.
 
 Everything lives under ``<lineqa home>/demo``; a second run reuses the trained model and takes seconds.
 """
@@ -13,28 +14,44 @@ Everything lives under ``<lineqa home>/demo``; a second run reuses the trained m
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import cv2
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serving.camera.console import ConsoleSink
+from serving.camera.sinks import JsonLinesSink, SinkSet
+from serving.camera.sources import FolderSource
 
 from datasets.synth import CLASSES, Surface, generate_part, write_yolo_dataset
 from lineqa.home import default_home
-from serving.onnx_model import OnnxModel
-from serving.predict import PredictConfig, predict_files
+from serving.camera.agent import CameraAgent, GatewayTarget
+from serving.camera.model import AgentStatus, Context
+from serving.camera.spool import Spool
+from serving.embedded_triton import free_port
+from serving.local_plant import LocalPlant, provision_local_plant
+from serving.model_repository import ModelRepository
+from training.errors import TrainingError
 from training.ultralytics_adapter import TrainSpec, export_onnx, train
 from vision.recipe import load_recipe
-from vision.yolo_output import DecodeOptions
 
+logger = logging.getLogger(__name__)
 MODEL_NAME = "metal-defects"
+RECIPE_ID = "bracket-a"
 IMGSZ = 320
 LINE_SEED = 1_000_000  # parts "from the line" are never in the training set
 RECIPE = f"""\
 # Brushed-metal bracket, camera at 0.05 mm per pixel.
-id: bracket-a
+id: {RECIPE_ID}
 description: demo recipe for synthetic brushed-metal parts
 model: {{name: {MODEL_NAME}}}
 mm_per_px: 0.05
@@ -100,40 +117,96 @@ def _line_parts(folder: Path, count: int) -> dict[Path, set[str]]:
     return truth
 
 
+def _start_gateway(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``lineqa serve`` on the demo home: embedded Triton, TLS with the demo plant's certificate."""
+    cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--home", str(home), "--port", str(port), "--metrics-port", "0"]
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_serving(
+    address: str, credentials: grpc.ChannelCredentials, gateway: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if gateway.poll() is not None:
+            raise TrainingError(f"the gateway exited while starting; its log: {log}")
+        try:
+            with grpc.secure_channel(address, credentials) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.5)
+    raise TrainingError(f"the gateway did not become ready within 180 s; its log: {log}")
+
+
+def _prepare_home(home: Path, model_path: Path, retrain: bool) -> LocalPlant:
+    """The demo's lineqa home: the model in Triton's layout, the recipe, a plant CA and a camera token."""
+    repository = ModelRepository(home / "models")
+    if MODEL_NAME not in repository.model_names() or retrain:
+        repository.add_version(MODEL_NAME, model_path)
+    (home / "recipes").mkdir(parents=True, exist_ok=True)
+    (home / "recipes" / f"{RECIPE_ID}.yaml").write_text(RECIPE)
+    return provision_local_plant(home, tenant="demo", line="line-1", cameras=("cam-1",))
+
+
+async def _stream(plant: LocalPlant, address: str, folder: Path, results: Path) -> AgentStatus:
+    context = Context(plant.tenant, plant.line, "cam-1")
+    target = GatewayTarget(address, plant.channel_credentials(), plant.tokens["cam-1"])
+    spool = Spool(plant.home / "spool" / "demo-cam-1.db")
+    sinks = SinkSet([JsonLinesSink(results, context), ConsoleSink(context)], logger)
+    try:
+        agent = CameraAgent(target, context, RECIPE_ID, spool, sinks)
+        return await agent.run(FolderSource(folder), asyncio.Event())
+    finally:
+        sinks.close()
+        spool.close()
+
+
 def run(args: argparse.Namespace) -> int:
     demo = (args.home or default_home()) / "demo"
     started = time.monotonic()
     model_path = _prepare_model(demo, args)
-    recipe_path = demo / "recipe.yaml"
-    _step(3, f"recipe: {recipe_path}")
-    recipe_path.write_text(RECIPE)
-    recipe = load_recipe(recipe_path)
-    _step(4, f"line: judging {args.parts} new parts with the serving pipeline (ONNX Runtime)")
+    home = demo / "home"
+    _step(3, f"recipe, model repository and camera credentials in {home}")
+    plant = _prepare_home(home, model_path, args.retrain)
+    recipe = home / "recipes" / f"{RECIPE_ID}.yaml"
+    print(f"  recipe {recipe} (version {load_recipe(recipe).version[:12]})")
     truth = _line_parts(demo / "line", args.parts)
-    model = OnnxModel(model_path)
-    config = PredictConfig(
-        options=DecodeOptions(conf_threshold=recipe.min_confidence, iou_threshold=recipe.iou_threshold),
-        save_dir=demo / "overlays",
-    )
+    port = free_port()
+    log = demo / "gateway.log"
+    _step(4, f"line: lineqa serve (embedded Triton, TLS) on localhost:{port}; camera cam-1 streams {args.parts} parts")
+    gateway = _start_gateway(home, port, log)
+    try:
+        _wait_serving(f"localhost:{port}", plant.channel_credentials(), gateway, log)
+        print(f"  gateway ready after {time.monotonic() - started:.0f} s")
+        results = demo / "results.jsonl"
+        results.unlink(missing_ok=True)
+        asyncio.run(_stream(plant, f"localhost:{port}", demo / "line", results))
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(60)
+    _summarise(results, truth, args.parts)
+    print(f"verdicts: {results}\nrecords: {home / 'lineqa.db'}  flagged part images: {home / 'images'}")
+    print(f"gateway log: {log}\ndone in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _summarise(results: Path, truth: dict[Path, set[str]], parts: int) -> None:
+    by_part = {path.stem: classes for path, classes in truth.items()}
     verdicts: Counter[str] = Counter()
     caught = missed = false_rejects = 0
-    results_path = demo / "results.jsonl"
-    with results_path.open("w", encoding="utf-8") as results:
-        for record in predict_files(truth, model, recipe, config):
-            results.write(json.dumps(record) + "\n")
-            verdict, defective = record["verdict"], bool(truth[Path(record["image"])])
-            verdicts[verdict] += 1
-            caught += defective and verdict != "PASS"
-            missed += defective and verdict == "PASS"
-            false_rejects += not defective and verdict == "FAIL"
-            real = ", ".join(sorted(truth[Path(record["image"])])) or "none"
-            why = record["reasons"][0] if record["reasons"] else ""
-            print(f"  {Path(record['image']).name}  {verdict:<6}  {why:<52}  truly: {real}", flush=True)
-    defective_parts = caught + missed
+    for line in results.read_text().splitlines():
+        record = json.loads(line)
+        verdict, defective = record["verdict"], bool(by_part[record["part_id"]])
+        verdicts[verdict] += 1
+        caught += defective and verdict not in ("PASS", "ERROR")
+        missed += defective and verdict == "PASS"
+        false_rejects += not defective and verdict == "FAIL"
+    defective_parts = sum(1 for classes in by_part.values() if classes)
     print(
         f"\nverdicts: {dict(verdicts)}; defective parts flagged: {caught}/{defective_parts}, "
-        f"good parts failed: {false_rejects}/{args.parts - defective_parts}"
+        f"good parts failed: {false_rejects}/{parts - defective_parts}"
     )
-    print(f"results: {results_path}\noverlays: {demo / 'overlays'}\nmodel: {model_path}  recipe: {recipe_path}")
-    print(f"done in {time.monotonic() - started:.0f} s")
-    return 0

@@ -1,0 +1,121 @@
+"""``lineqa camera`` against a real ``lineqa serve`` (embedded Triton, TLS, camera token): a folder of part
+images gives exactly one verdict line per image, in order; stopping the gateway mid-run spools frames and
+drains them when it is back, still exactly one verdict per frame, none lost, none duplicated."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from datasets.synth import Surface, generate_part
+from serving.embedded_triton import free_port
+from serving.local_plant import LocalPlant, provision_local_plant
+from serving.model_repository import ModelRepository
+from tests.serving.test_shutdown import wait_serving
+
+pytestmark = pytest.mark.slow
+
+
+def make_home(tmp_path: Path, model: Path, parts: int) -> tuple[LocalPlant, Path, Path]:
+    home = tmp_path / "home"
+    ModelRepository(home / "models").add_version("metal", model)
+    (home / "recipes").mkdir(parents=True)
+    (home / "recipes" / "bracket.yaml").write_text("id: bracket\nmodel: {name: metal}\n")
+    plant = provision_local_plant(home, tenant="acme", cameras=("cam-1",))
+    token = tmp_path / "cam-1.token"
+    token.write_text(plant.tokens["cam-1"])
+    folder = tmp_path / "line"
+    folder.mkdir()
+    for i in range(parts):
+        cv2.imwrite(str(folder / f"part{i}.jpg"), generate_part(Surface.METAL, 500 + i).image)
+    return plant, token, folder
+
+
+def serve(home: Path, port: int) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--home", str(home), "--port", str(port), "--metrics-port", "0"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+
+
+def camera(home: Path, token: Path, folder: Path, port: int, out: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "lineqa.cli", "camera", "--home", str(home), "--gateway", f"localhost:{port}",
+           "--token-file", str(token), "--tenant", "acme", "--line", "line-1", "--camera", "cam-1",
+           "--recipe", "bracket", "--source", str(folder), "--jsonl", str(out), "--no-console", *extra]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def verdict_lines(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def natural(name: str) -> int:
+    return int(name.removeprefix("part"))
+
+
+def test_a_folder_gives_one_verdict_per_image_in_order(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    plant, token, folder = make_home(tmp_path, tiny_models["yolo11n"], 25)
+    port = free_port()
+    gateway = serve(plant.home, port)
+    try:
+        wait_serving(f"localhost:{port}", plant.channel_credentials(), 90)
+        out = tmp_path / "verdicts.jsonl"
+        agent = camera(plant.home, token, folder, port, out)
+        log, _ = agent.communicate(timeout=300)
+        assert agent.returncode == 0, log[-3000:]
+    finally:
+        stop(gateway)
+    lines = verdict_lines(out)
+    assert [line["part_id"] for line in lines] == [f"part{i}" for i in range(25)]  # natural order, each once
+    sequences = [line["sequence"] for line in lines]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 25
+    assert all(line["verdict"] in ("PASS", "FAIL", "REVIEW") and line["record_id"] for line in lines)
+    with sqlite3.connect(plant.home / "lineqa.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM inspections").fetchone() == (25,)
+
+
+def test_gateway_down_mid_run_spools_and_drains_exactly_once(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    plant, token, folder = make_home(tmp_path, tiny_models["yolo11n"], 40)
+    port = free_port()
+    gateway = serve(plant.home, port)
+    out = tmp_path / "verdicts.jsonl"
+    agent = None
+    try:
+        wait_serving(f"localhost:{port}", plant.channel_credentials(), 90)
+        agent = camera(plant.home, token, folder, port, out, "--fps", "5")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 8):
+            time.sleep(0.2)
+        stop(gateway)  # drains what is in flight, then exits: the camera keeps capturing into its spool
+        judged_before_restart = len(verdict_lines(out))
+        time.sleep(3)
+        gateway = serve(plant.home, port)
+        log, _ = agent.communicate(timeout=300)
+        assert agent.returncode == 0, log[-3000:]
+    finally:
+        stop(gateway)
+        if agent is not None and agent.poll() is None:
+            agent.kill()
+    lines = verdict_lines(out)
+    assert 8 <= judged_before_restart < 40
+    assert [line["part_id"] for line in lines] == [f"part{i}" for i in range(40)]
+    assert len({line["sequence"] for line in lines}) == 40
+    assert all(line["verdict"] != "ERROR" for line in lines), [line for line in lines if line["verdict"] == "ERROR"]
+    assert "unreachable" in log and "0 still spooled" in log
+    with sqlite3.connect(plant.home / "lineqa.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM inspections").fetchone() == (40,)
