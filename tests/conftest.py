@@ -91,3 +91,22 @@ def artifacts_dir() -> Path:
     path = REPO / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+MQTT_BROKER = os.environ.get("LINEQA_TEST_MQTT", "127.0.0.1:1883")
+
+
+@pytest.fixture(scope="session")
+def broker() -> tuple[str, int]:
+    """The MQTT broker on loopback (Mosquitto on this machine kind): a skip where it is absent, a failure in CI."""
+    import socket
+
+    host, _, port = MQTT_BROKER.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError as exc:
+        message = f"no MQTT broker at {MQTT_BROKER} (set LINEQA_TEST_MQTT=host:port): {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return host, int(port)

@@ -28,14 +28,14 @@ from pathlib import Path
 import cv2
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serving.camera.console import ConsoleSink
-from serving.camera.sinks import JsonLinesSink, SinkSet
-from serving.camera.sources import FolderSource
 
 from datasets.synth import CLASSES, Surface, generate_part, write_yolo_dataset
 from lineqa.home import default_home
 from serving.camera.agent import CameraAgent, GatewayTarget
+from serving.camera.console import ConsoleSink
 from serving.camera.model import AgentStatus, Context
+from serving.camera.sinks import JsonLinesSink, SinkSet
+from serving.camera.sources import FolderSource
 from serving.camera.spool import Spool
 from serving.embedded_triton import free_port
 from serving.local_plant import LocalPlant, provision_local_plant

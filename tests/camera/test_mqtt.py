@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import signal
 import socket
@@ -33,21 +32,7 @@ from serving.camera.model import AgentStatus, Capture, Context
 from serving.camera.mqtt import MqttSink, MqttTrigger, TriggerCounts, parse_part_id, status_topic, verdict_topic
 
 REPO = Path(__file__).resolve().parents[2]
-BROKER = os.environ.get("LINEQA_TEST_MQTT", "127.0.0.1:1883")
 Broker = tuple[str, int]
-
-
-@pytest.fixture(scope="module")
-def broker() -> Broker:
-    host, _, port = BROKER.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-    except OSError as exc:
-        message = f"no MQTT broker at {BROKER} (set LINEQA_TEST_MQTT=host:port): {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return host, int(port)
 
 
 @pytest.fixture

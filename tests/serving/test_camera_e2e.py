@@ -4,32 +4,38 @@ drains them when it is back, still exactly one verdict per frame, none lost, non
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import cv2
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from datasets.synth import Surface, generate_part
 from serving.embedded_triton import free_port
 from serving.local_plant import LocalPlant, provision_local_plant
 from serving.model_repository import ModelRepository
+from tests.camera.test_mqtt import subscribed
 from tests.serving.test_shutdown import wait_serving
 
 pytestmark = pytest.mark.slow
 
 
-def make_home(tmp_path: Path, model: Path, parts: int) -> tuple[LocalPlant, Path, Path]:
+def make_home(tmp_path: Path, model: Path, parts: int, tenant: str = "acme") -> tuple[LocalPlant, Path, Path]:
     home = tmp_path / "home"
     ModelRepository(home / "models").add_version("metal", model)
     (home / "recipes").mkdir(parents=True)
     (home / "recipes" / "bracket.yaml").write_text("id: bracket\nmodel: {name: metal}\n")
-    plant = provision_local_plant(home, tenant="acme", cameras=("cam-1",))
+    plant = provision_local_plant(home, tenant=tenant, cameras=("cam-1",))
     token = tmp_path / "cam-1.token"
     token.write_text(plant.tokens["cam-1"])
     folder = tmp_path / "line"
@@ -44,10 +50,35 @@ def serve(home: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 
 
-def camera(home: Path, token: Path, folder: Path, port: int, out: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "lineqa.cli", "camera", "--home", str(home), "--gateway", f"localhost:{port}",
-           "--token-file", str(token), "--tenant", "acme", "--line", "line-1", "--camera", "cam-1",
-           "--recipe", "bracket", "--source", str(folder), "--jsonl", str(out), "--no-console", *extra]  # fmt: skip
+def camera(
+    home: Path, token: Path, source: Path | str, port: int, out: Path, *extra: str, tenant: str = "acme"
+) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "lineqa.cli",
+        "camera",
+        "--home",
+        str(home),
+        "--gateway",
+        f"localhost:{port}",
+        "--token-file",
+        str(token),
+        "--tenant",
+        tenant,
+        "--line",
+        "line-1",
+        "--camera",
+        "cam-1",
+        "--recipe",
+        "bracket",
+        "--source",
+        str(source),
+        "--jsonl",
+        str(out),
+        "--no-console",
+        *extra,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -119,3 +150,62 @@ def test_gateway_down_mid_run_spools_and_drains_exactly_once(tiny_models: dict[s
     assert "unreachable" in log and "0 still spooled" in log
     with sqlite3.connect(plant.home / "lineqa.db") as db:
         assert db.execute("SELECT COUNT(*) FROM inspections").fetchone() == (40,)
+
+
+def test_mqtt_part_in_position_trigger_and_verdict_topic(  # type: ignore[no-untyped-def]
+    tiny_models: dict[str, Path], tmp_path: Path, broker
+) -> None:
+    """A PLC publishes part ids on the trigger topic; each part is judged once and its verdict published on
+    the line's verdict topic, through the real gateway and the real Mosquitto."""
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    plant, token, _ = make_home(tmp_path, tiny_models["yolo11n"], 0, tenant=tenant)
+    port = free_port()
+    gateway = serve(plant.home, port)
+    agent = None
+    host, mqtt_port = broker
+    try:
+        wait_serving(f"localhost:{port}", plant.channel_credentials(), 90)
+        with subscribed(broker, f"lineqa/{tenant}/line-1/verdict") as verdicts:
+            agent = camera(
+                plant.home,
+                token,
+                "synthetic:metal",
+                port,
+                tmp_path / "v.jsonl",
+                "--fps",
+                "10",
+                "--trigger",
+                "mqtt",
+                "--mqtt",
+                f"{host}:{mqtt_port}",
+                "--mqtt-verdicts",
+                tenant=tenant,
+            )
+            publisher = paho.Client(CallbackAPIVersion.VERSION2)
+            publisher.connect(host, mqtt_port)
+            publisher.loop_start()
+            time.sleep(4)  # the agent connects to the broker and the gateway
+            parts = ["SN-100", "SN-101", "SN-101", "SN-102", "SN-103"]  # SN-101 announced twice (a PLC retry)
+            for part in parts:
+                publisher.publish(
+                    f"lineqa/{tenant}/line-1/trigger", json.dumps({"part_id": part}), qos=1
+                ).wait_for_publish()
+                time.sleep(0.3)
+            received = []
+            deadline = time.monotonic() + 60
+            while len(received) < 4 and time.monotonic() < deadline:
+                with contextlib.suppress(queue.Empty):
+                    received.append(verdicts.get(timeout=1))
+            time.sleep(1)
+            while not verdicts.empty():
+                received.append(verdicts.get())
+            publisher.loop_stop()
+            publisher.disconnect()
+    finally:
+        if agent is not None:
+            stop(agent)
+        stop(gateway)
+    assert sorted(v["part_id"] for v in received) == ["SN-100", "SN-101", "SN-102", "SN-103"]
+    assert all(
+        v["verdict"] in ("PASS", "FAIL", "REVIEW") and v["record_id"] and v["tenant"] == tenant for v in received
+    )
