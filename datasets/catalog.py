@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,12 +26,12 @@ from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 from datasets.probe import probe_image
 from datasets.schema import contributions, datasets, images, samples, versions
 from lineqa.content_store import TENANT_ID, ContentStore
+from lineqa.progress import ProgressFn
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 _EXTENSIONS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "bmp": "bmp", "tif": "tif", "tiff": "tif", "webp": "webp"}
-Progress = Callable[[int, int], None]
 
 
 class DatasetNotFoundError(DatasetError):
@@ -139,7 +139,7 @@ class Catalog:
         imported: ImportedDataset,
         *,
         prefix: str = "",
-        progress: Progress | None = None,
+        progress: ProgressFn | None = None,
         skip_bad: bool = False,
     ) -> ImportReport:
         """Store the images (once each) and put their labels into the working dataset ``name`` (created when

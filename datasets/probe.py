@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from datasets.model import LabelledImage
+from lineqa.progress import ProgressFn
 from vision.errors import ImageError
 from vision.image import ImageLimits, decode_image, read_header
 
@@ -35,7 +36,6 @@ _THUMBNAIL = 32
 _LOW_FREQUENCIES = 8
 _POPCOUNT_BYTE = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
 
-Progress = Callable[[int, int], None]
 DEFAULT_LIMITS = ImageLimits()
 
 
@@ -101,7 +101,7 @@ def probe_files(
     paths: Iterable[Path],
     *,
     limits: ImageLimits = DEFAULT_LIMITS,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
     workers: int | None = None,
 ) -> list[ImageFacts]:
     """Probe many files, in the order given. Decoding releases the GIL, so a few threads use the cores;
@@ -121,7 +121,7 @@ def probe_images(
     images: Sequence[LabelledImage],
     *,
     limits: ImageLimits = DEFAULT_LIMITS,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
     workers: int | None = None,
 ) -> dict[str, ImageFacts]:
     """:func:`probe_files` over a dataset's images, keyed by image name as validation and statistics take them."""

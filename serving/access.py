@@ -221,12 +221,17 @@ class TokenCache:
         self.ttl_s = ttl_s
         self._good: dict[str, tuple[float, Principal]] = {}
 
-    def authenticate(self, token: str) -> Principal:
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token checked less than ``ttl_s`` ago; no database, safe on the event loop."""
         hit = self._good.get(token)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.ttl_s:
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
-        self._good.pop(token, None)
-        principal = self.store.authenticate(token)
-        self._good[token] = (now, principal)
+        return None
+
+    def authenticate(self, token: str) -> Principal:
+        """:meth:`cached`, else a database check (call it from a worker thread)."""
+        principal = self.cached(token)
+        if principal is None:
+            principal = self.store.authenticate(token)
+            self._good[token] = (time.monotonic(), principal)
         return principal

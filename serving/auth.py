@@ -127,7 +127,10 @@ async def authorize_frame(tokens: TokenCache, caller: Caller, identity: pb.Frame
 
     The token is checked again (through the cache), so a token revoked during a long stream stops it.
     """
-    principal = await asyncio.to_thread(tokens.authenticate, caller.token)
+    # Per frame: the cache answers on the event loop; only an expired entry costs a worker thread.
+    principal = tokens.cached(caller.token)
+    if principal is None:
+        principal = await asyncio.to_thread(tokens.authenticate, caller.token)
     if identity.camera_id != principal.camera_id:
         raise FrameNotAllowedError(
             f"this token is for camera {principal.camera_id!r} of tenant {principal.tenant_id!r}, "

@@ -31,7 +31,6 @@ from typing import Any, TextIO
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
@@ -40,6 +39,7 @@ from serving.errors import ServingError
 from serving.local_plant import provision_local_plant
 from serving.model_repository import ModelRepository, ModelVersion
 from serving.onnx_model import OnnxModel
+from serving.readiness import NotServingError, wait_until_serving
 from vision.detector import preprocess
 from vision.image import ImageEncoding, decode_image
 
@@ -145,20 +145,16 @@ class GatewayProcess:
 
     async def wait_serving(self, timeout_s: float) -> None:
         """Until health says SERVING (Triton started, model loaded, database writable)."""
-        deadline = time.monotonic() + timeout_s
-        async with self.connection.channel() as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self._process is None or self._process.poll() is not None:
-                    raise BenchError(f"lineqa serve exited before serving; its log ends:\n{self.log_tail()}")
-                try:
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.5)
-        raise BenchError(f"lineqa serve was not SERVING within {timeout_s:.0f} s; its log ends:\n{self.log_tail()}")
+        try:
+            await asyncio.to_thread(
+                wait_until_serving,
+                self.connection.target,
+                self.connection.credentials,
+                timeout_s,
+                process=self._process,
+            )
+        except NotServingError as exc:
+            raise BenchError(f"{exc}; its log ends:\n{self.log_tail()}") from None
 
 
 # --- statistics ---------------------------------------------------------------------------------------------

@@ -26,8 +26,6 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from datasets.synth import CLASSES, Surface, generate_part, write_yolo_dataset
 from lineqa.home import default_home
@@ -40,7 +38,7 @@ from serving.camera.spool import Spool
 from serving.embedded_triton import free_port
 from serving.local_plant import LocalPlant, provision_local_plant
 from serving.model_repository import ModelRepository
-from training.errors import TrainingError
+from serving.readiness import wait_until_serving
 from training.ultralytics_adapter import TrainSpec, export_onnx, train
 from vision.recipe import load_recipe
 
@@ -125,24 +123,6 @@ def _start_gateway(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _wait_serving(
-    address: str, credentials: grpc.ChannelCredentials, gateway: subprocess.Popen[bytes], log: Path
-) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if gateway.poll() is not None:
-            raise TrainingError(f"the gateway exited while starting; its log: {log}")
-        try:
-            with grpc.secure_channel(address, credentials) as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.RpcError:
-            pass
-        time.sleep(0.5)
-    raise TrainingError(f"the gateway did not become ready within 180 s; its log: {log}")
-
-
 def _prepare_home(home: Path, model_path: Path, retrain: bool) -> LocalPlant:
     """The demo's lineqa home: the model in Triton's layout, the recipe, a plant CA and a camera token."""
     repository = ModelRepository(home / "models")
@@ -181,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     _step(4, f"line: lineqa serve (embedded Triton, TLS) on localhost:{port}; camera cam-1 streams {args.parts} parts")
     gateway = _start_gateway(home, port, log)
     try:
-        _wait_serving(f"localhost:{port}", plant.channel_credentials(), gateway, log)
+        wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 180, process=gateway, log=log)
         print(f"  gateway ready after {time.monotonic() - started:.0f} s")
         results = demo / "results.jsonl"
         results.unlink(missing_ok=True)

@@ -215,8 +215,8 @@ class CameraAgent:
             status.last_defects = [f"{d.class_name} {d.confidence:.2f}" for d in result.defects][:5]
         self.sink.emit(result)
         await asyncio.to_thread(self.spool.done, result.frame.sequence)
-        status.spooled = len(self.spool)
-        status.dropped = self.spool.dropped
         if now - self._reported_at >= STATUS_EVERY_S:  # keep the console and the retained status current
             self._reported_at = now
+            status.spooled = len(self.spool)
+            status.dropped = self.spool.dropped
             self.sink.status(status)

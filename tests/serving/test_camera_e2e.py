@@ -24,8 +24,8 @@ from datasets.synth import Surface, generate_part
 from serving.embedded_triton import free_port
 from serving.local_plant import LocalPlant, provision_local_plant
 from serving.model_repository import ModelRepository
+from serving.readiness import wait_until_serving
 from tests.camera.test_mqtt import subscribed
-from tests.serving.test_shutdown import wait_serving
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,7 @@ def test_a_folder_gives_one_verdict_per_image_in_order(tiny_models: dict[str, Pa
     port = free_port()
     gateway = serve(plant.home, port)
     try:
-        wait_serving(f"localhost:{port}", plant.channel_credentials(), 90)
+        wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 90, process=gateway)
         out = tmp_path / "verdicts.jsonl"
         agent = camera(plant.home, token, folder, port, out)
         log, _ = agent.communicate(timeout=300)
@@ -127,7 +127,7 @@ def test_gateway_down_mid_run_spools_and_drains_exactly_once(tiny_models: dict[s
     out = tmp_path / "verdicts.jsonl"
     agent = None
     try:
-        wait_serving(f"localhost:{port}", plant.channel_credentials(), 90)
+        wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 90, process=gateway)
         agent = camera(plant.home, token, folder, port, out, "--fps", "5")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 8):
@@ -164,7 +164,7 @@ def test_mqtt_part_in_position_trigger_and_verdict_topic(  # type: ignore[no-unt
     agent = None
     host, mqtt_port = broker
     try:
-        wait_serving(f"localhost:{port}", plant.channel_credentials(), 90)
+        wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 90, process=gateway)
         with subscribed(broker, f"lineqa/{tenant}/line-1/verdict") as verdicts:
             agent = camera(
                 plant.home,

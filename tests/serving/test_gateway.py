@@ -114,6 +114,25 @@ async def stream(rig: Rig, frames: list[pb.Frame], camera: str = "cam-1") -> lis
         await rig.inspector.triton.close()
 
 
+def defects_of(result: pb.InspectionResult) -> Detections:
+    """The defects a gateway result reports, as detections."""
+    return Detections(
+        np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in result.defects], np.float32).reshape(-1, 4),
+        np.array([d.confidence for d in result.defects], np.float32),
+        np.array([d.class_id for d in result.defects], np.int64),
+    )
+
+
+def flagged_of(record: dict[str, Any]) -> Detections:
+    """The detections of a ``lineqa predict`` JSON line that its recipe flags (defect or review)."""
+    flagged = [d for d in record["detections"] if d["disposition"] in ("defect", "review")]
+    return Detections(
+        np.array([d["box"] for d in flagged], np.float32).reshape(-1, 4),
+        np.array([d["confidence"] for d in flagged], np.float32),
+        np.array([d["class_id"] for d in flagged], np.int64),
+    )
+
+
 def boards(deeppcb_root: Path, count: int) -> list[Path]:
     return [image for image, _ in deeppcb_pairs(deeppcb_root)[1:1000:80][:count]]
 
@@ -161,18 +180,8 @@ def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path
         assert result.model.name == "deeppcb" and result.model.version == 1
         assert result.recipe.id == "pcb" and result.recipe.version == record["recipe"]["version"]
         assert result.record_id and not result.replay
-        flagged = [d for d in record["detections"] if d["disposition"] in ("defect", "review")]
-        ours = Detections(
-            np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in result.defects], np.float32).reshape(-1, 4),
-            np.array([d.confidence for d in result.defects], np.float32),
-            np.array([d.class_id for d in result.defects], np.int64),
-        )
-        theirs = Detections(
-            np.array([d["box"] for d in flagged], np.float32).reshape(-1, 4),
-            np.array([d["confidence"] for d in flagged], np.float32),
-            np.array([d["class_id"] for d in flagged], np.int64),
-        )
-        flagged_total += assert_same_detections(ours, theirs, conf=0.25, where=f"frame {sequence}").matched
+        matched = assert_same_detections(defects_of(result), flagged_of(record), conf=0.25, where=f"frame {sequence}")
+        flagged_total += matched.matched
     assert flagged_total >= 20
 
 
@@ -304,19 +313,9 @@ def test_tiled_recipe_through_the_gateway_matches_lineqa_predict(served, deeppcb
            "--recipe", str(work / "recipes" / "pcb-tiled.yaml"), "--output", str(out), str(mosaic_path)]  # fmt: skip
     assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
     record = json.loads(out.read_text())
-    flagged = [d for d in record["detections"] if d["disposition"] in ("defect", "review")]
-    ours = Detections(
-        np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in result.defects], np.float32).reshape(-1, 4),
-        np.array([d.confidence for d in result.defects], np.float32),
-        np.array([d.class_id for d in result.defects], np.int64),
-    )
-    theirs = Detections(
-        np.array([d["box"] for d in flagged], np.float32).reshape(-1, 4),
-        np.array([d["confidence"] for d in flagged], np.float32),
-        np.array([d["class_id"] for d in flagged], np.int64),
-    )
     assert result.verdict == getattr(pb, f"VERDICT_{record['verdict']}")
-    assert assert_same_detections(ours, theirs, conf=0.25, where="tiled mosaic").matched >= 10
+    matched = assert_same_detections(defects_of(result), flagged_of(record), conf=0.25, where="tiled mosaic")
+    assert matched.matched >= 10
 
 
 async def collect(

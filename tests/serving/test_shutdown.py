@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from datasets.synth import Surface, generate_part
 from protos.lineqa.inspection.v1 import inspection_pb2 as pb
@@ -24,22 +23,9 @@ from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from serving.embedded_triton import free_port
 from serving.local_plant import provision_local_plant
 from serving.model_repository import ModelRepository
+from serving.readiness import wait_until_serving
 
 pytestmark = pytest.mark.slow
-
-
-def wait_serving(address: str, credentials: grpc.ChannelCredentials, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with grpc.secure_channel(address, credentials) as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.RpcError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"lineqa serve at {address} did not become SERVING within {timeout_s} s")
 
 
 def test_sigterm_mid_stream_loses_nothing(tiny_models: dict[str, Path], tmp_path: Path) -> None:
@@ -52,7 +38,7 @@ def test_sigterm_mid_stream_loses_nothing(tiny_models: dict[str, Path], tmp_path
     cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--port", str(port), "--home", str(tmp_path)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_serving(address, plant.channel_credentials(), 90)
+        wait_until_serving(address, plant.channel_credentials(), 90, process=server)
         image = cv2.imencode(".png", generate_part(Surface.METAL, 3).image)[1].tobytes()
         sent: list[int] = []
 

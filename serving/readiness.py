@@ -1,0 +1,46 @@
+"""Wait for a gateway to say SERVING on ``grpc.health.v1``: what every launcher of ``lineqa serve`` (the demo,
+the benchmark, the tests) needs before it sends frames, since the port opens before Triton is ready."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from serving.errors import ServingError
+
+
+class NotServingError(ServingError):
+    """The gateway exited, or was not SERVING in time."""
+
+
+def wait_until_serving(
+    address: str,
+    credentials: grpc.ChannelCredentials,
+    timeout_s: float,
+    *,
+    process: subprocess.Popen[Any] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll health every half second until SERVING; fail at once if ``process`` (the gateway) exits."""
+    where = f"; its log: {log}" if log else ""
+    deadline = time.monotonic() + timeout_s
+    with grpc.secure_channel(address, credentials) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise NotServingError(f"the gateway at {address} exited before serving{where}")
+            try:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.5)
+    raise NotServingError(f"the gateway at {address} was not SERVING within {timeout_s:.0f} s{where}")
