@@ -29,9 +29,10 @@ from datasets.catalog import Catalog, ImportRefusedError, parse_ref
 from datasets.database import open_catalog_database
 from datasets.errors import DatasetError
 from datasets.formats import READERS, WRITERS, detect_format
+from datasets.formats.deeppcb import read_deeppcb
 from datasets.manifest import Manifest, diff
 from datasets.model import ImportedDataset, LabelledImage
-from datasets.pool import POOL, build_pool, pool_images, pool_manifest
+from datasets.pool import POOL, build_pool
 from datasets.probe import probe_images
 from datasets.splits import assign_splits
 from datasets.stats import compute_stats, plot_box_sizes
@@ -39,6 +40,7 @@ from datasets.stats import render_text as render_stats
 from datasets.synth import Surface, write_yolo_dataset
 from datasets.validate import render_text as render_report
 from datasets.validate import validate
+from datasets.versions import load_version
 from lineqa.content_store import ContentStore
 from lineqa.db import database_url
 from lineqa.home import default_home
@@ -60,6 +62,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     step.add_argument("source", type=Path, help="folder or annotation file")
     step.add_argument("--format", choices=["auto", *formats], default="auto")
     step.add_argument("--prefix", default="", help="prepended to image names (to keep two sources apart)")
+    step.add_argument(
+        "--templates", action="store_true", help="DeepPCB: also import each defect-free template as a good part"
+    )
     step.add_argument(
         "--skip-bad",
         action="store_true",
@@ -129,13 +134,7 @@ class _Context:
 
     def version(self, ref: str) -> tuple[Manifest, list[LabelledImage]]:
         """A version's manifest and its images as files; ``pool@N`` for a pool version."""
-        if ref.split("@")[0] == POOL:
-            manifest = pool_manifest(self.engine, ref.partition("@")[2] or None)
-            return manifest, pool_images(manifest, self.store)
-        tenant, name, version = parse_ref(ref)
-        catalog = self.catalog(tenant)
-        manifest = catalog.manifest(name, version or "latest")
-        return manifest, catalog.labelled_images(manifest)
+        return load_version(self.engine, self.store, ref)
 
 
 def _read(source: Path, fmt: str) -> ImportedDataset:
@@ -204,7 +203,10 @@ def _import(ctx: _Context, args: argparse.Namespace) -> int:
     tenant, name, version = parse_ref(args.dataset)
     if version:
         raise DatasetError("import goes into the working dataset: name it without @version")
-    imported = _read(args.source, args.format)
+    fmt = detect_format(args.source) if args.format == "auto" and args.source.exists() else args.format
+    if args.templates and fmt != "deeppcb":
+        raise DatasetError("--templates is for DeepPCB sources")
+    imported = read_deeppcb(args.source, templates=True) if args.templates else _read(args.source, fmt)
     progress = ProgressBar(f"importing {len(imported.images)} images")
     try:
         report = ctx.catalog(tenant).import_images(

@@ -30,6 +30,9 @@ COMMANDS: dict[str, Command] = {
     "bench": Command("serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"),
     "models": Command("serving.models_cli", "the model repository Triton serves: add, list, check"),
     "datasets": Command("datasets.cli", "labelled datasets: import, check, split, version, export, pool"),
+    "train": Command("training.train_cli", "train a YOLO detector on a dataset version (offline, recorded run)"),
+    "evaluate": Command("training.evaluate_cli", "mAP, per-class AP, PR curves and escape/false-reject rates of a model"),
+    "export": Command("training.export_cli", "export a run to ONNX (TensorRT on a GPU) and check parity with its weights"),
     "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }
 

@@ -42,3 +42,11 @@ class RecipeBook:
                 raise RecipeError(f"{path} declares id {recipe.id!r}; the file name must be the recipe id")
             self._cache[recipe_id] = (stamp, recipe)
             return recipe
+
+
+def find_recipe(ref: str, folder: Path) -> Recipe:
+    """A recipe named on a command line: a YAML file's path, or the id of one in ``folder``."""
+    path = Path(ref).expanduser()
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return load_recipe(path)
+    return RecipeBook(folder).get(ref)

@@ -9,8 +9,11 @@ through :func:`load_ultralytics`.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -44,6 +47,16 @@ def load_ultralytics() -> ModuleType:
     return ultralytics
 
 
+def resolve_device(device: str) -> str:
+    """``auto``: the first CUDA GPU when torch sees one, else the CPU; anything else is passed as given
+    (``0``, ``0,1`` for Ultralytics' own multi-GPU DDP mode, ``cpu``, ``mps``)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     """One training run. ``model`` is an Ultralytics model YAML (from scratch) or a local ``.pt``."""
@@ -60,30 +73,115 @@ class TrainSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def train(spec: TrainSpec) -> Path:
-    """Train a detector; return the path of its best weights (``.pt``)."""
-    ul = load_ultralytics()
-    model = ul.YOLO(spec.model)
-    model.train(
-        data=str(spec.data_yaml),
-        epochs=spec.epochs,
-        imgsz=spec.imgsz,
-        batch=spec.batch,
-        device=spec.device,
-        seed=spec.seed,
-        deterministic=True,
-        workers=spec.workers,
-        project=str(spec.run_dir.parent),
-        name=spec.run_dir.name,
-        exist_ok=True,
-        plots=False,  # plotting fetches a font from the network
-        amp=spec.device != "cpu",
-        **spec.extra,
-    )
-    best = spec.run_dir / "weights" / "best.pt"
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Copy Ultralytics' log lines (per-epoch metrics, warnings) into the run's own log file."""
+    ul_logger = logging.getLogger("ultralytics")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    ul_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        ul_logger.removeHandler(handler)
+        handler.close()
+
+
+def _best_weights(run_dir: Path) -> Path:
+    best = run_dir / "weights" / "best.pt"
     if not best.is_file():
         raise TrainingError(f"training finished without writing {best}")
     return best
+
+
+def train(spec: TrainSpec) -> Path:
+    """Train a detector; return the path of its best weights (``.pt``)."""
+    ul = load_ultralytics()
+    device = resolve_device(spec.device)
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    with _log_to(spec.run_dir / "train.log"):
+        ul.YOLO(spec.model).train(
+            data=str(spec.data_yaml),
+            epochs=spec.epochs,
+            imgsz=spec.imgsz,
+            batch=spec.batch,
+            device=device,
+            seed=spec.seed,
+            deterministic=True,
+            workers=spec.workers,
+            project=str(spec.run_dir.parent),
+            name=spec.run_dir.name,
+            exist_ok=True,
+            plots=False,  # plotting fetches a font from the network
+            amp=device not in ("cpu", "mps"),
+            **spec.extra,
+        )
+    return _best_weights(spec.run_dir)
+
+
+def resume(run_dir: Path) -> Path:
+    """Continue an interrupted run from its ``last.pt`` with the arguments it was started with."""
+    last = run_dir / "weights" / "last.pt"
+    if not last.is_file():
+        raise TrainingError(f"{run_dir} has no weights/last.pt to resume from")
+    ul = load_ultralytics()
+    with _log_to(run_dir / "train.log"):
+        try:
+            ul.YOLO(str(last)).train(resume=True)
+        except AssertionError as exc:  # Ultralytics' way of saying the run already finished
+            raise TrainingError(f"cannot resume {run_dir}: {exc}") from None
+    return _best_weights(run_dir)
+
+
+def checkpoint_names(weights: Path) -> list[str]:
+    """The class names a ``.pt`` checkpoint was trained on, in id order."""
+    load_ultralytics()
+    import torch
+
+    checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
+    model = checkpoint.get("ema") or checkpoint["model"]
+    names = model.names
+    return [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+
+
+def remap_classes(weights: Path, names: list[str], out: Path) -> dict[str, Any]:
+    """A copy of ``weights`` whose class head predicts ``names``; return what was carried over.
+
+    Everything but the per-class rows of the classification convolutions has the same shape and is copied.
+    A class the base already knew (same name) keeps its trained row, so a tenant's "scratch" starts from the
+    pool's "scratch"; a new class starts from Ultralytics' fresh initialisation (prior bias for rare objects).
+    """
+    load_ultralytics()
+    import torch
+    from ultralytics.nn import tasks
+
+    detection_model: Any = tasks.DetectionModel  # untyped upstream
+
+    checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
+    old: Any = (checkpoint.get("ema") or checkpoint["model"]).float()
+    old_names = checkpoint_names(weights)
+    index = {name: i for i, name in enumerate(old_names)}
+    new = detection_model(old.yaml, nc=len(names), verbose=False)
+    # The tensors that hold one row per class are those whose shape changes with the class count.
+    probe = detection_model(old.yaml, nc=len(old_names) + 1, verbose=False).state_dict()
+    old_state, state = old.state_dict(), new.state_dict()
+    per_class = {key for key, tensor in old_state.items() if key in probe and probe[key].shape != tensor.shape}
+    rows_kept = 0
+    for key, tensor in state.items():
+        if key not in old_state:
+            continue
+        if key not in per_class:
+            state[key] = old_state[key]
+            continue
+        for row, name in enumerate(names):
+            if name in index:
+                tensor[row] = old_state[key][index[name]]
+                rows_kept += 1
+    new.load_state_dict(state)
+    new.names = dict(enumerate(names))
+    new.args = getattr(old, "args", {})
+    torch.save({"model": new, "ema": None, "train_args": {}, "epoch": -1, "optimizer": None}, out)
+    return {"base_classes": old_names, "classes": names, "kept": [n for n in names if n in index], "rows": rows_kept}
 
 
 def export_onnx(weights: Path, imgsz: int, *, end_to_end: bool = False, dynamic: bool = True) -> Path:
@@ -104,15 +202,18 @@ def reference_predict(
     iou: float,
     max_det: int = 300,
     end_to_end: bool = False,
+    rect: bool = True,
 ) -> list[Detections]:
     """Ultralytics' own ``predict`` on image files: the reference the serving pipeline must match.
 
     ``end_to_end`` selects a YOLO26 ``.pt`` model's NMS-free head (``nms=False``), as its end-to-end ONNX export
-    uses; by default ``.pt`` predictions use the NMS head.
+    uses; by default ``.pt`` predictions use the NMS head. ``rect=False`` letterboxes to the full square input,
+    as a model served by Triton (fixed input size) sees every image.
     """
     ul = load_ultralytics()
     model = ul.YOLO(str(model_path), task="detect")
     options: dict[str, Any] = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det, "verbose": False}
+    options["rect"] = rect
     if end_to_end:
         options["nms"] = False
     results = []

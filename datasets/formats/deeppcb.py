@@ -4,7 +4,9 @@ y2 type`` in pixels, type 1 to 6.
 
 The listed image path has no suffix of its own: ``group20085/20085/20085000.jpg`` stands for the defective image
 ``20085000_test.jpg`` beside the template ``20085000_temp.jpg``; the defective one is imported. The board's
-``group<G>`` folder is its group, so that splits keep images of one board design together.
+``group<G>`` folder is its group, so that splits keep images of one board design together. With
+``templates``, each template is imported too, as a background image (a known-good part) in the same group:
+hard negatives for training, and the good parts a false-reject rate is measured on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from datasets.errors import DatasetFormatError
 from datasets.formats._files import first_existing, relative_name
 from datasets.formats._parse import number, read_text, status
-from datasets.model import Box, ImportedDataset, LabelledImage
+from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
 CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")  # type ids 1..6
 LISTS = ("trainval.txt", "test.txt")
@@ -25,7 +27,7 @@ _SEPARATORS = re.compile(r"[\s,]+")
 _CORNERS = ("x1", "y1", "x2", "y2")
 
 
-def read_deeppcb(path: Path) -> ImportedDataset:
+def read_deeppcb(path: Path, *, templates: bool = False) -> ImportedDataset:
     """Import a DeepPCB list file, or both lists of a ``PCBData`` folder (the images of each, once)."""
     lists = [path] if path.is_file() else [path / name for name in LISTS if (path / name).is_file()]
     if not lists:
@@ -46,6 +48,10 @@ def read_deeppcb(path: Path) -> ImportedDataset:
                 problems.append(str(DatasetFormatError(list_file, f"{image.name} is listed again", line_no)))
                 continue
             images[image.path] = image
+            template = image.path.with_name(image.path.name.replace("_test.jpg", "_temp.jpg"))
+            if templates and template.is_file():
+                name = relative_name(template, root)
+                images[template] = LabelledImage(name, template, (), Annotation.BACKGROUND, group=image.group)
     return ImportedDataset("deeppcb", root, list(CLASSES), list(images.values()), problems)
 
 

@@ -1,0 +1,173 @@
+"""``lineqa evaluate``'s engine: a model's detections on a dataset split, through the serving code path.
+
+The ONNX model runs exactly as the gateway runs it (fixed-size letterbox, the vision decoder and NMS), once at
+a low confidence for the COCO metrics and once with the recipe's own thresholds for the inspection metrics a
+plant cares about: the escape rate (a defective part judged PASS) and the false-reject rate (a good part,
+labelled defect-free, judged FAIL). Everything here is torch-free, so the promotion gate runs beside serving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from datasets.model import Annotation, LabelledImage
+from lineqa.progress import ProgressFn
+from serving.onnx_model import OnnxModel
+from training.errors import TrainingError
+from training.metrics import ImageBoxes, class_curves, confusion_matrix, mean_ap
+from vision.decision import Verdict, decide
+from vision.detections import Detections
+from vision.detector import ModelSpec, postprocess, preprocess
+from vision.errors import VisionError
+from vision.image import load_image
+from vision.recipe import Recipe
+from vision.tiling import detect_tiled
+from vision.yolo_output import DecodeOptions
+
+METRIC_OPTIONS = DecodeOptions(conf_threshold=0.001, iou_threshold=0.7, max_det=300)  # as Ultralytics' val
+
+
+@dataclass(frozen=True)
+class EvaluatedImage:
+    name: str
+    size: tuple[int, int]  # (width, height)
+    boxes: ImageBoxes
+    verdict: Verdict
+    defective: bool
+    good: bool  # labelled defect-free (a background image)
+
+
+@dataclass
+class Evaluation:
+    """Everything ``lineqa evaluate`` reports; ``summary()`` is what run records and the registry keep."""
+
+    classes: tuple[str, ...]
+    images: list[EvaluatedImage]
+    recipe: Recipe
+    unknown_class_predictions: int
+
+    def curves(self) -> list[Any]:
+        return class_curves([i.boxes for i in self.images], len(self.classes))
+
+    def summary(self) -> dict[str, Any]:
+        curves = self.curves()
+        map50, map50_95 = mean_ap(curves)
+        verdicts = Counter((i.defective, i.good, i.verdict) for i in self.images)
+        defective = sum(1 for i in self.images if i.defective)
+        good = sum(1 for i in self.images if i.good)
+        escapes = sum(n for (d, _, v), n in verdicts.items() if d and v is Verdict.PASS)
+        false_rejects = sum(n for (_, g, v), n in verdicts.items() if g and v is Verdict.FAIL)
+        reviews = sum(n for (_, _, v), n in verdicts.items() if v is Verdict.REVIEW)
+        rule = self.recipe.defaults
+        operating_point: dict[str, Any] = {"fail_confidence": rule.fail_confidence}
+        operating_point["review_confidence"] = rule.review_confidence
+        operating_point["per_class"] = {
+            name: {"fail_confidence": r.fail_confidence, "review_confidence": r.review_confidence}
+            for name in self.recipe.classes
+            for r in [self.recipe.rule_for(name)]
+        }
+        return {
+            "images": len(self.images),
+            "mAP50": round(map50, 5),
+            "mAP50-95": round(map50_95, 5),
+            "per_class": {
+                name: {"instances": c.truth_count, "AP50": _round(c.ap[0]), "AP50-95": _round(np.nanmean(c.ap))}
+                for name, c in zip(self.classes, curves, strict=True)
+            },
+            "predictions_of_classes_not_in_dataset": self.unknown_class_predictions,
+            "inspection": {
+                "recipe": {"id": self.recipe.id, "version": self.recipe.version},
+                "operating_point": operating_point,
+                "defective_parts": defective,
+                "good_parts": good,
+                "escapes": escapes,
+                "escape_rate": _rate(escapes, defective),
+                "false_rejects": false_rejects,
+                "false_reject_rate": _rate(false_rejects, good),
+                "reviews": reviews,
+                "review_rate": _rate(reviews, len(self.images)),
+            },
+        }
+
+    def confusion(self) -> np.ndarray:
+        return confusion_matrix([i.boxes for i in self.images], len(self.classes))
+
+
+def _round(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 5)
+
+
+def _rate(count: int, total: int) -> float | None:
+    return round(count / total, 5) if total else None
+
+
+def served_spec(model: OnnxModel) -> ModelSpec:
+    """The model as Triton serves it: the full fixed-size letterbox, whatever the export allowed."""
+    return dataclasses.replace(model.spec, dynamic_hw=False)
+
+
+def _class_index(model_classes: tuple[str, ...], classes: tuple[str, ...]) -> np.ndarray:
+    """Model class id → evaluation class id (-1 for a class the dataset does not have)."""
+    lookup = {name: i for i, name in enumerate(classes)}
+    return np.array([lookup.get(name, -1) for name in model_classes], dtype=np.int64)
+
+
+def _truth(image: LabelledImage, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    lookup = {name: i for i, name in enumerate(classes)}
+    xyxy = np.array([[b.x1, b.y1, b.x2, b.y2] for b in image.boxes], dtype=np.float64).reshape(-1, 4)
+    return xyxy, np.array([lookup[b.class_name] for b in image.boxes], dtype=np.int64)
+
+
+def evaluate(
+    model: OnnxModel,
+    images: list[LabelledImage],
+    classes: tuple[str, ...],
+    recipe: Recipe,
+    *,
+    progress: ProgressFn | None = None,
+) -> Evaluation:
+    """Run the model on labelled images; images nobody annotated (MISSING) are refused, not guessed."""
+    unlabelled = [i.name for i in images if i.annotation is Annotation.MISSING]
+    if unlabelled:
+        raise TrainingError(f"{len(unlabelled)} images have no annotation (e.g. {unlabelled[0]}): label them first")
+    if not images:
+        raise TrainingError("nothing to evaluate: the split holds no images")
+    spec = served_spec(model)
+    recipe.check_classes(spec.class_names)
+    mapping = _class_index(spec.class_names, classes)
+    recipe_options = DecodeOptions(conf_threshold=recipe.min_confidence, iou_threshold=recipe.iou_threshold)
+    tiling = recipe.tiling.options() if recipe.tiling else None
+    results: list[EvaluatedImage] = []
+    unknown = 0
+    for index, image in enumerate(images):
+        try:
+            pixels = load_image(image.path)
+        except (VisionError, OSError) as exc:
+            raise TrainingError(f"{image.name}: cannot read the image: {exc}") from None
+        tensor, letterboxes = preprocess([pixels], spec)
+        raw = model.infer(tensor)
+        (scored,) = postprocess(raw, letterboxes, spec, METRIC_OPTIONS)
+        judged: Detections = (
+            detect_tiled(pixels, model.infer, spec, tiling, recipe_options)
+            if tiling
+            else postprocess(raw, letterboxes, spec, recipe_options)[0]
+        )
+        decision = decide(judged, spec.class_names, recipe)
+        pred_class = mapping[scored.class_id]
+        unknown += int((pred_class < 0).sum())
+        truth_xyxy, truth_class = _truth(image, classes)
+        boxes = ImageBoxes(truth_xyxy, truth_class, scored.xyxy, scored.confidence, pred_class)
+        good = image.annotation is Annotation.BACKGROUND
+        results.append(
+            EvaluatedImage(
+                image.name, (pixels.shape[1], pixels.shape[0]), boxes, decision.verdict, bool(image.boxes), good
+            )
+        )
+        if progress:
+            progress(index + 1, len(images))
+    return Evaluation(classes, results, recipe, unknown)

@@ -1,0 +1,95 @@
+"""Export a trained run to ONNX and hold it to the parity gate; both results go into the run's record.
+
+The ONNX model has a dynamic batch (Triton batches frames of several cameras) and the run's training image
+size. The golden set is the dataset's held-out images (test, else val), taken in a fixed order so that the
+same run always gets the same gate; ``--golden`` can point at a folder of the plant's own reference parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from serving.onnx_model import OnnxModel
+from serving.predict import default_recipe
+from training.errors import TrainingError
+from training.evaluation import served_spec
+from training.parity import Tolerance, parity_report
+from training.runs import Run, now_iso
+from training.ultralytics_adapter import export_onnx, reference_predict
+from vision.detector import detect
+from vision.image import load_image
+from vision.recipe import Recipe
+from vision.yolo_output import DecodeOptions
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Compared well below any recipe's threshold, so that weak detections, which decide borderline verdicts, are
+# held to the tolerance too and the comparison has detections to compare even for a young model.
+GOLDEN_CONF = 0.01
+FP32_TOLERANCE = Tolerance()
+
+
+def held_out_images(run: Run, count: int) -> list[Path]:
+    """Up to ``count`` images of the run's test split (else val), in a fixed order by name hash."""
+    data = run.root / "data" / "images"
+    for split in ("test", "val"):
+        found = [p for p in (data / split).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        if found:
+            return sorted(found, key=lambda p: hashlib.sha256(str(p.relative_to(data)).encode()).hexdigest())[:count]
+    raise TrainingError(f"{run.root}: no test or val images to use as the golden set")
+
+
+def golden_images(run: Run, folder: Path | None, count: int) -> list[Path]:
+    if folder is None:
+        return held_out_images(run, count)
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise TrainingError(f"--golden {folder}: no images there")
+    return found[:count]
+
+
+def check_parity(
+    weights: Path, onnx: Path, images: list[Path], recipe: Recipe, tolerance: Tolerance = FP32_TOLERANCE
+) -> dict[str, Any]:
+    """Ultralytics' predict on the weights against the served pipeline on the ONNX file, image by image."""
+    model = OnnxModel(onnx)
+    spec = served_spec(model)
+    options = DecodeOptions(conf_threshold=GOLDEN_CONF, iou_threshold=recipe.iou_threshold)
+    exported = [detect([load_image(path)], model.infer, spec, options)[0] for path in images]
+    reference = reference_predict(
+        weights, images, imgsz=spec.input_hw[0], conf=GOLDEN_CONF, iou=recipe.iou_threshold, rect=False
+    )
+    return parity_report(
+        [p.name for p in images], exported, reference, spec.class_names, recipe, conf=GOLDEN_CONF, tolerance=tolerance
+    )
+
+
+def export_run(
+    run: Run, *, golden: Path | None = None, golden_count: int = 32, recipe: Recipe | None = None
+) -> dict[str, Any]:
+    """ONNX export plus the parity gate; returns the record's ``export`` entry (``parity.passed`` decides)."""
+    record = run.record()
+    weights = run.best_weights
+    if not weights.is_file():
+        raise TrainingError(f"{run.root} has no trained weights yet ({weights})")
+    imgsz = int(record["hyperparameters"]["imgsz"])
+    onnx = run.root / "export" / "model.onnx"
+    onnx.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(export_onnx(weights, imgsz), onnx)
+    images = golden_images(run, golden, golden_count)
+    report = check_parity(weights, onnx, images, recipe or default_recipe(run.name))
+    (run.root / "export" / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+    entry = {
+        "onnx": str(onnx),
+        "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "imgsz": imgsz,
+        "dynamic_batch": True,
+        "exported_at": now_iso(),
+        "parity": {k: v for k, v in report.items() if k != "images"},
+    }
+    run.update(export=entry)
+    return entry

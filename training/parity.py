@@ -1,0 +1,106 @@
+"""The parity gate: an exported model must detect and judge as the weights it came from, on golden images.
+
+Export is where a model silently changes (an operator traced differently, a wrong letterbox, FP16 rounding),
+so a model is published only after its exported form, run through the serving code, gives the reference's
+detections on a golden set of images: one to one, same class, box IoU ≥ ``min_iou``, score within
+``score_tol``, and the same verdict under the recipe. A detection within ``score_tol`` of the confidence
+threshold may be on one side only, since both runs may differ by that much. The report lists every
+difference by image, so a refused model says where it went wrong. A golden set on which neither side detects
+anything proves nothing, and does not pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vision.decision import decide
+from vision.detections import Detections
+from vision.nms import box_iou
+from vision.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """FP32 ONNX Runtime against FP32 PyTorch agrees to about 1e-4 in score and 0.9999 in IoU (measured)."""
+
+    min_iou: float = 0.99
+    score_tol: float = 0.005
+
+
+@dataclass
+class MatchStats:
+    matched: int = 0
+    min_iou: float = 1.0
+    max_score_diff: float = 0.0
+    differences: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: MatchStats) -> MatchStats:
+        self.matched += other.matched
+        self.min_iou = min(self.min_iou, other.min_iou)
+        self.max_score_diff = max(self.max_score_diff, other.max_score_diff)
+        self.differences += other.differences
+        return self
+
+
+def _describe(who: str, detections: Detections, index: int) -> str:
+    box = [round(float(v), 1) for v in detections.xyxy[index]]
+    return f"{who} detection class {detections.class_id[index]} score {detections.confidence[index]:.4f} box {box}"
+
+
+def compare_detections(ours: Detections, theirs: Detections, *, conf: float, tolerance: Tolerance) -> MatchStats:
+    """Match ``ours`` to the reference ``theirs`` one to one; every unexplained unmatched one is a difference."""
+    iou = box_iou(ours.xyxy, theirs.xyxy) if len(ours) and len(theirs) else np.zeros((len(ours), len(theirs)))
+    same_class = ours.class_id[:, None] == theirs.class_id[None, :]
+    close_score = np.abs(ours.confidence[:, None] - theirs.confidence[None, :]) <= tolerance.score_tol
+    candidates = np.where(same_class & close_score, iou, -1.0)
+    taken: set[int] = set()
+    stats = MatchStats()
+    for i in np.argsort(-ours.confidence, kind="stable"):
+        free = [j for j in np.argsort(-candidates[i]) if j not in taken and candidates[i, j] >= tolerance.min_iou]
+        if free:
+            j = int(free[0])
+            taken.add(j)
+            stats += MatchStats(1, float(iou[i, j]), float(abs(ours.confidence[i] - theirs.confidence[j])))
+        elif ours.confidence[i] > conf + tolerance.score_tol:
+            stats.differences.append(f"{_describe('exported', ours, int(i))} has no match in the reference")
+    for j in range(len(theirs)):
+        if j not in taken and theirs.confidence[j] > conf + tolerance.score_tol:
+            stats.differences.append(f"{_describe('reference', theirs, j)} has no match in the exported model")
+    return stats
+
+
+def parity_report(
+    names: list[str],
+    exported: list[Detections],
+    reference: list[Detections],
+    class_names: tuple[str, ...],
+    recipe: Recipe,
+    *,
+    conf: float,
+    tolerance: Tolerance,
+) -> dict[str, Any]:
+    """Per golden image: detections matched and verdicts compared; ``passed`` only with no difference."""
+    total = MatchStats()
+    images = []
+    for name, ours, theirs in zip(names, exported, reference, strict=True):
+        stats = compare_detections(ours, theirs, conf=conf, tolerance=tolerance)
+        verdicts = (decide(ours, class_names, recipe).verdict.value, decide(theirs, class_names, recipe).verdict.value)
+        if verdicts[0] != verdicts[1]:
+            stats.differences.append(f"verdict {verdicts[0]} (exported) vs {verdicts[1]} (reference)")
+        total += stats
+        images.append(
+            {"image": name, "matched": stats.matched, "verdict": verdicts[1], "differences": stats.differences}
+        )
+    return {
+        "passed": not total.differences and total.matched > 0,
+        "tolerance": {**asdict(tolerance), "conf": conf},
+        "golden_images": len(names),
+        "matched_detections": total.matched,
+        "min_iou": round(total.min_iou, 6),
+        "max_score_diff": round(total.max_score_diff, 6),
+        "differences": len(total.differences),
+        "images": images,
+    }

@@ -1,0 +1,187 @@
+"""``lineqa train``: fine-tune or train a YOLO detector on a dataset version, offline, in a recorded run.
+
+    lineqa train --dataset acme/pcb@3 --base yolo11n.yaml                 # from scratch (no pretrained weights)
+    lineqa train --dataset pool@2 --base yolo11s.yaml --name platform-base  # the platform base model
+    lineqa train --dataset acme/pcb@3 --base platform-base@1               # fine-tune from a registry model
+    lineqa train --dataset acme/pcb@3 --base ./yolo11n.pt                  # Ultralytics' own weights, if you have them
+    lineqa train --resume pcb-20261125-101500                              # continue an interrupted run
+    lineqa train --dataset acme/pcb@3 --base yolo11n.yaml --device 0,1     # Ultralytics' multi-GPU (DDP) mode
+
+Defaults for small defects (override any with ``--set KEY=VALUE``, as with ``yolo train``): image size 640,
+because a defect of a few pixels must not shrink further; scale augmentation 0.25 instead of 0.5, because a
+half-size copy of a 10 px defect is below what the stride-8 head finds; vertical flips on, because a board or
+a steel strip has no "up" for its defects; mosaic on until the last 10 epochs. AdamW with one optimizer step
+per batch: small tenant datasets give few batches per epoch, and Ultralytics' default of a step per 64
+images would learn too slowly from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datasets.database import open_catalog_database
+from datasets.versions import load_version
+from lineqa.content_store import ContentStore
+from lineqa.db import database_url
+from lineqa.home import default_home
+from serving.model_repository import ModelRepository
+from training.bases import Base, WeightsStore, file_sha256, resolve_base
+from training.data import write_training_set
+from training.errors import TrainingError
+from training.runs import Run, code_versions, find_run, now_iso
+from training.ultralytics_adapter import (
+    TrainSpec,
+    checkpoint_names,
+    remap_classes,
+    resolve_device,
+    resume,
+    train,
+)
+
+SMALL_DEFECT_DEFAULTS: dict[str, Any] = {
+    "scale": 0.25,
+    "flipud": 0.5,
+    "fliplr": 0.5,
+    "mosaic": 1.0,
+    "close_mosaic": 10,
+    "optimizer": "AdamW",
+}
+LR_FROM_SCRATCH, LR_FINE_TUNE = 0.003, 0.001
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = __doc__
+    parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
+    parser.add_argument("--db", help="dataset catalog database URL (default: SQLite <home>/lineqa.db)")
+    parser.add_argument("--dataset", help="<tenant>/<name>@<version> or pool@<version>")
+    parser.add_argument("--base", default="yolo11n.yaml", help="model YAML, local .pt or registry NAME[@VERSION]")
+    parser.add_argument("--name", help="run name (default: <dataset>-<UTC time>)")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--imgsz", type=int, default=640, help="training image size (default 640)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--device", default="auto", help="auto, cpu, 0, 0,1,... (several GPUs: DDP)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=4, help="data loader workers")
+    parser.add_argument(
+        "--background-share", type=float, default=0.1, help="most background images in train (default 0.1)"
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any Ultralytics argument")
+    parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run (name or folder)")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs with YAML values (numbers, booleans), as Ultralytics' own CLI takes them."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TrainingError(f"--set {item!r} is not KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _hyperparameters(args: argparse.Namespace, base: Base) -> dict[str, Any]:
+    options = dict(SMALL_DEFECT_DEFAULTS)
+    options["lr0"] = LR_FROM_SCRATCH if base.kind == "yaml" else LR_FINE_TUNE
+    options["nbs"] = args.batch
+    options.update(parse_overrides(args.set))
+    return options
+
+
+def _starting_weights(base: Base, classes: list[str], run: Run) -> tuple[str, dict[str, Any]]:
+    """The model Ultralytics starts from; a base trained on other classes gets its class head remapped."""
+    if base.kind == "yaml" or checkpoint_names(Path(base.source)) == classes:
+        return base.source, {}
+    remapped = run.root / "base-remapped.pt"
+    report = remap_classes(Path(base.source), classes, remapped)
+    print(f"base {base.ref}: class head remapped to {classes} (kept trained rows for {report['kept'] or 'none'})")
+    return str(remapped), report
+
+
+def _new_run(args: argparse.Namespace, home: Path) -> Run:
+    if not args.dataset:
+        raise TrainingError("give --dataset <tenant>/<name>@<version> (or --resume RUN)")
+    name = args.name or f"{args.dataset.split('@')[0].replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = Run(home / "runs" / name)
+    if run.root.exists():
+        raise TrainingError(f"run {run.root} exists already: choose another --name, or --resume it")
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    home = args.home or default_home()
+    if args.resume:
+        existing = find_run(args.resume, home / "runs")
+        existing.update(status="training", resumed_at=now_iso())
+        started = time.monotonic()
+        best = resume(existing.root)
+        _finish(existing, best, time.monotonic() - started)
+        return 0
+    run_ = _new_run(args, home)
+    repository = ModelRepository(home / "models")
+    base = resolve_base(args.base, repository, WeightsStore(home / "weights"))
+    engine = open_catalog_database(database_url(home, args.db))
+    try:
+        manifest, images = load_version(engine, ContentStore(home / "images"), args.dataset)
+    finally:
+        engine.dispose()
+    run_.root.mkdir(parents=True)
+    training_set = write_training_set(
+        args.dataset, manifest, images, run_.root / "data", background_share=args.background_share
+    )
+    source, remap = _starting_weights(base, list(training_set.classes), run_)
+    hyperparameters = _hyperparameters(args, base)
+    spec = TrainSpec(
+        model=source,
+        data_yaml=training_set.data_yaml,
+        run_dir=run_.root,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=resolve_device(args.device),
+        seed=args.seed,
+        workers=args.workers,
+        extra=hyperparameters,
+    )
+    run_.write(
+        {
+            "run": run_.name,
+            "status": "training",
+            "created_at": now_iso(),
+            "dataset": training_set.lineage(),
+            "base": {**base.lineage(), "class_remap": remap},
+            "hyperparameters": {
+                "epochs": spec.epochs,
+                "imgsz": spec.imgsz,
+                "batch": spec.batch,
+                "device": spec.device,
+                "seed": spec.seed,
+                "workers": spec.workers,
+                **hyperparameters,
+            },
+            "code": code_versions(),
+        }
+    )
+    print(f"run {run_.root}: {training_set.images_per_split} images of {args.dataset}, base {base.ref}")
+    started = time.monotonic()
+    try:
+        best = train(spec)
+    except BaseException:
+        run_.update(status="interrupted")
+        raise
+    _finish(run_, best, time.monotonic() - started)
+    return 0
+
+
+def _finish(run_: Run, best: Path, seconds: float) -> None:
+    record = run_.record()
+    total = float(record.get("train_seconds", 0.0)) + seconds
+    weights = {"best": str(best), "sha256": file_sha256(best)}
+    run_.update(status="trained", finished_at=now_iso(), train_seconds=round(total, 1), weights=weights)
+    print(f"trained in {total / 60:.1f} min; weights {best}\nnext: lineqa evaluate --run {run_.root}")
