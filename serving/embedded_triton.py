@@ -7,12 +7,13 @@ NVIDIA's Triton container (gRPC, same model names and versions), so the gateway 
 
 One version per model: PyTriton 0.7 names its per-model IPC sockets after the model name alone, so a second
 version of a model cannot be bound beside the first ("Address already in use"). NVIDIA's Triton serves every
-version the repository's version policy names; the embedded server serves the newest, and picks up a newer
-one when it is started again.
+version the repository's version policy names; the embedded server serves the version on the line (the
+promoted one, else the newest), and a promotion starts a successor server with the new version.
 
 PyTriton starts the Triton binary by forking. Forking a process that already runs gRPC threads (the gateway)
 can crash the child, so the server lives in its own host process (``python -m serving.embedded_triton``),
-started with fork+exec; :class:`EmbeddedTriton` starts, supervises and restarts that process.
+started with fork+exec; :class:`EmbeddedTriton` starts and restarts that process, and
+:class:`serving.embedded_supervisor.EmbeddedSupervisor` watches it.
 
 Security (RELIABILITY.md 19): every endpoint listens on 127.0.0.1 only, and the gRPC and HTTP model-control
 and shared-memory APIs are restricted to callers holding a per-process random key.
@@ -21,7 +22,6 @@ and shared-memory APIs are restricted to callers holding a per-process random ke
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import secrets
@@ -128,7 +128,7 @@ class _TritonHost:
         )
         self._triton = Triton(config=config)
         for name in self.repository.model_names():
-            self._bind(self.repository.latest(name))
+            self._bind(self.repository.serving_version(name))
         self._triton.run()
 
     def _bind(self, version: ModelVersion) -> None:
@@ -174,12 +174,12 @@ class _TritonHost:
 
 
 def served_versions(repository: ModelRepository) -> dict[str, int]:
-    """What the embedded server serves: the newest ONNX version of every model."""
+    """What the embedded server serves: the version on the line of every ONNX model."""
     served = {}
     for name in repository.model_names():
-        latest = repository.latest(name)
-        if latest.backend == "onnxruntime":
-            served[name] = latest.version
+        current = repository.serving_version(name)
+        if current.backend == "onnxruntime":
+            served[name] = current.version
     return served
 
 
@@ -244,17 +244,6 @@ class EmbeddedTriton:
         """Stop (if still running) and start again on the same ports, with the repository's newest models."""
         self.stop()
         return self.start()
-
-    async def supervise(self, period_s: float = 1.0) -> None:
-        """Restart the server whenever it is found dead (RELIABILITY.md 3); runs until cancelled."""
-        while True:
-            await asyncio.sleep(period_s)
-            if not self.alive():
-                logger.error("embedded Triton is not running: restarting it")
-                try:
-                    await asyncio.to_thread(self.restart)
-                except EmbeddedTritonError:
-                    logger.exception("embedded Triton did not restart; trying again")
 
     def __enter__(self) -> EmbeddedTriton:
         self.start()

@@ -157,7 +157,7 @@ class HealthReporter:
 
     async def ready(self) -> bool:
         repository = self.inspector.repository
-        models = [(name, repository.latest(name).version) for name in repository.model_names()]
+        models = [(name, self.inspector.resolve_version(name, None).version) for name in repository.model_names()]
         if not models or not await asyncio.to_thread(self.inspector.store.writable):
             return False
         checks = [self.inspector.triton.is_ready(name, version) for name, version in models]

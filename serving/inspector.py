@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 
@@ -160,6 +161,15 @@ class Inspector:
         self.settings = settings or InspectorSettings()
         self.images = images
         self.metrics = metrics or GatewayMetrics()
+        # What the embedded Triton serves, when it serves one version per model; None: Triton serves them all.
+        self.served: Mapping[str, int] | None = None
+
+    def resolve_version(self, name: str, pinned: int | None) -> ModelVersion:
+        """The model version a frame is judged with: the recipe's pin, else the one on the line that Triton
+        has loaded (during a switch to a newly promoted version, the old one until the new one is ready)."""
+        if pinned is None and self.served is not None and name in self.served:
+            pinned = self.served[name]
+        return self.repository.version(name, pinned)
 
     async def inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
         self.metrics.in_flight.inc()
@@ -195,7 +205,7 @@ class Inspector:
 
     async def _judge(self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, started: float) -> None:
         recipe = self.recipes.get(frame.recipe_id)
-        version = self.repository.version(recipe.model.name, recipe.model.version)
+        version = self.resolve_version(recipe.model.name, recipe.model.version)
         spec = version.metadata.spec(version.name, max_batch=self.repository.settings(version.name).max_batch_size)
         recipe.check_classes(spec.class_names)
         image = await asyncio.to_thread(_decode, frame, self.settings.limits)

@@ -4,6 +4,7 @@
     <repo>/<model>/settings.json                those ModelSettings, so the config can be checked
     <repo>/<model>/<version>/model.onnx         (or model.plan for TensorRT)
     <repo>/<model>/<version>/lineqa.json        class names, input size, head, lineage
+    <repo>/<model>/promotions.jsonl             which version is on the line, and who changed it when
 
 The same folder is served by lineqa's embedded Triton and by NVIDIA's Triton container (onnxruntime or
 TensorRT backend, dynamic batching). A version is written to a temporary folder and renamed into place, so a
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import ModelRepositoryError
+from serving.promotions import PromotionLog
 from vision.detector import ModelSpec
 from vision.yolo_output import HeadKind
 
@@ -225,10 +227,18 @@ class ModelRepository:
             raise ModelRepositoryError(f"model {name!r} has no version in {self.root}")
         return versions[-1]
 
+    def promotions(self, name: str) -> PromotionLog:
+        return PromotionLog(self.root / check_model_name(name))
+
+    def serving_version(self, name: str) -> ModelVersion:
+        """The version on the line: the promoted one, or the newest for a model never promoted."""
+        promoted = self.promotions(name).promoted()
+        return self.latest(name) if promoted is None else self.version(name, promoted)
+
     def version(self, name: str, version: int | None) -> ModelVersion:
-        """A given version, or the latest for ``None``."""
+        """A given version, or the one on the line for ``None`` (see :meth:`serving_version`)."""
         if version is None:
-            return self.latest(name)
+            return self.serving_version(name)
         for candidate in self.versions(name):
             if candidate.version == version:
                 return candidate

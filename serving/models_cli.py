@@ -1,8 +1,15 @@
-"""``lineqa models``: the model repository that Triton serves.
+"""``lineqa models``: the model repository that Triton serves, and the registry on top of it.
 
-lineqa models add NAME MODEL.onnx      add an exported model as NAME's next version
-lineqa models list                     models and versions in the repository
-lineqa models repo --check             validate the repository (exit 1 on any problem)
+lineqa models publish RUN --name NAME   a trained, exported, parity-checked run as NAME's next version
+lineqa models promote NAME VERSION      put a version on the line (refused if worse than the current one)
+lineqa models rollback NAME             back to the version promoted before
+lineqa models list                      models and versions; * marks the one on the line
+lineqa models show NAME[@VERSION]       lineage (dataset, base, hyperparameters, metrics, parity) and audit
+lineqa models add NAME MODEL.onnx       add any exported ONNX model as NAME's next version (no lineage)
+lineqa models repo --check              validate the repository (exit 1 on any problem)
+
+A running gateway follows promotions and rollbacks by itself: NVIDIA's Triton has every version loaded, the
+embedded one is replaced by a successor serving the new version, with no frame lost.
 """
 
 from __future__ import annotations
@@ -28,12 +35,89 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--instances", type=int, default=1, help="model instances per device")
     add.add_argument("--gpu", action="store_true", help="run instances on GPUs (NVIDIA Triton)")
     sub.add_parser("list", help="models and versions").add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="a version's lineage and the model's promotion history")
+    show.add_argument("model", help="NAME or NAME@VERSION (default: the version on the line)")
+    publish = sub.add_parser("publish", help="publish a training run that passed the parity gate")
+    publish.add_argument("run", help="run name or folder")
+    publish.add_argument("--name", required=True, help="model name in the repository (what recipes name)")
+    promote = sub.add_parser("promote", help="put a version on the line, gated on the held-out split")
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--metric", choices=["mAP50-95", "mAP50"], default="mAP50-95")
+    promote.add_argument("--margin", type=float, default=0.01, help="how much worse may pass (default 0.01)")
+    promote.add_argument("--force", action="store_true", help="override the gate (needs --reason; audited)")
+    rollback = sub.add_parser("rollback", help="return to the version promoted before")
+    rollback.add_argument("name")
+    for step in (publish, promote, rollback):
+        step.add_argument("--by", default="", help="who does it (default: the user name)")
+        if step is not publish:
+            step.add_argument("--reason", default="", help="why (recorded in the audit trail)")
+    for step in (publish, promote):
+        step.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
+        step.add_argument("--db", help="dataset catalog database URL (default: SQLite <home>/lineqa.db)")
     repo = sub.add_parser("repo", help="repository-wide actions")
     repo.add_argument("--check", action="store_true", required=True, help="validate the repository")
 
 
+def _registry(args: argparse.Namespace, repository: ModelRepository) -> int:
+    """publish, promote and rollback: training's registry (imported only here: it evaluates models)."""
+    from training import registry
+    from training.bases import WeightsStore
+    from training.runs import find_run
+
+    home = getattr(args, "home", None) or default_home()
+    if args.action == "publish":
+        run = find_run(args.run, home / "runs")
+        if not run.record().get("export"):
+            from training.export import export_run  # needs torch: only when the run was never exported
+
+            export_run(run)
+        version = registry.publish(run, args.name, repository, WeightsStore(home / "weights"), by=args.by)
+        on_line = repository.serving_version(args.name).version
+        print(f"published {run.name} as {args.name} v{version.version} ({version.path}); v{on_line} is on the line")
+        return 0
+    if args.action == "promote":
+        comparison = registry.promote(
+            repository, args.name, args.version, home, metric=args.metric, margin=args.margin,
+            force=args.force, reason=args.reason, by=args.by, db=args.db,
+        )  # fmt: skip
+        if comparison:
+            print(
+                f"{args.metric} on {comparison.dataset} {comparison.split}: v{args.version} {comparison.candidate:.4f}"
+                f" vs {comparison.current:.4f} on the line before (margin {comparison.margin})"
+            )
+        print(f"{args.name} v{args.version} is on the line")
+        return 0
+    restored = registry.rollback(repository, args.name, reason=args.reason, by=args.by)
+    print(f"{args.name} rolled back: v{restored} is on the line")
+    return 0
+
+
+def _show(repository: ModelRepository, ref: str) -> int:
+    name, _, number = ref.partition("@")
+    version = repository.version(name, int(number) if number.isdigit() else None)
+    history = [event.__dict__ for event in repository.promotions(name).events()]
+    data = {
+        "name": name,
+        "version": version.version,
+        "on_line": repository.serving_version(name).version == version.version,
+        "path": str(version.path),
+        "classes": list(version.metadata.class_names),
+        "input_hw": list(version.metadata.input_hw),
+        "sha256": version.metadata.sha256,
+        "lineage": version.metadata.lineage,
+        "audit": history,
+    }
+    print(json.dumps(data, indent=2, default=str))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     repository = ModelRepository(args.repo or default_home() / "models")
+    if args.action in ("publish", "promote", "rollback"):
+        return _registry(args, repository)
+    if args.action == "show":
+        return _show(repository, args.model)
     if args.action == "add":
         settings = ModelSettings(
             max_batch_size=args.max_batch_size,
@@ -47,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "list":
         for name in repository.model_names():
+            on_line = repository.serving_version(name).version
             for v in repository.versions(name):
                 row = {
                     "name": v.name,
@@ -55,10 +140,12 @@ def run(args: argparse.Namespace) -> int:
                     "head": v.metadata.head.value,
                     "input_hw": list(v.metadata.input_hw),
                     "classes": list(v.metadata.class_names),
+                    "on_line": v.version == on_line,
                 }
                 size = "x".join(map(str, v.metadata.input_hw))
                 classes = ", ".join(v.metadata.class_names)
-                line = f"{v.name:<24} v{v.version:<4} {v.backend:<12} {row['head']:<8} {size:<9} {classes}"
+                mark = "*" if v.version == on_line else " "
+                line = f"{mark} {v.name:<24} v{v.version:<4} {v.backend:<12} {row['head']:<8} {size:<9} {classes}"
                 print(json.dumps(row) if args.json else line)
         return 0
     problems = repository.check()

@@ -95,9 +95,7 @@ def issue(ca: KeyPair, common_name: str, hosts: list[str] | None = None, *, clie
         _builder(common_name, ca_cert.subject, key.public_key(), LEAF_DAYS)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     names: list[x509.GeneralName] = []
     for host in hosts or ([] if client else ["localhost"]):

@@ -18,6 +18,7 @@ from pathlib import Path
 from lineqa.home import default_home
 from serving.access import AccessStore, TokenCache
 from serving.database import database_url, open_database
+from serving.embedded_supervisor import EmbeddedSupervisor
 from serving.embedded_triton import EmbeddedTriton
 from serving.errors import ServingError
 from serving.gateway import GatewaySettings, create_server, run_until_signal
@@ -85,10 +86,10 @@ def _settings(args: argparse.Namespace, home: Path) -> GatewaySettings:
 
 
 async def _serve(
-    inspector: Inspector, settings: GatewaySettings, tokens: TokenCache, embedded: EmbeddedTriton | None
+    inspector: Inspector, settings: GatewaySettings, tokens: TokenCache, embedded: EmbeddedSupervisor | None
 ) -> None:
     gateway = create_server(inspector, settings, tokens)
-    supervisor = asyncio.create_task(embedded.supervise()) if embedded else None
+    supervisor = asyncio.create_task(embedded.run()) if embedded else None
     print(f"lineqa gateway listening on {settings.host}:{gateway.port} ({'TLS' if settings.tls_cert else 'plaintext'})",
           file=sys.stderr, flush=True)  # fmt: skip
     try:
@@ -110,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if not access.cameras():
         print("no cameras are registered yet: add them with 'lineqa admin camera add' and issue tokens",
               file=sys.stderr, flush=True)  # fmt: skip
-    embedded = None
+    embedded: EmbeddedTriton | None = None
+    supervisor: EmbeddedSupervisor | None = None
     triton_url = args.triton_url
     if not triton_url:
         problems = repository.check()
@@ -136,9 +138,12 @@ def run(args: argparse.Namespace) -> int:
         if args.metrics_port:
             port = inspector.metrics.serve(args.host, args.metrics_port)
             print(f"lineqa metrics on http://{args.host}:{port}/metrics", file=sys.stderr, flush=True)
-        asyncio.run(_serve(inspector, settings, TokenCache(access), embedded))
+        supervisor = EmbeddedSupervisor(embedded, inspector) if embedded else None
+        asyncio.run(_serve(inspector, settings, TokenCache(access), supervisor))
     finally:
-        if embedded is not None:
+        if supervisor is not None:
+            supervisor.stop()
+        elif embedded is not None:
             embedded.stop()
         store.close()
     return 0

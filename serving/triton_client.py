@@ -106,6 +106,13 @@ class TritonClient:
         except InferenceServerException:
             return False
 
+    def retarget(self, url: str) -> triton_aio.InferenceServerClient | None:
+        """Send later calls to another server; return the old connection for the caller to close once the
+        calls already made on it are done (closing it now would cut them off)."""
+        old, self._opened = self._opened, None
+        self.url = url
+        return old
+
     async def close(self) -> None:
         if self._opened is not None:
             await self._opened.close()

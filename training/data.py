@@ -54,7 +54,7 @@ def _thin_backgrounds(images: list[LabelledImage], share: float) -> list[Labelle
         key=lambda image: hashlib.sha256(image.name.encode()).hexdigest(),
     )
     defective = sum(1 for image in images if image.split == "train") - len(background)
-    keep = min(len(background), int(share / (1 - share) * defective)) if share < 1 else len(background)
+    keep = min(len(background), int(share / (1 - share) * defective + 1e-9)) if share < 1 else len(background)
     dropped = {image.name for image in background[keep:]}
     return [image for image in images if image.name not in dropped]
 

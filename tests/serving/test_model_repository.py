@@ -12,6 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from serving.embedded_triton import served_versions
 from serving.errors import ModelRepositoryError
 from serving.model_repository import (
     ModelRepository,
@@ -20,6 +21,9 @@ from serving.model_repository import (
     VersionPolicy,
     render_config,
 )
+from serving.promotions import event
+from training.errors import TrainingError
+from training.registry import rollback
 from vision.yolo_output import HeadKind
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -129,3 +133,28 @@ def test_models_cli(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
     (tmp_path / "metal" / "config.pbtxt").write_text("edited")
     failed = lineqa("repo", "--check")
     assert failed.returncode == 1 and "differs from the generated configuration" in failed.stderr
+
+
+def test_the_line_follows_promotions_and_rollbacks(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    repo = ModelRepository(tmp_path)
+    for _ in range(3):
+        repo.add_version("m", tiny_models["yolo11n"])
+    assert repo.serving_version("m").version == 3  # never promoted: the newest, as Triton would
+    with pytest.raises(TrainingError, match="nothing to roll back to"):
+        rollback(repo, "m")
+    log = repo.promotions("m")
+    for version in (1, 2):
+        log.append(event("promote", version, by="qa"))
+    assert repo.serving_version("m").version == 2 and repo.version("m", None).version == 2
+    assert served_versions(repo) == {"m": 2}
+    assert rollback(repo, "m", reason="escapes on line 3", by="qa") == 1
+    assert repo.serving_version("m").version == 1 and served_versions(repo) == {"m": 1}
+    actions = [(e.action, e.version, e.by) for e in log.events()]
+    assert actions == [("promote", 1, "qa"), ("promote", 2, "qa"), ("rollback", 1, "qa")]
+    assert log.events()[-1].reason == "escapes on line 3" and log.events()[-1].details == {"from": 2}
+    assert repo.check() == []  # the audit file beside the versions is not a problem for Triton
+    listed = subprocess.run(
+        [sys.executable, "-m", "lineqa.cli", "models", "--repo", str(tmp_path), "list"], capture_output=True, text=True
+    )
+    marks = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert listed.returncode == 0 and marks == ["*", "m", "m"]  # v1 is back on the line

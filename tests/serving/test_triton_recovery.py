@@ -21,6 +21,7 @@ from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from serving.access import AccessStore, TokenCache
 from serving.database import open_database, sqlite_url
+from serving.embedded_supervisor import EmbeddedSupervisor
 from serving.embedded_triton import EmbeddedTriton
 from serving.gateway import GatewaySettings, create_server
 from serving.inspector import Inspector
@@ -63,7 +64,7 @@ def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_p
         gateway = create_server(inspector, settings, TokenCache(AccessStore(engine)))
         server, port = gateway.server, gateway.port
         await server.start()
-        supervisor = asyncio.create_task(triton.supervise(period_s=0.5))
+        supervisor = asyncio.create_task(EmbeddedSupervisor(triton, inspector).run(period_s=0.5))
         received: list[tuple[float, pb.InspectionResult]] = []
         try:
             async with grpc.aio.secure_channel(f"localhost:{port}", plant.channel_credentials()) as channel:
