@@ -63,7 +63,14 @@ def check_parity(
         weights, images, imgsz=spec.input_hw[0], conf=GOLDEN_CONF, iou=recipe.iou_threshold, rect=False
     )
     return parity_report(
-        [p.name for p in images], exported, reference, spec.class_names, recipe, conf=GOLDEN_CONF, tolerance=tolerance
+        [p.name for p in images],
+        exported,
+        reference,
+        spec.class_names,
+        recipe,
+        conf=GOLDEN_CONF,
+        tolerance=tolerance,
+        nms_iou=recipe.iou_threshold,
     )
 
 

@@ -4,7 +4,9 @@ Export is where a model silently changes (an operator traced differently, a wron
 so a model is published only after its exported form, run through the serving code, gives the reference's
 detections on a golden set of images: one to one, same class, box IoU ≥ ``min_iou``, score within
 ``score_tol``, and the same verdict under the recipe. A detection within ``score_tol`` of the confidence
-threshold may be on one side only, since both runs may differ by that much. The report lists every
+threshold may be on one side only, since both runs may differ by that much; so may one whose overlap with a
+higher-scoring box of its class is within ``nms_band`` of the NMS IoU threshold, because float32 and float64
+arithmetic decide such a tie differently (seen: IoU 0.7000 at threshold 0.7). The report lists every
 difference by image, so a refused model says where it went wrong. A golden set on which neither side detects
 anything proves nothing, and does not pass.
 """
@@ -28,6 +30,7 @@ class Tolerance:
 
     min_iou: float = 0.99
     score_tol: float = 0.005
+    nms_band: float = 0.002
 
 
 @dataclass
@@ -36,9 +39,11 @@ class MatchStats:
     min_iou: float = 1.0
     max_score_diff: float = 0.0
     differences: list[str] = field(default_factory=list)
+    nms_ties: int = 0
 
     def __iadd__(self, other: MatchStats) -> MatchStats:
         self.matched += other.matched
+        self.nms_ties += other.nms_ties
         self.min_iou = min(self.min_iou, other.min_iou)
         self.max_score_diff = max(self.max_score_diff, other.max_score_diff)
         self.differences += other.differences
@@ -50,7 +55,23 @@ def _describe(who: str, detections: Detections, index: int) -> str:
     return f"{who} detection class {detections.class_id[index]} score {detections.confidence[index]:.4f} box {box}"
 
 
-def compare_detections(ours: Detections, theirs: Detections, *, conf: float, tolerance: Tolerance) -> MatchStats:
+def _nms_tie(detections: Detections, index: int, nms_iou: float | None, band: float) -> bool:
+    """Whether NMS could have gone either way on this detection: it overlaps a higher-scoring box of its class
+    by the threshold itself, give or take ``band``."""
+    if nms_iou is None:
+        return False
+    rivals = (detections.class_id == detections.class_id[index]) & (
+        detections.confidence > detections.confidence[index]
+    )
+    if not rivals.any():
+        return False
+    overlaps = box_iou(detections.xyxy[index : index + 1], detections.xyxy[rivals])[0]
+    return bool((np.abs(overlaps - nms_iou) <= band).any())
+
+
+def compare_detections(
+    ours: Detections, theirs: Detections, *, conf: float, tolerance: Tolerance, nms_iou: float | None = None
+) -> MatchStats:
     """Match ``ours`` to the reference ``theirs`` one to one; every unexplained unmatched one is a difference."""
     iou = box_iou(ours.xyxy, theirs.xyxy) if len(ours) and len(theirs) else np.zeros((len(ours), len(theirs)))
     same_class = ours.class_id[:, None] == theirs.class_id[None, :]
@@ -64,10 +85,16 @@ def compare_detections(ours: Detections, theirs: Detections, *, conf: float, tol
             j = int(free[0])
             taken.add(j)
             stats += MatchStats(1, float(iou[i, j]), float(abs(ours.confidence[i] - theirs.confidence[j])))
+        elif _nms_tie(ours, int(i), nms_iou, tolerance.nms_band):
+            stats.nms_ties += 1
         elif ours.confidence[i] > conf + tolerance.score_tol:
             stats.differences.append(f"{_describe('exported', ours, int(i))} has no match in the reference")
     for j in range(len(theirs)):
-        if j not in taken and theirs.confidence[j] > conf + tolerance.score_tol:
+        if j in taken or theirs.confidence[j] <= conf + tolerance.score_tol:
+            continue
+        if _nms_tie(theirs, j, nms_iou, tolerance.nms_band):
+            stats.nms_ties += 1
+        else:
             stats.differences.append(f"{_describe('reference', theirs, j)} has no match in the exported model")
     return stats
 
@@ -81,12 +108,13 @@ def parity_report(
     *,
     conf: float,
     tolerance: Tolerance,
+    nms_iou: float | None = None,
 ) -> dict[str, Any]:
     """Per golden image: detections matched and verdicts compared; ``passed`` only with no difference."""
     total = MatchStats()
     images = []
     for name, ours, theirs in zip(names, exported, reference, strict=True):
-        stats = compare_detections(ours, theirs, conf=conf, tolerance=tolerance)
+        stats = compare_detections(ours, theirs, conf=conf, tolerance=tolerance, nms_iou=nms_iou)
         verdicts = (decide(ours, class_names, recipe).verdict.value, decide(theirs, class_names, recipe).verdict.value)
         if verdicts[0] != verdicts[1]:
             stats.differences.append(f"verdict {verdicts[0]} (exported) vs {verdicts[1]} (reference)")
@@ -96,11 +124,12 @@ def parity_report(
         )
     return {
         "passed": not total.differences and total.matched > 0,
-        "tolerance": {**asdict(tolerance), "conf": conf},
+        "tolerance": {**asdict(tolerance), "conf": conf, "nms_iou": nms_iou},
         "golden_images": len(names),
         "matched_detections": total.matched,
         "min_iou": round(total.min_iou, 6),
         "max_score_diff": round(total.max_score_diff, 6),
         "differences": len(total.differences),
+        "nms_ties": total.nms_ties,
         "images": images,
     }
