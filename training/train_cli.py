@@ -37,6 +37,7 @@ from training.runs import Run, code_versions, find_run, now_iso
 from training.ultralytics_adapter import (
     TrainSpec,
     checkpoint_names,
+    pinned_settings,
     remap_classes,
     resolve_device,
     resume,
@@ -166,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
                 **hyperparameters,
             },
             "code": code_versions(),
+            "ultralytics_settings": pinned_settings(run_.root),
         }
     )
     print(f"run {run_.root}: {training_set.images_per_split} images of {args.dataset}, base {base.ref}")

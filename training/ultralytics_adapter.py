@@ -47,6 +47,17 @@ def load_ultralytics() -> ModuleType:
     return ultralytics
 
 
+def pinned_settings(run_dir: Path) -> dict[str, Any]:
+    """Ultralytics' per-machine folders, pinned to the run: relative dataset paths resolve inside the run's own
+    data, and nothing is written to (or looked up in) folders that depend on where the command was started."""
+    return {
+        "datasets_dir": str(run_dir / "data"),
+        "weights_dir": str(run_dir / "weights"),
+        "runs_dir": str(run_dir.parent),
+        **{key: False for key in QUIET_SETTINGS},
+    }
+
+
 def resolve_device(device: str) -> str:
     """``auto``: the first CUDA GPU when torch sees one, else the CPU; anything else is passed as given
     (``0``, ``0,1`` for Ultralytics' own multi-GPU DDP mode, ``cpu``, ``mps``)."""
@@ -99,6 +110,7 @@ def train(spec: TrainSpec) -> Path:
     ul = load_ultralytics()
     device = resolve_device(spec.device)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
+    ul.settings.update(pinned_settings(spec.run_dir))
     with _log_to(spec.run_dir / "train.log"):
         ul.YOLO(spec.model).train(
             data=str(spec.data_yaml),
@@ -125,6 +137,7 @@ def resume(run_dir: Path) -> Path:
     if not last.is_file():
         raise TrainingError(f"{run_dir} has no weights/last.pt to resume from")
     ul = load_ultralytics()
+    ul.settings.update(pinned_settings(run_dir))
     with _log_to(run_dir / "train.log"):
         try:
             ul.YOLO(str(last)).train(resume=True)
