@@ -45,7 +45,7 @@ from vision.recipe import load_recipe
 logger = logging.getLogger(__name__)
 MODEL_NAME = "metal-defects"
 RECIPE_ID = "bracket-a"
-IMGSZ = 320
+PART_PX = 320  # the synthetic parts are this many pixels square
 LINE_SEED = 1_000_000  # parts "from the line" are never in the training set
 RECIPE = f"""\
 # Brushed-metal bracket, camera at 0.05 mm per pixel.
@@ -64,6 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", type=int, default=24, help="parts to send down the line (default 24)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs for the demo model (default 30)")
     parser.add_argument("--train-images", type=int, default=240, help="synthetic training images (default 240)")
+    parser.add_argument("--imgsz", type=int, default=256, help="the model's input size (default 256)")
     parser.add_argument("--retrain", action="store_true", help="train the demo model again")
 
 
@@ -89,7 +90,7 @@ def _prepare_model(demo: Path, args: argparse.Namespace) -> Path:
         data_yaml=data_yaml,
         run_dir=demo / "runs" / MODEL_NAME,
         epochs=args.epochs,
-        imgsz=IMGSZ,
+        imgsz=args.imgsz,
         batch=8,
         workers=2,
         # An optimizer step per batch (nbs = batch): from scratch, on few images, the default of one step per
@@ -98,7 +99,7 @@ def _prepare_model(demo: Path, args: argparse.Namespace) -> Path:
         extra={"nbs": 8, "optimizer": "AdamW", "lr0": 0.003, "mosaic": 0.5, "close_mosaic": 5},
     )
     weights = train(spec)
-    onnx = export_onnx(weights, IMGSZ)
+    onnx = export_onnx(weights, args.imgsz)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx, model_path)
     return model_path
@@ -109,7 +110,7 @@ def _line_parts(folder: Path, count: int) -> dict[Path, set[str]]:
     folder.mkdir(parents=True, exist_ok=True)
     truth = {}
     for index in range(count):
-        part = generate_part(Surface.METAL, LINE_SEED + index, IMGSZ)
+        part = generate_part(Surface.METAL, LINE_SEED + index, PART_PX)
         path = folder / f"part-{index:04d}.png"
         cv2.imwrite(str(path), part.image)
         truth[path] = {CLASSES[Surface.METAL][label[0]] for label in part.labels}

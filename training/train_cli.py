@@ -18,6 +18,7 @@ images would learn too slowly from them.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from lineqa.db import database_url
 from lineqa.home import default_home
 from serving.model_repository import ModelRepository
 from training.bases import Base, WeightsStore, file_sha256, resolve_base
-from training.data import write_training_set
+from training.data import TrainingSet, write_training_set
 from training.errors import TrainingError
 from training.runs import Run, code_versions, find_run, now_iso
 from training.ultralytics_adapter import (
@@ -105,39 +106,19 @@ def _starting_weights(base: Base, classes: list[str], run: Run) -> tuple[str, di
     return str(remapped), report
 
 
-def _new_run(args: argparse.Namespace, home: Path) -> Run:
-    if not args.dataset:
-        raise TrainingError("give --dataset <tenant>/<name>@<version> (or --resume RUN)")
-    name = args.name or f"{args.dataset.split('@')[0].replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = Run(home / "runs" / name)
-    if run.root.exists():
-        raise TrainingError(f"run {run.root} exists already: choose another --name, or --resume it")
-    return run
-
-
-def run(args: argparse.Namespace) -> int:
-    home = args.home or default_home()
-    if args.resume:
-        existing = find_run(args.resume, home / "runs")
-        existing.update(status="training", resumed_at=now_iso())
-        started = time.monotonic()
-        best = resume(existing.root)
-        _finish(existing, best, time.monotonic() - started)
-        return 0
-    run_ = _new_run(args, home)
-    repository = ModelRepository(home / "models")
-    base = resolve_base(args.base, repository, WeightsStore(home / "weights"))
+def _prepare(
+    args: argparse.Namespace, home: Path, run_: Run, base: Base, hyperparameters: dict[str, Any]
+) -> tuple[TrainSpec, TrainingSet]:
+    """Write the dataset into the run, remap the base if needed, record the run; return what to train."""
     engine = open_catalog_database(database_url(home, args.db))
     try:
         manifest, images = load_version(engine, ContentStore(home / "images"), args.dataset)
     finally:
         engine.dispose()
-    run_.root.mkdir(parents=True)
     training_set = write_training_set(
         args.dataset, manifest, images, run_.root / "data", background_share=args.background_share
     )
     source, remap = _starting_weights(base, list(training_set.classes), run_)
-    hyperparameters = _hyperparameters(args, base)
     spec = TrainSpec(
         model=source,
         data_yaml=training_set.data_yaml,
@@ -170,12 +151,46 @@ def run(args: argparse.Namespace) -> int:
             "ultralytics_settings": pinned_settings(run_.root),
         }
     )
+    return spec, training_set
+
+
+def _new_run(args: argparse.Namespace, home: Path) -> Run:
+    if not args.dataset:
+        raise TrainingError("give --dataset <tenant>/<name>@<version> (or --resume RUN)")
+    name = args.name or f"{args.dataset.split('@')[0].replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = Run(home / "runs" / name)
+    if run.root.exists():
+        raise TrainingError(f"run {run.root} exists already: choose another --name, or --resume it")
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    home = args.home or default_home()
+    if args.resume:
+        existing = find_run(args.resume, home / "runs")
+        existing.update(status="training", resumed_at=now_iso())
+        started = time.monotonic()
+        best = resume(existing.root)
+        _finish(existing, best, time.monotonic() - started)
+        return 0
+    run_ = _new_run(args, home)
+    base = resolve_base(args.base, ModelRepository(home / "models"), WeightsStore(home / "weights"))
+    hyperparameters = _hyperparameters(args, base)  # a bad --set is refused before anything is written
+    run_.root.mkdir(parents=True)
+    try:
+        spec, training_set = _prepare(args, home, run_, base, hyperparameters)
+    except BaseException:
+        shutil.rmtree(run_.root, ignore_errors=True)  # nothing trained: leave no half-made run behind
+        raise
     print(f"run {run_.root}: {training_set.images_per_split} images of {args.dataset}, base {base.ref}")
     started = time.monotonic()
     try:
         best = train(spec)
-    except BaseException:
+    except KeyboardInterrupt:
         run_.update(status="interrupted")
+        raise
+    except Exception as exc:
+        run_.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     _finish(run_, best, time.monotonic() - started)
     return 0
