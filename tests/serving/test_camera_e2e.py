@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from serving.local_plant import LocalPlant, provision_local_plant
 from serving.model_repository import ModelRepository
 from serving.readiness import wait_until_serving
 from tests.camera.test_mqtt import subscribed
+from tests.helpers.processes import stop
 
 pytestmark = pytest.mark.slow
 
@@ -80,15 +80,6 @@ def camera(
         *extra,
     ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def verdict_lines(out: Path) -> list[dict[str, object]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from serving.embedded_triton import free_port
 from serving.local_plant import LocalPlant, provision_local_plant
 from serving.readiness import wait_until_serving
 from tests.helpers.deeppcb import deeppcb_pairs
+from tests.helpers.processes import stop
 
 pytest.importorskip("training.ultralytics_adapter", reason="training needs the train extra")
 pytestmark = pytest.mark.slow
@@ -72,12 +72,7 @@ def gateway(tmp_path: Path) -> Iterator[tuple[Path, LocalPlant, list[subprocess.
     processes: list[subprocess.Popen[str]] = []
     yield home, plant, processes
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(process)
 
 
 def judge(channel: grpc.Channel, plant: LocalPlant, image: bytes, sequence: int) -> pb.InspectionResult:
