@@ -22,11 +22,12 @@ from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from serving.access import AccessStore, TokenCache
 from serving.database import open_database, sqlite_url
 from serving.embedded_supervisor import EmbeddedSupervisor
-from serving.embedded_triton import EmbeddedTriton
+from serving.embedded_triton import EmbeddedTriton, served_versions
 from serving.gateway import GatewaySettings, create_server
 from serving.inspector import Inspector
 from serving.local_plant import provision_local_plant
 from serving.model_repository import ModelRepository
+from serving.promotions import event
 from serving.recipes import RecipeBook
 from serving.records import RecordStore
 from serving.triton_client import TritonClient
@@ -114,3 +115,32 @@ def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_p
     print(f"\nTriton killed; ready again after {events['ready'] - events['killed']:.1f} s; "
           f"first judged frame {recovery_s:.2f} s after ready; {len(errors)} ERROR results, none PASS")  # fmt: skip
     assert recovery_s <= RECOVERY_BUDGET_S
+
+
+def test_a_promoted_version_that_cannot_load_leaves_the_line_on_the_old_one(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    repository = ModelRepository(tmp_path / "models")
+    repository.add_version("metal", tiny_models["yolo11n"])
+    broken = repository.add_version("metal", tiny_models["yolo11n"])
+    broken.model_file.write_bytes(b"not an ONNX model")  # corrupted after it was checked in
+    repository.promotions("metal").append(event("promote", 1))
+    engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
+    triton = EmbeddedTriton(repository, ort_threads=1)
+    triton.start()
+    inspector = Inspector(
+        repository, RecipeBook(tmp_path), TritonClient(triton.endpoints.grpc_url, timeout_s=2), RecordStore(engine)
+    )
+    supervisor = EmbeddedSupervisor(triton, inspector, grace_s=0.1)
+
+    async def scenario() -> None:
+        repository.promotions("metal").append(event("promote", 2))
+        await supervisor.switch(served_versions(repository))
+        assert supervisor.current is triton and inspector.served == {"metal": 1}
+        assert await inspector.triton.is_ready("metal", 1)
+        await inspector.triton.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        supervisor.stop()
