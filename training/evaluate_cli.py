@@ -5,7 +5,8 @@
     lineqa evaluate --model ./best.onnx --dataset acme/pcb@4 --out ./eval
 
 Writes ``metrics.json`` (mAP50, mAP50-95, per-class AP, the confusion matrix, escape and false-reject rates at
-the recipe's operating point), ``pr_curves.png`` and ``confusion_matrix.png``. The mAP is recomputed by
+the recipe's operating point), ``pr_curves.png``, ``confusion_matrix.png`` and ``operating_curve.png`` (both
+rates against the FAIL threshold). The mAP is recomputed by
 pycocotools on the same predictions; a disagreement beyond rounding is an error, not a footnote.
 """
 
@@ -15,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from datasets.database import open_catalog_database
 from datasets.versions import load_version
@@ -30,7 +33,7 @@ from serving.recipes import find_recipe
 from training.coco_check import coco_map
 from training.errors import TrainingError
 from training.evaluation import Evaluation, evaluate
-from training.plots import plot_confusion, plot_pr_curves
+from training.plots import plot_confusion, plot_operating_curve, plot_pr_curves
 from training.runs import Run, find_run
 
 COCO_AGREEMENT = 2e-3  # rounding of box coordinates and tie order; anything larger is a bug
@@ -82,6 +85,10 @@ def _report(evaluation: Evaluation, title: str, out: Path) -> dict[str, Any]:
     summary["confusion_matrix"] = {"labels": labels, "rows_predicted_columns_true": evaluation.confusion().tolist()}
     plot_pr_curves(evaluation.curves(), evaluation.classes, out / "pr_curves.png", title=title)
     plot_confusion(evaluation.confusion(), evaluation.classes, out / "confusion_matrix.png", title=title)
+    thresholds = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    escapes, rejects = evaluation.operating_curve(thresholds)
+    fail_at = evaluation.recipe.defaults.fail_confidence
+    plot_operating_curve(thresholds, escapes, rejects, fail_at, out / "operating_curve.png", title=title)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -102,7 +109,7 @@ def _print(summary: dict[str, Any], out: Path) -> None:
         f"defective parts, false rejects {inspection['false_rejects']}/{inspection['good_parts']} good parts, "
         f"{inspection['reviews']} sent to review"
     )
-    print(f"results in {out}: metrics.json, pr_curves.png, confusion_matrix.png")
+    print(f"results in {out}: metrics.json, pr_curves.png, confusion_matrix.png, operating_curve.png")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ class EvaluatedImage:
     verdict: Verdict
     defective: bool
     good: bool  # labelled defect-free (a background image)
+    max_confidence: float  # the most confident detection of any class (0 when none)
 
 
 @dataclass
@@ -93,6 +94,16 @@ class Evaluation:
                 "review_rate": _rate(reviews, len(self.images)),
             },
         }
+
+    def operating_curve(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(escape rate, false-reject rate) if a part failed on any detection at or above each threshold: the
+        trade-off a recipe's ``fail_confidence`` picks one point of (area rules and regions aside)."""
+        top = np.array([i.max_confidence for i in self.images])
+        defective = np.array([i.defective for i in self.images])
+        good = np.array([i.good for i in self.images])
+        escapes = np.array([(top[defective] < t).mean() if defective.any() else np.nan for t in thresholds])
+        rejects = np.array([(top[good] >= t).mean() if good.any() else np.nan for t in thresholds])
+        return escapes, rejects
 
     def confusion(self) -> np.ndarray:
         return confusion_matrix([i.boxes for i in self.images], len(self.classes))
@@ -163,11 +174,9 @@ def evaluate(
         truth_xyxy, truth_class = _truth(image, classes)
         boxes = ImageBoxes(truth_xyxy, truth_class, scored.xyxy, scored.confidence, pred_class)
         good = image.annotation is Annotation.BACKGROUND
-        results.append(
-            EvaluatedImage(
-                image.name, (pixels.shape[1], pixels.shape[0]), boxes, decision.verdict, bool(image.boxes), good
-            )
-        )
+        top = float(scored.confidence.max()) if len(scored) else 0.0
+        size = (pixels.shape[1], pixels.shape[0])
+        results.append(EvaluatedImage(image.name, size, boxes, decision.verdict, bool(image.boxes), good, top))
         if progress:
             progress(index + 1, len(images))
     return Evaluation(classes, results, recipe, unknown)

@@ -51,3 +51,29 @@ def plot_confusion(matrix: np.ndarray, classes: tuple[str, ...], out_png: Path, 
     figure.tight_layout()
     figure.savefig(out_png)
     return out_png
+
+
+def plot_operating_curve(
+    thresholds: np.ndarray,
+    escapes: np.ndarray,
+    rejects: np.ndarray,
+    operating_point: float,
+    out_png: Path,
+    *,
+    title: str,
+) -> Path:
+    """Escape and false-reject rates against the FAIL threshold, with the recipe's threshold marked."""
+    figure = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(thresholds, escapes, label="escape rate (defective part passed)", color="tab:red")
+    if not np.isnan(rejects).all():
+        axes.plot(thresholds, rejects, label="false-reject rate (good part failed)", color="tab:blue")
+    axes.axvline(operating_point, color="black", linestyle="--", linewidth=1, label=f"recipe: {operating_point:g}")
+    axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="FAIL at any detection with confidence ≥", ylabel="share of parts")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="center right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out_png)
+    return out_png

@@ -119,7 +119,7 @@ def test_train_evaluate_export_publish_promote_rollback_with_a_running_gateway(
     assert metrics["coco_check"]["agrees"] and metrics["mAP50"] > 0.2, evaluated.stdout
     assert metrics["inspection"]["good_parts"] > 0 and metrics["inspection"]["defective_parts"] > 0
     assert set(metrics["per_class"]) == {"open", "short", "mousebite", "spur", "copper", "pin-hole"}
-    for picture in ("pr_curves.png", "confusion_matrix.png"):
+    for picture in ("pr_curves.png", "confusion_matrix.png", "operating_curve.png"):
         assert cv2.imread(str(home / "runs" / "first" / "eval" / "test" / picture)) is not None
 
     exported = lineqa(home, "export", "first")
