@@ -54,6 +54,8 @@ SMALL_DEFECT_DEFAULTS: dict[str, Any] = {
     "optimizer": "AdamW",
 }
 LR_FROM_SCRATCH, LR_FINE_TUNE = 0.003, 0.001
+OWN_FLAGS = {"epochs", "imgsz", "batch", "device", "seed", "workers"}
+OWN_OPTIONS = {"data", "project", "name", "exist_ok", "model", "resume"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -82,9 +84,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise TrainingError(f"--set {item!r} is not KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
+        if key in OWN_FLAGS:
+            raise TrainingError(f"--set {key}=...: {key} has its own option, --{key}")
+        if key in OWN_OPTIONS:
+            raise TrainingError(f"--set {key}=...: lineqa sets {key} itself (the run's folder, data and model)")
+        overrides[key] = yaml.safe_load(value)
     return overrides
 
 

@@ -37,6 +37,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["train", "--dataset", "t/absent@1"], "has no dataset 'absent'"),
         (["train", "--dataset", "other/metal@1"], "has no dataset 'metal'"),
         (["train", "--dataset", "t/metal@1", "--set", "epochs"], "is not KEY=VALUE"),
+        (["train", "--dataset", "t/metal@1", "--set", "epochs=3"], "epochs has its own option, --epochs"),
+        (["train", "--dataset", "t/metal@1", "--set", "project=/tmp"], "lineqa sets project itself"),
         (["train"], "give --dataset"),
         (["train", "--resume", "nope"], "no training run 'nope'"),
         (["export", "nope"], "no training run 'nope'"),
