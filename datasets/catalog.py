@@ -279,7 +279,7 @@ class Catalog:
         found = [s for s in manifest.samples if s.name == sample]
         if not found:
             raise DatasetNotFoundError(f"{self.tenant}/{name}@{version or 'latest'} has no sample {sample!r}")
-        boxes = tuple(boxes)
+        boxes = _boxes(_boxes_json(boxes))  # as stored: floats to 1/1000 px, so the hash is the stored content's
         unknown = sorted({b.class_name for b in boxes} - set(manifest.classes))
         if unknown:
             raise DatasetError(f"{self.tenant}/{name} has no class {', '.join(map(repr, unknown))}")

@@ -30,6 +30,7 @@ COMMANDS: dict[str, Command] = {
     "bench": Command("serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"),
     "models": Command("serving.models_cli", "the model repository Triton serves: add, list, check"),
     "datasets": Command("datasets.cli", "labelled datasets: import, check, split, version, export, pool"),
+    "review": Command("review.cli", "the QA review and labelling web app, and its users and roles"),
     "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }
 
@@ -41,6 +42,7 @@ USER_ERROR_ROOTS = (
     "serving.errors:ServingError",
     "datasets.errors:DatasetError",
     "training.errors:TrainingError",
+    "review.errors:ReviewError",
 )
 
 

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -163,8 +163,6 @@ def _csv(header: list[str], rows: list[list[Any]], filename: str) -> Response:
 def create_app(settings: ReviewSettings) -> FastAPI:
     services = _services(settings)
     env = _templates()
-    app = FastAPI(title="lineqa review", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.services = services
 
     def cookie_principal(request: Request) -> Principal | None:
         session_id = request.cookies.get(SESSION_COOKIE)
@@ -182,7 +180,8 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             expected = request.cookies.get(LOGIN_COOKIE) if principal is None else principal.csrf_token
             check_token(expected, submitted if isinstance(submitted, str) else None)
 
-    router = APIRouter(dependencies=[Depends(guard)])
+    app = FastAPI(title="lineqa review", docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(guard)])
+    app.state.services = services
 
     def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         principal: Principal | None = getattr(request.state, "principal", None)
@@ -239,11 +238,11 @@ def create_app(settings: ReviewSettings) -> FastAPI:
                             path="/login", max_age=3600)  # fmt: skip
         return response
 
-    @router.get("/login", name="login_form")
+    @app.get("/login", name="login_form")
     def login_form(request: Request, next: str = "/") -> Response:
         return login_page(request, next)
 
-    @router.post("/login", name="login")
+    @app.post("/login", name="login")
     def login(
         request: Request,
         username: Annotated[str, Form(max_length=128)],
@@ -267,14 +266,14 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
 
-    @router.post("/logout", name="logout")
+    @app.post("/logout", name="logout")
     def logout(request: Request) -> Response:
         services.users.end_session(request.cookies[SESSION_COOKIE])
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    @router.get("/", name="home")
+    @app.get("/", name="home")
     def home(request: Request) -> Response:
         tenants = sorted(user_of(request).roles)
         if len(tenants) == 1:
@@ -283,7 +282,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 
     # -- queue and parts ----------------------------------------------------------------------------------
 
-    @router.get("/t/{tenant}/queue", name="queue")
+    @app.get("/t/{tenant}/queue", name="queue")
     def queue(
         request: Request,
         tenant: str,
@@ -323,7 +322,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             done=request.query_params.get("done"),
         )
 
-    @router.get("/t/{tenant}/parts/{record_id}", name="part")
+    @app.get("/t/{tenant}/parts/{record_id}", name="part")
     def part(request: Request, tenant: str, record_id: str) -> HTMLResponse:
         found = services.queue.part(tenant, record_id)
         labels = boxes_json(model_labels(found))
@@ -344,14 +343,14 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             history=audit.entries(services.engine, tenant, obj=f"part:{record_id}"),
         )
 
-    @router.get("/t/{tenant}/parts/{record_id}/image", name="part_image")
+    @app.get("/t/{tenant}/parts/{record_id}/image", name="part_image")
     def part_image(tenant: str, record_id: str) -> FileResponse:
         found = services.queue.part(tenant, record_id)
         if found.image_key is None:
             raise NotFoundError("the gateway kept no image of this part (image policy)")
         return _image(services.store, tenant, found.image_key)
 
-    @router.post("/t/{tenant}/parts/{record_id}/decisions", name="decide")
+    @app.post("/t/{tenant}/parts/{record_id}/decisions", name="decide")
     def decide(
         request: Request,
         tenant: str,
@@ -381,15 +380,15 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             services.engine, tenant, until - timedelta(days=days), until, services.zone, services.shifts
         )
 
-    @router.get("/t/{tenant}/dashboard", name="dashboard")
+    @app.get("/t/{tenant}/dashboard", name="dashboard")
     def dashboard(request: Request, tenant: str, days: int = 30) -> HTMLResponse:
         return page(request, "dashboard.html", board=board(tenant, days), days=days, charts=dashboards.CHARTS)
 
-    @router.get("/t/{tenant}/dashboard/{chart}.png", name="chart")
+    @app.get("/t/{tenant}/dashboard/{chart}.png", name="chart")
     def chart(tenant: str, chart: str, days: int = 30) -> Response:
         return Response(dashboards.chart_png(board(tenant, days), chart), media_type="image/png")
 
-    @router.get("/t/{tenant}/export/{table}.csv", name="export")
+    @app.get("/t/{tenant}/export/{table}.csv", name="export")
     def export(tenant: str, table: str, days: int = 30) -> Response:
         tables = board(tenant, days).tables()
         if table not in tables:
@@ -398,24 +397,24 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 
     # -- datasets and labelling ---------------------------------------------------------------------------
 
-    @router.get("/t/{tenant}/datasets", name="datasets")
+    @app.get("/t/{tenant}/datasets", name="datasets")
     def datasets(request: Request, tenant: str) -> HTMLResponse:
         return page(
             request, "datasets.html", datasets=services.labelling.datasets(tenant), review_dataset=settings.dataset
         )
 
-    @router.post("/t/{tenant}/datasets/{name}/snapshot", name="snapshot")
+    @app.post("/t/{tenant}/datasets/{name}/snapshot", name="snapshot")
     def snapshot(request: Request, tenant: str, name: str, note: Annotated[str, Form(max_length=500)] = "") -> Response:
         info = services.labelling.snapshot(tenant, name, note.strip(), user_of(request).username)
         return RedirectResponse(f"/t/{tenant}/datasets/{quote(name)}/v/{info.number}", status_code=303)
 
-    @router.get("/t/{tenant}/datasets/{name}/v/{version}", name="dataset_version")
+    @app.get("/t/{tenant}/datasets/{name}/v/{version}", name="dataset_version")
     def dataset_version(request: Request, tenant: str, name: str, version: str) -> HTMLResponse:
         info, manifest = services.labelling.version(tenant, name, version)
         report = services.labelling.issues(tenant, manifest)
         return page(request, "version.html", name=name, info=info, manifest=manifest, report=report)
 
-    @router.get("/t/{tenant}/datasets/{name}/v/{version}/sample", name="sample")
+    @app.get("/t/{tenant}/datasets/{name}/v/{version}/sample", name="sample")
     def sample(request: Request, tenant: str, name: str, version: str, sample: str) -> HTMLResponse:
         info, manifest, found = services.labelling.sample(tenant, name, version, sample)
         editor = {
@@ -433,12 +432,12 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             history=audit.entries(services.engine, tenant, obj=f"dataset:{name}:{sample}"),
         )
 
-    @router.get("/t/{tenant}/datasets/{name}/v/{version}/image", name="sample_image")
+    @app.get("/t/{tenant}/datasets/{name}/v/{version}/image", name="sample_image")
     def sample_image(tenant: str, name: str, version: str, sample: str) -> FileResponse:
         _, _, found = services.labelling.sample(tenant, name, version, sample)
         return _image(services.store, tenant, f"{tenant}/{found.sha256[:2]}/{found.sha256}.{found.ext}")
 
-    @router.post("/t/{tenant}/datasets/{name}/v/{version}/sample", name="fix_labels")
+    @app.post("/t/{tenant}/datasets/{name}/v/{version}/sample", name="fix_labels")
     def fix_labels(
         request: Request,
         tenant: str,
@@ -456,7 +455,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 
     # -- audit and users ----------------------------------------------------------------------------------
 
-    @router.get("/t/{tenant}/audit", name="audit")
+    @app.get("/t/{tenant}/audit", name="audit")
     def audit_trail(request: Request, tenant: str, format: str = "html") -> Response:
         found = audit.entries(services.engine, tenant, limit=5000 if format == "csv" else 500)
         if format == "csv":
@@ -464,11 +463,11 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             return _csv(["at (UTC)", "actor", "action", "object", "old", "new", "reason"], rows, f"{tenant}-audit.csv")
         return page(request, "audit.html", entries=found)
 
-    @router.get("/t/{tenant}/users", name="users")
+    @app.get("/t/{tenant}/users", name="users")
     def users(request: Request, tenant: str) -> HTMLResponse:
         return page(request, "users.html", users=services.users.users(tenant), roles=list(Role))
 
-    @router.post("/t/{tenant}/users", name="change_user")
+    @app.post("/t/{tenant}/users", name="change_user")
     def change_user(
         request: Request,
         tenant: str,
@@ -487,7 +486,6 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             _audit_user(services.engine, tenant, actor, kind, username, None, {"role": role.value})
         return RedirectResponse(f"/t/{tenant}/users", status_code=303)
 
-    app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
 

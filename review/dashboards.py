@@ -139,7 +139,9 @@ def compute(
     board = Dashboard(since, until)
     classes: Counter[str] = Counter()
     with engine.connect() as conn:
-        decided = dict(conn.execute(select(d.record_id, d.kind).where(d.decision_id.in_(latest))).tuples().all())
+        decided = {
+            rid: kind for rid, kind in conn.execute(select(d.record_id, d.kind).where(d.decision_id.in_(latest)))
+        }
         rows = conn.execute(query).all()
     for r in rows:
         local = as_utc(r.receive_time).astimezone(zone)

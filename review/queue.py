@@ -285,7 +285,7 @@ class ReviewQueue:
         latest = select(func.max(d.decision_id)).where(d.tenant_id == tenant, d.record_id.in_(record_ids))
         query = select(d.record_id, d.kind).where(d.decision_id.in_(latest.group_by(d.record_id)))
         with self.engine.connect() as conn:
-            return dict(conn.execute(query).tuples().all())
+            return {record_id: kind for record_id, kind in conn.execute(query)}
 
     @staticmethod
     def _row(r: Any, decision: str | None) -> QueueRow:
