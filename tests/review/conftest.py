@@ -24,7 +24,9 @@ from protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from review.app import ReviewSettings, create_app
 from review.auth import Role, UserStore
 from serving.database import open_database
+from serving.model_repository import METADATA_NAME, VersionMetadata
 from serving.records import InspectionRecord, RecordStore
+from vision.yolo_output import HeadKind
 
 PASSWORD = "correct horse battery"
 BASE_TIME = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)  # a Monday, early shift
@@ -115,9 +117,25 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
+CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
+
+
+def write_model_metadata(models: Path) -> Path:
+    """The judging model's entry in a model repository, as far as the review app reads it (its class names);
+    the ONNX file itself is not needed for that."""
+    folder = models / "pcb" / "1"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"")
+    metadata = VersionMetadata(CLASSES, (320, 320), HeadKind.NMS, (10, 2100))
+    (folder / METADATA_NAME).write_text(metadata.to_json())
+    return models
+
+
 def make_site(url: str, home: Path) -> Site:
     parts = {tenant: seed_parts(url, home / "images", tenant) for tenant in ("acme", "globex")}
-    app = create_app(ReviewSettings(database_url=url, images=home / "images", pass_sample_percent=100))
+    settings = ReviewSettings(database_url=url, images=home / "images", models=write_model_metadata(home / "models"),
+                              pass_sample_percent=100)  # fmt: skip
+    app = create_app(settings)
     users = app.state.services.users
     for role in Role:
         users.add_user(role.value, PASSWORD)
