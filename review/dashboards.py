@@ -181,6 +181,7 @@ def chart_png(board: Dashboard, chart: str) -> bytes:
         for line, per_day in sorted(board.by_line_day.items()):
             rates = [per_day[day].percent if day in per_day else math.nan for day in days]
             axes.plot([day.isoformat() for day in days], rates, marker="o", label=line)
+        axes.set_ylim(bottom=0)
         axes.set_ylabel("defect rate %")
         axes.set_title("Defect rate per line and day")
         if board.by_line_day:

@@ -178,7 +178,7 @@
       selected = -1;
     } else if (/^[1-9]$/.test(event.key) && Number(event.key) <= classes.length) {
       const name = classes[Number(event.key) - 1];
-      if (b) { b.cls = name; b.disposition = "label"; } else drawClass = name;
+      if (b) Object.assign(b, { cls: name, disposition: "label", score: "" }); else drawClass = name;
     } else if (moves[event.key] && b) {
       const [dx, dy] = moves[event.key];
       if (event.altKey) {
