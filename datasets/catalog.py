@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from datasets.errors import DatasetError
@@ -267,7 +267,10 @@ class Catalog:
 
     def snapshot(self, name: str, note: str = "") -> VersionInfo:
         """Freeze the working dataset as a version; the same content as an existing version is that version."""
-        return self._store_version(name, Manifest(tuple(self.classes(name)), tuple(self.working_samples(name))), note)
+        manifest = Manifest(tuple(self.classes(name)), tuple(self.working_samples(name)))
+        with self.engine.begin() as conn:
+            number = self._store_version(conn, name, manifest, note)
+        return self.version_info(name, str(number))
 
     def revise(self, name: str, version: str | None, sample: str, boxes: Iterable[Box], note: str = "") -> VersionInfo:
         """A new version: ``version`` with one sample's boxes replaced (none marks it a background image).
@@ -288,45 +291,35 @@ class Catalog:
         revised = Manifest(
             manifest.classes, tuple(fixed if s.name == sample else s for s in manifest.samples), manifest.provenance
         )
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # the working fix and the new version commit together
             conn.execute(
                 update(samples)
                 .where(*self._sample_key(name, sample))
                 .values(annotation=annotation.value, boxes_json=_boxes_json(boxes), updated_at=_now())
             )
-        return self._store_version(name, revised, note)
+            number = self._store_version(conn, name, revised, note)
+        return self.version_info(name, str(number))
 
-    def _store_version(self, name: str, manifest: Manifest, note: str) -> VersionInfo:
+    def _store_version(self, conn: Connection, name: str, manifest: Manifest, note: str) -> int:
+        """The number of the version with this manifest, stored as the next one when new."""
         digest = manifest.sha256
-        with self.engine.begin() as conn:
-            existing = conn.execute(
-                select(versions.c.number).where(
-                    *self._dataset_key(versions, name), versions.c.manifest_sha256 == digest
-                )
-            ).scalar()
-            if existing is None:
-                number = (
-                    int(
-                        conn.execute(
-                            select(func.coalesce(func.max(versions.c.number), 0)).where(
-                                *self._dataset_key(versions, name)
-                            )
-                        ).scalar_one()
-                    )
-                    + 1
-                )
-                conn.execute(
-                    versions.insert().values(
-                        tenant_id=self.tenant,
-                        dataset=name,
-                        number=number,
-                        manifest_sha256=digest,
-                        manifest_json=manifest.canonical_json(),
-                        note=note,
-                        created_at=_now(),
-                    )
-                )
-        return self.version_info(name, str(existing or number))
+        key = self._dataset_key(versions, name)
+        existing = conn.execute(select(versions.c.number).where(*key, versions.c.manifest_sha256 == digest)).scalar()
+        if existing is not None:
+            return int(existing)
+        number = int(conn.execute(select(func.coalesce(func.max(versions.c.number), 0)).where(*key)).scalar_one()) + 1
+        conn.execute(
+            versions.insert().values(
+                tenant_id=self.tenant,
+                dataset=name,
+                number=number,
+                manifest_sha256=digest,
+                manifest_json=manifest.canonical_json(),
+                note=note,
+                created_at=_now(),
+            )
+        )
+        return number
 
     def versions(self, name: str) -> list[VersionInfo]:
         self.classes(name)

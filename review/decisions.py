@@ -101,6 +101,8 @@ class Decisions:
             if part.decisions
             else {"verdict": part.row.verdict, "labels": boxes_json(model_labels(part))}
         )
+        # The sample first: should the decision's commit fail, deciding again replaces the sample, and the
+        # audit trail never names a sample that is not there.
         sample = self._to_dataset(tenant, part, labels)
         new = {
             "decision": kind.value,

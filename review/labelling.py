@@ -7,6 +7,7 @@ the change in the audit trail.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ class Labelling:
         # Validation probes every image (a second per thousand): reports are kept per manifest hash, which
         # names the content exactly, so a cached report can never be stale.
         self._reports: OrderedDict[tuple[str, str], ValidationReport] = OrderedDict()
+        self._lock = threading.Lock()  # requests run on a thread pool
 
     def catalog(self, tenant: str) -> Catalog:
         return Catalog(self.engine, self.store, tenant)
@@ -63,13 +65,17 @@ class Labelling:
 
     def issues(self, tenant: str, manifest: Manifest) -> ValidationReport:
         key = (tenant, manifest.sha256)
-        if key not in self._reports:
-            images = self.catalog(tenant).labelled_images(manifest)
-            self._reports[key] = validate(images, probe_images(images), manifest.classes)
+        with self._lock:
+            if key in self._reports:
+                self._reports.move_to_end(key)
+                return self._reports[key]
+        images = self.catalog(tenant).labelled_images(manifest)
+        report = validate(images, probe_images(images), manifest.classes)
+        with self._lock:
+            self._reports[key] = report
             while len(self._reports) > _REPORTS_KEPT:
                 self._reports.popitem(last=False)
-        self._reports.move_to_end(key)
-        return self._reports[key]
+        return report
 
     def sample(self, tenant: str, name: str, version: str, sample: str) -> tuple[VersionInfo, Manifest, ManifestSample]:
         info, manifest = self.version(tenant, name, version)

@@ -112,7 +112,7 @@ class Part:
         r = self.row
         return {
             "record id": r.record_id,
-            "tenant line / camera": f"{r.line_id} / {r.camera_id}",
+            "line / camera": f"{r.line_id} / {r.camera_id}",
             "sequence": self.sequence,
             "part id": r.part_id,
             "captured (UTC)": self.capture_time.isoformat() if self.capture_time else "—",

@@ -153,3 +153,12 @@ def test_the_audit_module_offers_only_append_and_read() -> None:
     assert public == {"append", "entries"}
     source = pyinspect.getsource(audit)
     assert "update(" not in source and "delete(" not in source
+
+
+def test_untrusted_text_is_escaped(site: Site) -> None:
+    fail = site.parts["acme"][0]
+    decide(site, "qa", fail, "false_alarm", reason='<script>alert("x")</script>')
+    page = site.client("qa").get(f"/t/acme/parts/{fail}").text
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    audit_page = site.client("qa").get("/t/acme/audit").text
+    assert "<script>alert" not in audit_page
