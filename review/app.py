@@ -34,7 +34,7 @@ from datasets.probe import probe_image
 from lineqa.content_store import ContentStore, ContentStoreError
 from review import audit, dashboards
 from review.access import ROUTE_ROLES, authorize
-from review.auth import Principal, Role, UserStore
+from review.auth import Principal, Role, SignInThrottle, UserStore
 from review.boxes import boxes_json, parse_boxes
 from review.csrf import FORM_FIELD, HEADER, LOGIN_COOKIE, SAFE_METHODS, check_token, new_token
 from review.database import open_review_database
@@ -163,6 +163,7 @@ def _csv(header: list[str], rows: list[list[Any]], filename: str) -> Response:
 def create_app(settings: ReviewSettings) -> FastAPI:
     services = _services(settings)
     env = _templates()
+    throttle = SignInThrottle()
 
     def cookie_principal(request: Request) -> Principal | None:
         session_id = request.cookies.get(SESSION_COOKIE)
@@ -249,10 +250,13 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         password: Annotated[str, Form(max_length=1024)],
         next: Annotated[str, Form()] = "/",
     ) -> Response:
+        throttle.check(username)
         user_id = services.users.authenticate(username, password)
         if user_id is None:
+            throttle.failed(username)
             logger.warning("failed sign-in for user %r", username)
             return login_page(request, next, 401, "wrong user name or password")
+        throttle.succeeded(username)
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,

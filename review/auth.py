@@ -12,6 +12,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -21,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lineqa.content_store import TENANT_ID
 from review.clock import as_utc, now
-from review.errors import BadInputError, NotFoundError
+from review.errors import BadInputError, NotFoundError, TooManyAttemptsError
 from review.schema import memberships, sessions, users
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
@@ -210,6 +214,40 @@ class UserStore:
     def end_session(self, session_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(sessions).where(sessions.c.session_sha256 == _digest(session_id)))
+
+
+class SignInThrottle:
+    """At most ``max_failures`` failed sign-ins per user name in ``window_s``; then that name is refused until
+    the oldest failure leaves the window, whatever the password. It slows a password guesser to a few tries
+    per quarter hour; counted per process (each replica counts its own), kept in memory."""
+
+    def __init__(self, max_failures: int = 5, window_s: float = 900.0, clock: Callable[[], float] = time.monotonic):
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, username: str) -> deque[float]:
+        failures = self._failures.setdefault(username.lower(), deque())
+        while failures and failures[0] <= self.clock() - self.window_s:
+            failures.popleft()
+        return failures
+
+    def check(self, username: str) -> None:
+        with self._lock:
+            failures = self._recent(username)
+            if len(failures) >= self.max_failures:
+                wait_s = failures[0] + self.window_s - self.clock()
+                raise TooManyAttemptsError(f"too many failed sign-ins: try again in {wait_s / 60:.0f} min")
+
+    def failed(self, username: str) -> None:
+        with self._lock:
+            self._recent(username).append(self.clock())
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(username.lower(), None)
 
 
 def _digest(session_id: str) -> str:

@@ -24,11 +24,16 @@ class BadInputError(ReviewError):
     """A form or query value that cannot be used, with what was wrong."""
 
 
+class TooManyAttemptsError(ReviewError):
+    """Too many failed sign-ins for one user name: wait before trying again."""
+
+
 HTTP_STATUS: dict[type[ReviewError], int] = {
     NotFoundError: 404,
     ForbiddenError: 403,
     NotSignedInError: 401,
     BadInputError: 400,
+    TooManyAttemptsError: 429,
 }
 
 

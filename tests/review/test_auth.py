@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select, update
 
 from review import audit
-from review.auth import Role, UserStore, hash_password, verify_password
-from review.errors import BadInputError
+from review.auth import Role, SignInThrottle, UserStore, hash_password, verify_password
+from review.errors import BadInputError, TooManyAttemptsError
 from review.schema import sessions
 from tests.review.conftest import PASSWORD, Site, csrf_of, login_token, sign_in
 
@@ -108,3 +108,29 @@ def test_admins_manage_users_of_their_tenant_with_an_audit_entry(site: Site) -> 
     assert newcomer.get("/t/acme/audit").status_code == 200
     actions = [(e.actor, e.action.value, e.object) for e in audit.entries(site.app.state.services.engine, "acme")]
     assert ("admin", "user.grant", "user:newqa") in actions and ("admin", "user.add", "user:newqa") in actions
+
+
+def test_repeated_failed_sign_ins_are_throttled_per_user_name(site: Site) -> None:
+    client = site.client()
+    for _ in range(5):
+        form = {"username": "QA", "password": "guess guess guess", "csrf_token": login_token(client)}
+        assert client.post("/login", data=form).status_code == 401
+    form = {"username": "qa", "password": PASSWORD, "csrf_token": login_token(client)}
+    refused = client.post("/login", data=form)
+    assert refused.status_code == 429 and "too many failed sign-ins" in refused.text
+    site.client("admin")  # other names are not affected
+
+
+def test_the_throttle_forgets_failures_after_its_window() -> None:
+    now = [1000.0]
+    throttle = SignInThrottle(max_failures=2, window_s=60, clock=lambda: now[0])
+    throttle.failed("bob")
+    throttle.failed("bob")
+    with pytest.raises(TooManyAttemptsError, match="try again in 1 min"):
+        throttle.check("Bob")
+    now[0] += 61
+    throttle.check("bob")
+    throttle.failed("bob")
+    throttle.succeeded("bob")
+    throttle.failed("bob")
+    throttle.check("bob")
