@@ -9,8 +9,6 @@ them into pages with the status of :data:`review.errors.HTTP_STATUS`. No GET cha
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jinja2
 from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -30,8 +27,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from datasets.probe import probe_image
-from lineqa.content_store import ContentStore, ContentStoreError
+from lineqa.content_store import ContentStore
 from review import audit, dashboards
 from review.access import ROUTE_ROLES, authorize
 from review.auth import Principal, Role, SignInThrottle, UserStore
@@ -42,25 +38,22 @@ from review.decisions import DecisionKind, Decisions, model_labels
 from review.errors import BadInputError, NotFoundError, NotSignedInError, ReviewError, http_status
 from review.labelling import Labelling
 from review.queue import STATUSES, VERDICTS, QueueFilter, ReviewQueue
+from review.web import (
+    SECURITY_HEADERS,
+    csv_response,
+    image_response,
+    image_size,
+    optional,
+    parse_time,
+    safe_next,
+    templates,
+)
 from serving.model_repository import ModelRepository
 
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "lineqa_session"
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-}
-_IMAGE_TYPES = {
-    ".jpg": "image/jpeg",
-    ".png": "image/png",
-    ".bmp": "image/bmp",
-    ".tif": "image/tiff",
-    ".webp": "image/webp",
-}
 
 
 class ReviewSettings(BaseModel):
@@ -115,54 +108,9 @@ def _services(settings: ReviewSettings) -> Services:
     )
 
 
-def _templates() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    env.filters["urlquote"] = lambda value: quote(str(value), safe="")
-    env.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
-    return env
-
-
-def _optional(value: str | None) -> str | None:
-    return value.strip() or None if value is not None else None
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    """A date or date-time from a filter form (UTC unless it says otherwise)."""
-    value = _optional(value)
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInputError(f"{name}: {value!r} is not a date (YYYY-MM-DD) or date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _safe_next(target: str | None) -> str:
-    """Only same-site paths after login: never an open redirect to another host."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
-
-
-def _csv(header: list[str], rows: list[list[Any]], filename: str) -> Response:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for row in rows:  # a cell starting like a formula is quoted so spreadsheets do not run it
-        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in ("=", "+", "-", "@") else c for c in row])
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
 def create_app(settings: ReviewSettings) -> FastAPI:
     services = _services(settings)
-    env = _templates()
+    env = templates()
     throttle = SignInThrottle()
 
     def cookie_principal(request: Request) -> Principal | None:
@@ -178,7 +126,10 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         if request.method not in SAFE_METHODS:
             form = await request.form()
             submitted = request.headers.get(HEADER) or form.get(FORM_FIELD)
-            expected = request.cookies.get(LOGIN_COOKIE) if principal is None else principal.csrf_token
+            if route == "login":  # no session yet (or one being replaced): the form's double-submit cookie
+                expected = request.cookies.get(LOGIN_COOKIE)
+            else:
+                expected = principal.csrf_token if principal else None
             check_token(expected, submitted if isinstance(submitted, str) else None)
 
     app = FastAPI(title="lineqa review", docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(guard)])
@@ -209,7 +160,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
         response: Response = await call_next(request)
-        response.headers.update(_SECURITY_HEADERS)
+        response.headers.update(SECURITY_HEADERS)
         if request.url.path != "/login" and not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -234,7 +185,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     def login_page(request: Request, next_path: str, status_code: int = 200, error: str | None = None) -> Response:
         """The sign-in form with a fresh double-submit CSRF token (cookie + hidden field)."""
         token = new_token()
-        response = page(request, "login.html", status_code, login_token=token, next=_safe_next(next_path), error=error)
+        response = page(request, "login.html", status_code, login_token=token, next=safe_next(next_path), error=error)
         response.set_cookie(LOGIN_COOKIE, token, httponly=True, secure=settings.secure_cookies, samesite="strict",
                             path="/login", max_age=3600)  # fmt: skip
         return response
@@ -257,7 +208,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             logger.warning("failed sign-in for user %r", username)
             return login_page(request, next, 401, "wrong user name or password")
         throttle.succeeded(username)
-        response = RedirectResponse(_safe_next(next), status_code=303)
+        response = RedirectResponse(safe_next(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
             services.users.start_session(user_id),
@@ -301,13 +252,13 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         page_number: Annotated[int, Query(alias="page")] = 1,
     ) -> HTMLResponse:
         wanted = QueueFilter(
-            line=_optional(line),
-            camera=_optional(camera),
-            class_name=_optional(defect_class),
-            verdict=_optional(verdict),
-            model=_optional(model),
-            since=_time(since, "since"),
-            until=_time(until, "until"),
+            line=optional(line),
+            camera=optional(camera),
+            class_name=optional(defect_class),
+            verdict=optional(verdict),
+            model=optional(model),
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until"),
             status=status,
             page=page_number,
         )
@@ -348,11 +299,11 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         )
 
     @app.get("/t/{tenant}/parts/{record_id}/image", name="part_image")
-    def part_image(tenant: str, record_id: str) -> FileResponse:
+    def partimage_response(tenant: str, record_id: str) -> FileResponse:
         found = services.queue.part(tenant, record_id)
         if found.image_key is None:
             raise NotFoundError("the gateway kept no image of this part (image policy)")
-        return _image(services.store, tenant, found.image_key)
+        return image_response(services.store, tenant, found.image_key)
 
     @app.post("/t/{tenant}/parts/{record_id}/decisions", name="decide")
     def decide(
@@ -367,7 +318,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         found = services.queue.part(tenant, record_id)
         corrected = None
         if kind is DecisionKind.CORRECT:
-            size = _image_size(services.store, tenant, found.image_key)
+            size = image_size(services.store, tenant, found.image_key)
             corrected = parse_boxes(boxes or "[]", services.decisions.classes(tenant, found), size)
         services.decisions.decide(tenant, record_id, kind, corrected, reason.strip(), user_of(request).username)
         following = services.queue.next_pending(tenant, record_id) if then == "next" else record_id
@@ -397,7 +348,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         tables = board(tenant, days).tables()
         if table not in tables:
             raise NotFoundError(f"no table {table!r} (tables: {', '.join(tables)})")
-        return _csv(*tables[table], f"{tenant}-{table}.csv")
+        return csv_response(*tables[table], f"{tenant}-{table}.csv")
 
     # -- datasets and labelling ---------------------------------------------------------------------------
 
@@ -437,9 +388,9 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         )
 
     @app.get("/t/{tenant}/datasets/{name}/v/{version}/image", name="sample_image")
-    def sample_image(tenant: str, name: str, version: str, sample: str) -> FileResponse:
+    def sampleimage_response(tenant: str, name: str, version: str, sample: str) -> FileResponse:
         _, _, found = services.labelling.sample(tenant, name, version, sample)
-        return _image(services.store, tenant, f"{tenant}/{found.sha256[:2]}/{found.sha256}.{found.ext}")
+        return image_response(services.store, tenant, f"{tenant}/{found.sha256[:2]}/{found.sha256}.{found.ext}")
 
     @app.post("/t/{tenant}/datasets/{name}/v/{version}/sample", name="fix_labels")
     def fix_labels(
@@ -464,7 +415,9 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         found = audit.entries(services.engine, tenant, limit=5000 if format == "csv" else 500)
         if format == "csv":
             rows = [[e.at.isoformat(), e.actor, e.action.value, e.object, e.old, e.new, e.reason] for e in found]
-            return _csv(["at (UTC)", "actor", "action", "object", "old", "new", "reason"], rows, f"{tenant}-audit.csv")
+            return csv_response(
+                ["at (UTC)", "actor", "action", "object", "old", "new", "reason"], rows, f"{tenant}-audit.csv"
+            )
         return page(request, "audit.html", entries=found)
 
     @app.get("/t/{tenant}/users", name="users")
@@ -499,27 +452,3 @@ def _audit_user(
 ) -> None:
     with engine.begin() as conn:
         audit.append(conn, tenant, actor, action, f"user:{username}", old, new)
-
-
-def _image(store: ContentStore, tenant: str, key: str) -> FileResponse:
-    """An image of ``tenant`` only: the store refuses keys outside the tenant's prefix."""
-    try:
-        path = store.path(tenant, key)
-    except ContentStoreError as exc:
-        raise NotFoundError(str(exc)) from exc
-    return FileResponse(
-        path,
-        media_type=_IMAGE_TYPES.get(path.suffix, "application/octet-stream"),
-        headers={"Cache-Control": "private, max-age=86400"},
-    )
-
-
-def _image_size(store: ContentStore, tenant: str, key: str | None) -> tuple[int, int] | None:
-    """(width, height) of a part's image, read from its header, for clipping boxes; None without an image."""
-    if key is None:
-        return None
-    try:
-        facts = probe_image(store.get(tenant, key))
-    except ContentStoreError as exc:
-        raise NotFoundError(str(exc)) from exc
-    return (facts.width, facts.height) if facts.width and facts.height else None

@@ -102,7 +102,7 @@ class Site:
 def login_token(client: TestClient) -> str:
     page = client.get("/login")
     assert page.status_code == 200
-    return csrf_of(page.text)
+    return csrf_of(page.text.split('action="/login"', 1)[1])  # the login form's, not the sign-out form's
 
 
 def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> None:

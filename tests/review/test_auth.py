@@ -78,6 +78,14 @@ def test_sessions_expire_and_sign_out_ends_them(site: Site) -> None:
     assert replay.get("/t/acme/queue").status_code == 303
 
 
+def test_signing_in_again_while_signed_in_starts_a_new_session(site: Site) -> None:
+    client = site.client("qa")
+    first = client.cookies.get("lineqa_session")
+    sign_in(client, "operator")
+    assert client.cookies.get("lineqa_session") != first
+    assert client.get("/t/acme/audit").status_code == 403  # now the operator
+
+
 def test_after_sign_in_only_same_site_paths(site: Site) -> None:
     client = site.client()
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
