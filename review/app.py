@@ -64,7 +64,9 @@ class ReviewSettings(BaseModel):
     database_url: str
     images: Path
     models: Path | None = None
-    dataset: str = Field("reviewed", description="the working dataset reviewed parts go into, per tenant")
+    dataset: str = Field(
+        "reviewed", pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="the working dataset reviewed parts go into"
+    )
     pass_sample_percent: float = Field(5.0, ge=0, le=100)
     secure_cookies: bool = True
     session_ttl_h: float = Field(12.0, gt=0)
@@ -74,7 +76,8 @@ class ReviewSettings(BaseModel):
 
 @dataclass
 class Services:
-    settings: ReviewSettings
+    """The app's state, built once from the settings; tests reach it as ``app.state.services``."""
+
     engine: Engine
     store: ContentStore
     users: UserStore
@@ -96,7 +99,6 @@ def _services(settings: ReviewSettings) -> Services:
     queue = ReviewQueue(engine, settings.pass_sample_percent)
     models = ModelRepository(settings.models) if settings.models else None
     return Services(
-        settings,
         engine,
         store,
         UserStore(engine, timedelta(hours=settings.session_ttl_h)),
