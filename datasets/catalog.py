@@ -12,12 +12,12 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from datasets.errors import DatasetError
@@ -141,6 +141,7 @@ class Catalog:
         prefix: str = "",
         progress: ProgressFn | None = None,
         skip_bad: bool = False,
+        source: str | None = None,
     ) -> ImportReport:
         """Store the images (once each) and put their labels into the working dataset ``name`` (created when
         new). A sample with a name already there is replaced.
@@ -148,7 +149,8 @@ class Catalog:
         A source with problems (a record the importer could not read, an unreadable image) imports nothing
         and raises :class:`ImportRefusedError` listing them all, unless ``skip_bad``: then the rest is
         imported and the problems are reported. The rows are written in one transaction, so an import is
-        recorded whole or not at all.
+        recorded whole or not at all. ``source`` is recorded as where the samples came from (default: the
+        importer's format and path).
         """
         new = name not in self.names()
         if new:
@@ -158,7 +160,7 @@ class Catalog:
         classes += sorted({b.class_name for im in imported.images for b in im.boxes} - set(classes))
         skipped = list(imported.problems)
         current = {} if new else {s.name: s for s in self.working_samples(name)}
-        source = f"{imported.format}:{imported.root}"[:512]
+        source = (source or f"{imported.format}:{imported.root}")[:512]
         new_images: dict[str, dict[str, Any]] = {}
         inserts, updates = [], []
         unchanged = 0
@@ -215,8 +217,9 @@ class Catalog:
         return ImportReport(len(inserts), len(updates), unchanged, tuple(skipped), tuple(classes))
 
     def add_sample(self, name: str, image: LabelledImage, source: str) -> None:
-        """Add or replace one sample (a reviewed part, a labeller's fix) in the working dataset."""
-        report = self.import_images(name, ImportedDataset(source, Path(source), [], [image]))
+        """Add or replace one sample (a reviewed part, a labeller's fix) in the working dataset; ``source`` is
+        recorded as its origin (e.g. ``review:<record id>``)."""
+        report = self.import_images(name, ImportedDataset(source, Path(source), [], [image]), source=source)
         if report.skipped:
             raise DatasetError(report.skipped[0])
 
@@ -265,36 +268,58 @@ class Catalog:
     def snapshot(self, name: str, note: str = "") -> VersionInfo:
         """Freeze the working dataset as a version; the same content as an existing version is that version."""
         manifest = Manifest(tuple(self.classes(name)), tuple(self.working_samples(name)))
-        digest = manifest.sha256
         with self.engine.begin() as conn:
-            existing = conn.execute(
-                select(versions.c.number).where(
-                    *self._dataset_key(versions, name), versions.c.manifest_sha256 == digest
-                )
-            ).scalar()
-            if existing is None:
-                number = (
-                    int(
-                        conn.execute(
-                            select(func.coalesce(func.max(versions.c.number), 0)).where(
-                                *self._dataset_key(versions, name)
-                            )
-                        ).scalar_one()
-                    )
-                    + 1
-                )
-                conn.execute(
-                    versions.insert().values(
-                        tenant_id=self.tenant,
-                        dataset=name,
-                        number=number,
-                        manifest_sha256=digest,
-                        manifest_json=manifest.canonical_json(),
-                        note=note,
-                        created_at=_now(),
-                    )
-                )
-        return self.version_info(name, str(existing or number))
+            number = self._store_version(conn, name, manifest, note)
+        return self.version_info(name, str(number))
+
+    def revise(self, name: str, version: str | None, sample: str, boxes: Iterable[Box], note: str = "") -> VersionInfo:
+        """A new version: ``version`` with one sample's boxes replaced (none marks it a background image).
+
+        ``version`` itself never changes (versions are immutable; a model may have trained on it). The working
+        dataset gets the same fix when it holds the sample, so the next snapshot keeps it.
+        """
+        manifest = self.manifest(name, version)
+        found = [s for s in manifest.samples if s.name == sample]
+        if not found:
+            raise DatasetNotFoundError(f"{self.tenant}/{name}@{version or 'latest'} has no sample {sample!r}")
+        boxes = _boxes(_boxes_json(boxes))  # as stored: floats to 1/1000 px, so the hash is the stored content's
+        unknown = sorted({b.class_name for b in boxes} - set(manifest.classes))
+        if unknown:
+            raise DatasetError(f"{self.tenant}/{name} has no class {', '.join(map(repr, unknown))}")
+        annotation = Annotation.BOXES if boxes else Annotation.BACKGROUND
+        fixed = replace(found[0], boxes=boxes, annotation=annotation)
+        revised = Manifest(
+            manifest.classes, tuple(fixed if s.name == sample else s for s in manifest.samples), manifest.provenance
+        )
+        with self.engine.begin() as conn:  # the working fix and the new version commit together
+            conn.execute(
+                update(samples)
+                .where(*self._sample_key(name, sample))
+                .values(annotation=annotation.value, boxes_json=_boxes_json(boxes), updated_at=_now())
+            )
+            number = self._store_version(conn, name, revised, note)
+        return self.version_info(name, str(number))
+
+    def _store_version(self, conn: Connection, name: str, manifest: Manifest, note: str) -> int:
+        """The number of the version with this manifest, stored as the next one when new."""
+        digest = manifest.sha256
+        key = self._dataset_key(versions, name)
+        existing = conn.execute(select(versions.c.number).where(*key, versions.c.manifest_sha256 == digest)).scalar()
+        if existing is not None:
+            return int(existing)
+        number = int(conn.execute(select(func.coalesce(func.max(versions.c.number), 0)).where(*key)).scalar_one()) + 1
+        conn.execute(
+            versions.insert().values(
+                tenant_id=self.tenant,
+                dataset=name,
+                number=number,
+                manifest_sha256=digest,
+                manifest_json=manifest.canonical_json(),
+                note=note,
+                created_at=_now(),
+            )
+        )
+        return number
 
     def versions(self, name: str) -> list[VersionInfo]:
         self.classes(name)

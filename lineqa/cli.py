@@ -28,11 +28,12 @@ COMMANDS: dict[str, Command] = {
     "camera": Command("serving.camera.cli", "stream a camera's frames to the gateway; verdicts to console, file, MQTT"),
     "admin": Command("serving.admin_cli", "tenants, lines, cameras, camera tokens and the plant's TLS certificates"),
     "bench": Command("serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"),
-    "models": Command("serving.models_cli", "the model repository Triton serves: add, list, check"),
+    "models": Command("serving.models_cli", "the model registry (Triton's repository): publish, promote, rollback"),
     "datasets": Command("datasets.cli", "labelled datasets: import, check, split, version, export, pool"),
     "train": Command("training.train_cli", "train a YOLO detector on a dataset version (offline, recorded run)"),
-    "evaluate": Command("training.evaluate_cli", "mAP, per-class AP, PR curves and escape/false-reject rates of a model"),
-    "export": Command("training.export_cli", "export a run to ONNX (TensorRT on a GPU) and check parity with its weights"),
+    "evaluate": Command("training.evaluate_cli", "mAP, per-class AP, PR curves, escape and false-reject rates"),
+    "export": Command("training.export_cli", "export a run to ONNX and check parity with its trained weights"),
+    "review": Command("review.cli", "the QA review and labelling web app, and its users and roles"),
     "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }
 
@@ -44,6 +45,7 @@ USER_ERROR_ROOTS = (
     "serving.errors:ServingError",
     "datasets.errors:DatasetError",
     "training.errors:TrainingError",
+    "review.errors:ReviewError",
 )
 
 

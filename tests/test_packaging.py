@@ -13,7 +13,7 @@ import pytest
 from lineqa.cli import COMMANDS
 
 HEAVY = ("torch", "ultralytics", "torchvision")
-SERVING_COMMANDS = [name for name, cmd in COMMANDS.items() if cmd.module.startswith(("serving.", "vision."))]
+SERVING_COMMANDS = [name for name, cmd in COMMANDS.items() if cmd.module.startswith(("serving.", "vision.", "review."))]
 
 
 def _modules_after(code: str) -> set[str]:
@@ -30,14 +30,14 @@ def test_base_install_requires_no_torch_or_ultralytics() -> None:
     assert {r.split(">")[0].split("<")[0] for r in train} >= {"torch", "torchvision", "ultralytics"}
 
 
-def test_import_serving_and_vision_never_imports_torch() -> None:
+def test_import_serving_vision_and_review_never_imports_torch() -> None:
     modules = _modules_after(
-        "import pkgutil, importlib, serving, vision\n"
-        "for pkg in (serving, vision):\n"
+        "import pkgutil, importlib, serving, vision, review\n"
+        "for pkg in (serving, vision, review):\n"
         "    for m in pkgutil.iter_modules(pkg.__path__):\n"
         "        importlib.import_module(f'{pkg.__name__}.{m.name}')"
     )
-    assert "serving.predict_cli" in modules
+    assert "serving.predict_cli" in modules and "review.app" in modules
     assert not [m for m in modules if m.split(".")[0] in HEAVY]
 
 

@@ -94,6 +94,30 @@ def test_versions_are_immutable_content_addressed_and_diffable(engine: Engine, t
         catalog.manifest("metal", "9")
 
 
+def test_revise_makes_a_new_version_and_fixes_the_working_dataset(engine: Engine, tmp_path: Path) -> None:
+    catalog = Catalog(engine, ContentStore(tmp_path / "images"), "acme")
+    catalog.import_images("metal", synthetic(tmp_path / "src", 3))
+    v1 = catalog.snapshot("metal")
+    fixed = (Box("dent", 10, 12, 40, 44),)
+    v2 = catalog.revise("metal", "1", "part001.jpg", fixed, note="label fix")
+    assert v2.number == 2 and v2.note == "label fix" and v2.images == 3
+    assert catalog.manifest("metal", "1").sha256 == v1.sha256  # the revised version is unchanged
+    after = {s.name: s for s in catalog.manifest("metal", "2").samples}
+    assert after["part001.jpg"].boxes == fixed and after["part001.jpg"].annotation is Annotation.BOXES
+    assert diff(catalog.manifest("metal", "1"), catalog.manifest("metal", "2")).relabelled == ("part001.jpg",)
+    assert catalog.snapshot("metal").number == 2  # the working dataset got the same fix
+    background = catalog.revise("metal", "2", "part001.jpg", ())
+    assert {s.name: s for s in catalog.manifest("metal", str(background.number)).samples}[
+        "part001.jpg"
+    ].annotation is Annotation.BACKGROUND
+    with pytest.raises(DatasetNotFoundError, match="no sample"):
+        catalog.revise("metal", "1", "nope.jpg", fixed)
+    with pytest.raises(DatasetError, match="no class 'rust'"):
+        catalog.revise("metal", "1", "part001.jpg", (Box("rust", 1, 1, 9, 9),))
+    with pytest.raises(DatasetNotFoundError):
+        Catalog(engine, ContentStore(tmp_path / "images"), "globex").revise("metal", "1", "part001.jpg", fixed)
+
+
 def test_a_tenant_cannot_see_another_tenants_datasets_or_images(engine: Engine, tmp_path: Path) -> None:
     store = ContentStore(tmp_path / "images")
     acme, globex = Catalog(engine, store, "acme"), Catalog(engine, store, "globex")

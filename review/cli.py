@@ -1,0 +1,139 @@
+"""``lineqa review``: the QA review and labelling web app, and its users.
+
+    lineqa review user add alice --role acme:admin        # asks for the password (or --password-stdin)
+    lineqa review user grant bob acme qa                   # roles: operator, labeller, qa, admin
+    lineqa review user revoke bob acme qa
+    lineqa review user disable bob
+    lineqa review user list acme
+    lineqa review serve --port 8443                        # HTTPS with <home>/pki/server.pem by default
+
+The app uses the same database (``--db`` or ``<home>/lineqa.db``) and image store (``<home>/images``) as
+``lineqa serve``. It serves HTTPS; plain HTTP only with ``--insecure-http`` (local use: session cookies then
+lose their Secure flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+
+from lineqa.db import database_url
+from lineqa.home import default_home
+from review.auth import Role, UserStore
+from review.database import open_review_database
+from review.errors import ReviewError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = __doc__
+    parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
+    parser.add_argument("--db", help="database URL (default: SQLite <home>/lineqa.db)")
+    area = parser.add_subparsers(dest="area", required=True, metavar="ACTION")
+
+    serve = area.add_parser("serve", help="run the web app")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate (default: <home>/pki/server.pem if present)")
+    serve.add_argument("--tls-key", type=Path, help="PEM key of --tls-cert")
+    serve.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local use only")
+    serve.add_argument("--images", type=Path, help="image store (default: <home>/images)")
+    serve.add_argument("--models", type=Path, help="model repository, for class names (default: <home>/models)")
+    serve.add_argument("--dataset", default="reviewed", help="working dataset reviewed parts go into")
+    serve.add_argument("--pass-sample", type=float, default=5.0, help="percent of PASS parts shown in the queue")
+    serve.add_argument("--timezone", default="UTC", help="the plant's time zone for days and shifts")
+    serve.add_argument("--shifts", default="early=6-14,late=14-22,night=22-6", help="name=START-END,...")
+
+    user = area.add_parser("user", help="users and their roles per tenant").add_subparsers(dest="action", required=True)
+    add = user.add_parser("add", help="add a user")
+    add.add_argument("username")
+    add.add_argument("--role", action="append", default=[], metavar="TENANT:ROLE", help="grant a role (repeatable)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    for name in ("grant", "revoke"):
+        change = user.add_parser(name, help=f"{name} a role in a tenant")
+        change.add_argument("username")
+        change.add_argument("tenant")
+        change.add_argument("role", choices=[r.value for r in Role])
+    disable = user.add_parser("disable", help="stop a user signing in (ends their sessions)")
+    disable.add_argument("username")
+    listing = user.add_parser("list", help="users of a tenant")
+    listing.add_argument("tenant")
+
+
+def _role(text: str) -> tuple[str, Role]:
+    tenant, _, role = text.partition(":")
+    try:
+        return tenant, Role(role)
+    except ValueError:
+        raise ReviewError(f"--role {text!r}: expected TENANT:ROLE with ROLE one of {[r.value for r in Role]}") from None
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ReviewError("the passwords differ")
+    return first
+
+
+def run(args: argparse.Namespace) -> int:
+    home = args.home or default_home()
+    url = database_url(home, args.db)
+    if args.area == "serve":
+        return _serve(args, home, url)
+    users = UserStore(open_review_database(url))
+    if args.action == "add":
+        roles = [_role(r) for r in args.role]
+        users.add_user(args.username, _password(args.password_stdin))
+        for tenant, role in roles:
+            users.grant(args.username, tenant, role)
+        print(f"added {args.username}" + "".join(f", {role.value} in {tenant}" for tenant, role in roles))
+    elif args.action in ("grant", "revoke"):
+        changed = getattr(users, args.action)(args.username, args.tenant, Role(args.role))
+        print(f"{args.action} {args.role} in {args.tenant} for {args.username}: {'done' if changed else 'no change'}")
+    elif args.action == "disable":
+        users.set_disabled(args.username, True)
+        print(f"disabled {args.username}")
+    else:
+        found = users.users(args.tenant)
+        print(json.dumps([{"user": u.username, "roles": [r.value for _, r in u.roles], "disabled": u.disabled}
+                          for u in found], indent=2))  # fmt: skip
+    return 0
+
+
+def _serve(args: argparse.Namespace, home: Path, url: str) -> int:
+    import uvicorn
+
+    from review.app import ReviewSettings, create_app
+    from serving.pki import PlantPki
+
+    cert, key = args.tls_cert, args.tls_key
+    if (cert is None) != (key is None):
+        raise ReviewError("give both --tls-cert and --tls-key")
+    if cert is None and not args.insecure_http:
+        pki = PlantPki(home / "pki")
+        if not pki.server_cert.is_file():
+            raise ReviewError("no TLS certificate: give --tls-cert/--tls-key, run 'lineqa admin pki init', "
+                              "or use --insecure-http for local use")  # fmt: skip
+        cert, key = pki.server_cert, pki.server_key
+    models = args.models or home / "models"
+    settings = ReviewSettings(
+        database_url=url,
+        images=args.images or home / "images",
+        models=models if models.is_dir() else None,
+        dataset=args.dataset,
+        pass_sample_percent=args.pass_sample,
+        secure_cookies=not args.insecure_http,
+        timezone=args.timezone,
+        shifts=args.shifts,
+    )
+    app = create_app(settings)
+    scheme = "http" if args.insecure_http else "https"
+    print(f"lineqa review on {scheme}://{args.host}:{args.port}/", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning",
+                access_log=False)  # fmt: skip
+    return 0

@@ -1,0 +1,157 @@
+"""Fixtures for the review app: a database with inspection records of two tenants (synthetic PCB parts with
+images in the content store, as the gateway writes them), users in every role, and signed-in clients."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from datasets.synth import Surface, generate_part
+from lineqa.content_store import ContentStore
+from lineqa.db import sqlite_url
+from protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from review.app import ReviewSettings, create_app
+from review.auth import Role, UserStore
+from serving.database import open_database
+from serving.model_repository import METADATA_NAME, VersionMetadata
+from serving.records import InspectionRecord, RecordStore
+from vision.yolo_output import HeadKind
+
+PASSWORD = "correct horse battery"
+BASE_TIME = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)  # a Monday, early shift
+# verdict, defects (class, confidence, box, disposition), line, camera
+PARTS = (
+    ("FAIL", [("open", 0.91, (40.0, 50.0, 120.0, 110.0), "defect")], "line-1", "cam-1"),
+    ("REVIEW", [("short", 0.41, (150.0, 60.0, 210.0, 130.0), "review")], "line-1", "cam-2"),
+    ("FAIL", [("open", 0.88, (20.0, 20.0, 60.0, 70.0), "defect"), ("copper", 0.7, (200.0, 200.0, 260.0, 250.0),
+                                                                    "defect")], "line-2", "cam-3"),
+    ("PASS", [], "line-1", "cam-1"),
+)  # fmt: skip
+
+
+def part_image(seed: int) -> bytes:
+    return bytes(cv2.imencode(".jpg", generate_part(Surface.PCB, seed).image)[1])
+
+
+def record(
+    tenant: str, sequence: int, verdict: str, defects: list[tuple[str, float, tuple[float, ...], str]], line: str,
+    camera: str, when: datetime, image_key: str | None, image: bytes, record_id: str | None = None,
+) -> InspectionRecord:  # fmt: skip
+    """An inspection record as the gateway writes it (its defects JSON, its serialized result)."""
+    reasons = [f"{c} {conf:.2f} ≥ threshold" for c, conf, _, d in defects if d == "defect"]
+    reasons += [f"{c} {conf:.2f} in the review band" for c, conf, _, d in defects if d == "review"]
+    result = pb.InspectionResult(verdict=getattr(pb, f"VERDICT_{verdict}"), reasons=reasons)
+    return InspectionRecord(
+        record_id=record_id or str(uuid.uuid4()), tenant=tenant, line_id=line, camera_id=camera, sequence=sequence,
+        part_id=f"SN-{sequence:04d}", capture_time=when - timedelta(seconds=1), receive_time=when,
+        model_name="pcb", model_version=1, recipe_id="pcb-top", recipe_version="ab" * 32,
+        image_sha256=hashlib.sha256(image).hexdigest(), image_key=image_key, verdict=verdict, error_code="",
+        defects_json=json.dumps([{"class": c, "confidence": conf, "box": list(box), "area_px": 1.0, "area_mm2": None,
+                                  "disposition": d} for c, conf, box, d in defects]),
+        service_version="test", result=result.SerializeToString(),
+    )  # fmt: skip
+
+
+def seed_parts(url: str, images: Path, tenant: str, start: datetime = BASE_TIME) -> list[str]:
+    """The :data:`PARTS` of one tenant, an hour apart, flagged ones with their image kept; their record ids."""
+    store = RecordStore(open_database(url))
+    content = ContentStore(images)
+    ids = []
+    for sequence, (verdict, defects, line, camera) in enumerate(PARTS, start=1):
+        data = part_image(sequence + (100 if tenant != "acme" else 0))
+        key = content.put(tenant, data, "jpg") if verdict != "PASS" else None
+        rec = record(tenant, sequence, verdict, list(defects), line, camera, start + timedelta(hours=sequence), key,
+                     data)  # fmt: skip
+        store.commit(rec)
+        ids.append(rec.record_id)
+    store.close()
+    return ids
+
+
+@dataclass
+class Site:
+    """A review app on its own database: tenant ``acme`` (and ``globex``) with parts and users."""
+
+    url: str
+    home: Path
+    app: FastAPI
+    parts: dict[str, list[str]]
+    users: UserStore
+    clients: list[TestClient] = field(default_factory=list)
+
+    def client(self, username: str | None = None) -> TestClient:
+        """A client over https (session cookies are Secure), signed in as ``username`` when given."""
+        client = TestClient(self.app, base_url="https://testserver", follow_redirects=False)
+        self.clients.append(client)
+        if username:
+            sign_in(client, username)
+        return client
+
+
+def login_token(client: TestClient) -> str:
+    page = client.get("/login")
+    assert page.status_code == 200
+    return csrf_of(page.text.split('action="/login"', 1)[1])  # the login form's, not the sign-out form's
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> None:
+    response = client.post("/login", data={"username": username, "password": password, "csrf_token":
+                                           login_token(client), "next": "/"})  # fmt: skip
+    assert response.status_code == 303, response.text
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
+
+
+def write_model_metadata(models: Path) -> Path:
+    """The judging model's entry in a model repository, as far as the review app reads it (its class names);
+    the ONNX file itself is not needed for that."""
+    folder = models / "pcb" / "1"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"")
+    metadata = VersionMetadata(CLASSES, (320, 320), HeadKind.NMS, (10, 2100))
+    (folder / METADATA_NAME).write_text(metadata.to_json())
+    return models
+
+
+def make_site(url: str, home: Path) -> Site:
+    parts = {tenant: seed_parts(url, home / "images", tenant) for tenant in ("acme", "globex")}
+    settings = ReviewSettings(database_url=url, images=home / "images", models=write_model_metadata(home / "models"),
+                              pass_sample_percent=100)  # fmt: skip
+    app = create_app(settings)
+    users = app.state.services.users
+    for role in Role:
+        users.add_user(role.value, PASSWORD)
+        users.grant(role.value, "acme", role)
+    users.add_user("globex-admin", PASSWORD)
+    users.grant("globex-admin", "globex", Role.ADMIN)
+    return Site(url, home, app, parts, users)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
+    """A fresh site per test, on SQLite and on the loopback PostgreSQL."""
+    url = sqlite_url(tmp_path / "lineqa.db") if request.param == "sqlite" else request.getfixturevalue(
+        "empty_postgres_url")  # fmt: skip
+    made = make_site(url, tmp_path)
+    yield made
+    for client in made.clients:
+        client.close()
+    made.app.state.services.engine.dispose()
