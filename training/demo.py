@@ -6,7 +6,8 @@
 3. write a product recipe;
 4. start ``lineqa serve`` (embedded Triton, TLS with a generated plant certificate) and stream a batch of new
    parts from "the line" through the camera agent (a camera token, the on-disk spool), showing verdicts
-   live and writing them as JSON lines.
+   live and writing them as JSON lines;
+5. make a QA user for the review app and say how to open it on the flagged parts.
 
 Everything lives under ``<lineqa home>/demo``; a second run reuses the trained model and takes seconds.
 """
@@ -17,6 +18,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,7 +31,10 @@ from pathlib import Path
 import cv2
 
 from datasets.synth import CLASSES, Surface, generate_part, write_yolo_dataset
+from lineqa.db import database_url
 from lineqa.home import default_home
+from review.auth import Role, UserStore
+from review.database import open_review_database
 from serving.camera.agent import CameraAgent, GatewayTarget
 from serving.camera.console import ConsoleSink
 from serving.camera.model import AgentStatus, Context
@@ -45,6 +51,7 @@ from vision.recipe import load_recipe
 logger = logging.getLogger(__name__)
 MODEL_NAME = "metal-defects"
 RECIPE_ID = "bracket-a"
+REVIEWER = "qa"
 PART_PX = 320  # the synthetic parts are this many pixels square
 LINE_SEED = 1_000_000  # parts "from the line" are never in the training set
 RECIPE = f"""\
@@ -125,6 +132,23 @@ def _start_gateway(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
+def _review_login(home: Path, tenant: str) -> Path:
+    """A QA user of the review app for the demo tenant; its password is made once and kept in a 0600 file."""
+    secret = home / "review-password.txt"
+    if secret.is_file():
+        return secret
+    users = UserStore(open_review_database(database_url(home, None)))
+    password = secrets.token_urlsafe(12)
+    users.add_user(REVIEWER, password)
+    for role in (Role.QA, Role.LABELLER):
+        users.grant(REVIEWER, tenant, role)
+    users.engine.dispose()
+    descriptor = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(password + "\n")
+    return secret
+
+
 def _prepare_home(home: Path, model_path: Path, retrain: bool) -> LocalPlant:
     """The demo's lineqa home: the model in Triton's layout, the recipe, a plant CA and a camera token."""
     repository = ModelRepository(home / "models")
@@ -174,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
     _summarise(results, truth, args.parts)
     print(f"verdicts: {results}\nrecords: {home / 'lineqa.db'}  flagged part images: {home / 'images'}")
     print(f"gateway log: {log}\ndone in {time.monotonic() - started:.0f} s")
+    secret = _review_login(home, plant.tenant)
+    print(
+        f"\nreview the flagged parts in the QA app: lineqa review --home {home} serve\n"
+        f"  then open https://localhost:8443/ as user {REVIEWER!r}, password in {secret}\n"
+        f"  (the plant's own certificate: trust {plant.pki.ca_cert} in the browser, or accept its warning)"
+    )
     return 0
 
 
