@@ -94,12 +94,14 @@ def _report(evaluation: Evaluation, title: str, out: Path) -> dict[str, Any]:
 
 
 def _print(summary: dict[str, Any], out: Path) -> None:
+    print(f"{summary['images']} images")
     print(f"{'class':<18}{'instances':>10}{'AP50':>9}{'AP50-95':>10}")
     for name, row in summary["per_class"].items():
         ap50, ap = (f"{v:.4f}" if v is not None else "-" for v in (row["AP50"], row["AP50-95"]))
         print(f"{name:<18}{row['instances']:>10}{ap50:>9}{ap:>10}")
     coco = summary["coco_check"]
-    total = f"{'all':<18}{summary['images']:>10}{summary['mAP50']:>9.4f}{summary['mAP50-95']:>10.4f}"
+    instances = sum(row["instances"] for row in summary["per_class"].values())
+    total = f"{'all':<18}{instances:>10}{summary['mAP50']:>9.4f}{summary['mAP50-95']:>10.4f}"
     print(f"{total}   (pycocotools: {coco['mAP50']:.4f} / {coco['mAP50-95']:.4f})")
     inspection = summary["inspection"]
     point = inspection["operating_point"]
