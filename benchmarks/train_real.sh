@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real training runs behind the README's training figures: the pooled platform base (DeepPCB with its
-# templates + synthetic metal parts), evaluated on held-out DeepPCB boards, and NEU-DET fine-tuned from that
-# base against NEU-DET from scratch with the same epochs and hyperparameters. Needs ../shared/datasets.
+# templates + synthetic metal parts), evaluated on held-out DeepPCB boards; NEU-DET fine-tuned from that base
+# against NEU-DET from scratch with the same epochs and hyperparameters; DeepPCB fine-tuned from the base at
+# 640 px. Needs ../shared/datasets.
 #   LINEQA_HOME=/tmp/lqa-real nice benchmarks/train_real.sh            # CPU (hours); add DEVICE=0 on a GPU
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,4 +39,13 @@ for base in pool scratch; do
   lineqa train --dataset neu/neu-det@1 --base "$source" --name "neu-from-$base" --epochs "$neu_epochs" \
     --imgsz 224 --batch 16 --workers 2 --device "$device" --set lr0=0.003
 done
+stamp "evaluations on the held-out splits"
+lineqa evaluate --run pool-base --dataset pcb/deeppcb@1 --split test
+lineqa evaluate --run neu-from-pool
+lineqa evaluate --run neu-from-scratch
+stamp "DeepPCB fine-tuned from the platform base at 640 px"
+lineqa models publish pool-base --name platform-base
+lineqa train --dataset pcb/deeppcb@1 --base platform-base@1 --name deeppcb-from-base --epochs 10 --imgsz 640 \
+  --batch 16 --workers 2 --device "$device"
+lineqa evaluate --run deeppcb-from-base
 stamp "done"
