@@ -22,7 +22,8 @@ FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 libpython3.11 tini ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --create-home --home-dir /home/lineqa --shell /usr/sbin/nologin lineqa \
+    && groupadd --system --gid 10001 lineqa \
+    && useradd --system --uid 10001 --gid lineqa --create-home --home-dir /home/lineqa --shell /usr/sbin/nologin lineqa \
     && install -d -o lineqa -g lineqa -m 0750 /var/lib/lineqa
 
 FROM runtime AS builder
