@@ -4,10 +4,14 @@
     lineqa health --address gw:50051 --server-name gateway.plant.local --ca /etc/lineqa/ca.pem
     lineqa health --service lineqa.inspection.v1.InspectionService
 
-It is the container image's HEALTHCHECK and what a Kubernetes exec probe runs: Kubernetes' own ``grpc:``
+    lineqa health --alive                           # liveness: the gateway answers, SERVING or not
+
+It is the container image's HEALTHCHECK and what the Kubernetes exec probes run: Kubernetes' own ``grpc:``
 probe speaks plaintext only, and the gateway's camera port is TLS. SERVING means Triton and every model on the
 line are ready and the record store is writable (RELIABILITY.md 4); anything else, an unreachable gateway
-included, is a failure. The answer is printed on one line either way, so a health log says why.
+included, is a failure. ``--alive`` asks only whether the gateway answers at all: liveness must not depend on
+Triton, or a Triton outage would restart every healthy gateway. The answer is printed on one line either
+way, so a health log says why.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--plaintext", action="store_true", help="for a gateway started with --plaintext")
     parser.add_argument("--service", default="", help="service to ask about (default: the whole server)")
+    parser.add_argument("--alive", action="store_true", help="succeed on any answer, NOT_SERVING too (liveness)")
     parser.add_argument("--timeout-s", type=float, default=3.0, help="deadline of the check (default 3 s)")
 
 
@@ -63,4 +68,5 @@ def run(args: argparse.Namespace) -> int:
     with _channel(args) as channel:
         status = health_status(channel, args.timeout_s, args.service)
     print(f"{args.address}{' ' + args.service if args.service else ''}: {status}")
-    return 0 if status == "SERVING" else 1
+    accepted = ("SERVING", "NOT_SERVING") if args.alive else ("SERVING",)
+    return 0 if status in accepted else 1

@@ -71,6 +71,16 @@ def test_exit_status_follows_the_health_service(
     assert done.stdout.strip().endswith(f": {says}")
 
 
+def test_alive_accepts_not_serving_but_not_silence(home: Path, gateway: tuple[int, health.HealthServicer]) -> None:
+    """Liveness: a gateway whose Triton is down answers NOT_SERVING and must not be restarted for it."""
+    port, servicer = gateway
+    servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    alive = health_cli(home, "--address", f"127.0.0.1:{port}", "--server-name", "gateway.plant.local", "--alive")
+    assert alive.returncode == 0 and alive.stdout.strip().endswith(": NOT_SERVING")
+    silent = health_cli(home, "--address", f"127.0.0.1:{free_port()}", "--alive")
+    assert silent.returncode == 1 and silent.stdout.strip().endswith(": UNAVAILABLE")
+
+
 def test_server_name_comes_from_the_environment(home: Path, gateway: tuple[int, health.HealthServicer]) -> None:
     port, servicer = gateway
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
