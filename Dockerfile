@@ -48,11 +48,20 @@ COPY training /src/training
 COPY protos /src/protos
 RUN pip install --quiet --no-deps --no-build-isolation /src && pip uninstall --quiet -y setuptools wheel
 
+# PyPI's Linux torch is the CUDA build (several GB, what a GPU training host wants). For a CPU-only image:
+# --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu, or a local wheel folder mounted into the
+# build (podman build -v /wheels:/wheels:ro --build-arg TORCH_FIND_LINKS=/wheels --build-arg TORCH_VERSION=...).
 FROM builder AS training-builder
+ARG TORCH_VERSION=""
+ARG TORCH_INDEX_URL=""
+ARG TORCH_FIND_LINKS=""
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && if [ -n "$TORCH_INDEX_URL" ]; then export PIP_EXTRA_INDEX_URL="$TORCH_INDEX_URL"; fi \
+    && if [ -n "$TORCH_FIND_LINKS" ]; then export PIP_FIND_LINKS="$TORCH_FIND_LINKS"; fi \
     && python -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"]))' > /tmp/train.txt \
-    && pip install --quiet -r /tmp/train.txt \
+    && if [ -n "$TORCH_VERSION" ]; then echo "torch==$TORCH_VERSION" >> /tmp/train.txt; fi \
+    && pip install --quiet -r /tmp/requirements.txt -r /tmp/train.txt \
     && headless="$(python -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')" \
     && pip uninstall --quiet -y opencv-python \
     && pip install --quiet --force-reinstall --no-deps "opencv-python-headless==$headless"
