@@ -4,7 +4,7 @@
 #   serving  (default) the gateway with its embedded Triton (PyTriton), ONNX Runtime and the review app; no torch
 #   training           the same plus torch, torchvision and Ultralytics, for 'lineqa train/evaluate/export'
 #
-#   podman build --format docker --target serving -t lineqa-serving .          (docker build: same flags)
+#   podman build --format docker --target serving -t lineqa-serving .   (docker build: without --format)
 #   ... --secret id=ca,src=/path/to/corporate-ca-bundle.pem                   (HTTPS inspected by a proxy)
 #
 # The extra CA bundle is mounted for the pip steps only (PIP_CERT); it never lands in a layer. '--format

@@ -66,11 +66,11 @@ class Built:
     seconds: float
 
 
-def build(target: str, tag: str) -> Built:
+def build(target: str, tag: str, *options: str) -> Built:
     """Build a target of the Dockerfile, with the host's CA bundle as the build secret for pip's HTTPS."""
     secret = ["--secret", f"id=ca,src={CA_BUNDLE}"] if CA_BUNDLE.is_file() else []
     started = time.monotonic()
-    podman("build", "--format", "docker", "--target", target, *secret, "-t", tag, str(REPO), timeout_s=1800)
+    podman("build", "--format", "docker", "--target", target, *secret, *options, "-t", tag, str(REPO), timeout_s=1800)
     return Built(tag, time.monotonic() - started)
 
 
