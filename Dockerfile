@@ -79,7 +79,9 @@ CMD ["--help"]
 
 FROM runtime AS serving
 COPY --from=builder /opt/lineqa /opt/lineqa
-ENV PATH=/opt/lineqa/bin:$PATH LINEQA_HOME=/var/lib/lineqa LINEQA_HOST=0.0.0.0 PYTHONUNBUFFERED=1
+# Caches (PyTriton keeps its workspace there) go to /tmp, so the root file system can be read-only.
+ENV PATH=/opt/lineqa/bin:$PATH LINEQA_HOME=/var/lib/lineqa LINEQA_HOST=0.0.0.0 PYTHONUNBUFFERED=1 \
+    XDG_CACHE_HOME=/tmp/cache
 USER lineqa
 WORKDIR /var/lib/lineqa
 VOLUME ["/var/lib/lineqa"]

@@ -85,12 +85,12 @@ def own_for_image(path: Path) -> None:
 
 
 @contextmanager
-def running(image: str, *args: str, ports: dict[int, int], home: Path) -> Iterator[str]:
-    """A detached container of ``image`` with ``home`` as its data volume and container ports published on
-    loopback (container port -> host port); removed afterwards, its log shown when the test fails."""
+def running(image: str, *args: str, ports: dict[int, int], home: Path, options: tuple[str, ...] = ()) -> Iterator[str]:
+    """A detached container of ``image`` with ``home`` as its data volume, container ports published on
+    loopback (container port -> host port) and podman ``options``; removed afterwards, its log printed."""
     name = f"lineqa-test-{uuid.uuid4().hex[:10]}"
     published = [f"--publish=127.0.0.1:{host}:{inside}" for inside, host in ports.items()]
-    podman("run", "--detach", "--name", name, f"--volume={home}:/var/lib/lineqa", *published, image, *args)
+    podman("run", "--detach", "--name", name, f"--volume={home}:/var/lib/lineqa", *published, *options, image, *args)
     try:
         yield name
     finally:

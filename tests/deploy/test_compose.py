@@ -48,6 +48,7 @@ def test_laptop_profile_is_one_gateway_and_the_review_app_on_one_home() -> None:
     assert laptop["review-laptop"]["command"][:2] == ["review", "serve"]
     for spec in laptop.values():
         assert spec["volumes"] == ["${LINEQA_PLANT_HOME:-./home}:/var/lib/lineqa"]
+        assert spec["read_only"] is True and spec["tmpfs"] == ["/tmp"]
 
 
 def test_plant_profile_is_triton_on_a_gpu_behind_replicated_gateways() -> None:

@@ -1,7 +1,7 @@
 """The serving image, built from the Dockerfile and run as a plant runs it: the home on a volume, the gateway
 with its embedded Triton inside, TLS with the plant's certificate; ``lineqa camera`` on the host streams real
 DeepPCB boards to it and gets one verdict per board; the image's HEALTHCHECK is the gRPC health service;
-``podman stop`` drains and exits cleanly."""
+``podman stop`` drains and exits cleanly. The root file system is read-only, as in the Kubernetes manifests."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def test_host_camera_streams_real_boards_to_the_container(
     plant = plant_home.plant
     port = free_port()
     started = time.monotonic()
-    with running(serving_image.tag, "serve", ports={50051: port}, home=plant.home) as container:
+    # As Kubernetes runs it (readOnlyRootFilesystem, an emptyDir on /tmp): only the volume and /tmp writable.
+    read_only = ("--read-only", "--tmpfs", "/tmp")
+    with running(serving_image.tag, "serve", ports={50051: port}, home=plant.home, options=read_only) as container:
         wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 180)
         ready_s = time.monotonic() - started
         assert podman("healthcheck", "run", container, check=False).returncode == 0  # 'lineqa health' inside
