@@ -2,7 +2,8 @@
 
 The ``laptop`` profile is brought up and down for real with podman-compose: the gateway (embedded Triton)
 answers SERVING on its published port, its container's health check passes, the review app answers over
-HTTPS with the plant certificate, and ``down`` leaves no container behind.
+HTTPS with the plant certificate, and ``down`` stops both within the grace period (SIGTERM drains the
+gateway; nothing is killed) and leaves no container behind.
 
 The ``plant`` profile needs NVIDIA's Triton on a GPU and the public postgres, nginx and mosquitto images, none
 of which can be pulled on this project's machines (no registry, no GPU): it is checked as configuration only,
@@ -146,6 +147,7 @@ def test_laptop_profile_up_and_down(serving_image: Built, plant_home: PlantHome)
         down = compose(project, env, "--profile", "laptop", "down", "-t", "30")
         down_s = time.monotonic() - started_down
     assert down.returncode == 0, down.stdout + down.stderr
+    assert down_s < 25, f"down took {down_s:.0f} s: a container was killed at the 30 s grace instead of exiting"
     left = podman("ps", "-a", "--format", "json", "--filter", f"label=io.podman.compose.project={project}").stdout
     assert json.loads(left or "[]") == []
     print(f"compose laptop profile: up (SERVING) {up_s:.1f} s, down {down_s:.1f} s")
