@@ -26,7 +26,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid lineqa --create-home --home-dir /home/lineqa --shell /usr/sbin/nologin lineqa \
     && install -d -o lineqa -g lineqa -m 0750 /var/lib/lineqa
 
-FROM runtime AS builder
+FROM runtime AS deps
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11-venv \
     && rm -rf /var/lib/apt/lists/* \
@@ -38,6 +38,8 @@ RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
     && pip install --quiet -r /tmp/requirements.txt "setuptools>=77" wheel
+
+FROM deps AS builder
 COPY README.md /src/
 COPY lineqa /src/lineqa
 COPY vision /src/vision
@@ -51,7 +53,7 @@ RUN pip install --quiet --no-deps --no-build-isolation /src && pip uninstall --q
 # PyPI's Linux torch is the CUDA build (several GB, what a GPU training host wants). For a CPU-only image:
 # --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu, or a local wheel folder mounted into the
 # build (podman build -v /wheels:/wheels:ro --build-arg TORCH_FIND_LINKS=/wheels --build-arg TORCH_VERSION=...).
-FROM builder AS training-builder
+FROM deps AS training-deps
 ARG TORCH_VERSION=""
 ARG TORCH_INDEX_URL=""
 ARG TORCH_FIND_LINKS=""
@@ -66,9 +68,15 @@ RUN --mount=type=secret,id=ca \
     && pip uninstall --quiet -y opencv-python \
     && pip install --quiet --force-reinstall --no-deps "opencv-python-headless==$headless"
 
+# The source last, on top of the training dependencies: a source change does not reinstall torch.
+FROM training-deps AS training-builder
+COPY --from=builder /src /src
+RUN pip install --quiet --no-deps --no-build-isolation /src && pip uninstall --quiet -y setuptools wheel
+
 # Ultralytics' opencv-python needs libGL; the headless build of the same version owns cv2 instead (as in
 # scripts/venv.sh). Runs as the same user, on the same volume, as the serving image.
 FROM runtime AS training
+LABEL org.opencontainers.image.title=lineqa-training
 COPY --from=training-builder /opt/lineqa /opt/lineqa
 ENV PATH=/opt/lineqa/bin:$PATH LINEQA_HOME=/var/lib/lineqa YOLO_OFFLINE=1 PYTHONUNBUFFERED=1
 USER lineqa
@@ -78,6 +86,7 @@ ENTRYPOINT ["tini", "--", "lineqa"]
 CMD ["--help"]
 
 FROM runtime AS serving
+LABEL org.opencontainers.image.title=lineqa-serving
 COPY --from=builder /opt/lineqa /opt/lineqa
 # Caches (PyTriton keeps its workspace there) go to /tmp, so the root file system can be read-only.
 ENV PATH=/opt/lineqa/bin:$PATH LINEQA_HOME=/var/lib/lineqa LINEQA_HOST=0.0.0.0 PYTHONUNBUFFERED=1 \
