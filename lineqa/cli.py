@@ -26,6 +26,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("serving.serve_cli", "run the inspection gateway (gRPC) with an embedded or external Triton"),
     "predict": Command("serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
     "camera": Command("serving.camera.cli", "stream a camera's frames to the gateway; verdicts to console, file, MQTT"),
+    "health": Command("serving.health_cli", "is a gateway SERVING? (grpc.health.v1; the image's health check)"),
     "admin": Command("serving.admin_cli", "tenants, lines, cameras, camera tokens and the plant's TLS certificates"),
     "bench": Command("serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"),
     "models": Command("serving.models_cli", "the model registry (Triton's repository): publish, promote, rollback"),

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from lineqa.db import database_url
-from lineqa.home import default_home
+from lineqa.home import default_home, env_default
 from review.auth import Role, UserStore
 from review.database import open_review_database
 from review.errors import ReviewError
@@ -31,11 +31,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
     parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
-    parser.add_argument("--db", help="database URL (default: SQLite <home>/lineqa.db)")
+    parser.add_argument(
+        "--db", default=env_default("LINEQA_DB"), help="database URL (default: $LINEQA_DB, else <home>/lineqa.db)"
+    )
     area = parser.add_subparsers(dest="area", required=True, metavar="ACTION")
 
     serve = area.add_parser("serve", help="run the web app")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    serve.add_argument(
+        "--host",
+        default=env_default("LINEQA_HOST", "127.0.0.1"),
+        help="address to listen on (default: $LINEQA_HOST, else loopback)",
+    )
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (default: <home>/pki/server.pem if present)")
     serve.add_argument("--tls-key", type=Path, help="PEM key of --tls-cert")

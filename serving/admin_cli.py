@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from lineqa.home import default_home
+from lineqa.home import default_home, env_default
 from serving.access import AccessStore
 from serving.database import database_url, open_database
 from serving.pki import PlantPki
@@ -28,7 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
     parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
-    parser.add_argument("--db", help="database URL (default: SQLite <home>/lineqa.db)")
+    parser.add_argument(
+        "--db", default=env_default("LINEQA_DB"), help="database URL (default: $LINEQA_DB, else <home>/lineqa.db)"
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     area = parser.add_subparsers(dest="area", required=True, metavar="AREA")
 

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -282,8 +283,26 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
         return 1 if not (stopping or os.getppid() != gateway) else 0
     finally:
-        host.stop()
+        _stop_within(host, HOST_STOP_TIMEOUT_S)
+
+
+HOST_STOP_TIMEOUT_S = 10.0
+
+
+def _stop_within(host: _TritonHost, timeout_s: float) -> None:
+    """Stop PyTriton, but never wait longer than ``timeout_s``: now and then (seen in containers, where the
+    gateway's stop must fit the engine's grace period) its stop leaves threads waiting that never finish."""
+    stopper = threading.Thread(target=host.stop, name="pytriton-stop", daemon=True)
+    stopper.start()
+    stopper.join(timeout_s)
+    if stopper.is_alive():
+        logger.warning("PyTriton did not stop within %.0f s; exiting without it", timeout_s)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not sys.exit: the interpreter would wait at exit for threads PyTriton leaves polling after its stop.
+    os._exit(status)

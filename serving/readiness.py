@@ -18,6 +18,17 @@ class NotServingError(ServingError):
     """The gateway exited, or was not SERVING in time."""
 
 
+def health_status(channel: grpc.Channel, timeout_s: float, service: str = "") -> str:
+    """The gateway's ``grpc.health.v1`` status name for ``service`` ("" is the whole server), or the gRPC error
+    code's name (``UNAVAILABLE``, ``DEADLINE_EXCEEDED``...) when it cannot be asked."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+    except grpc.RpcError as exc:
+        return str(exc.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
 def wait_until_serving(
     address: str,
     credentials: grpc.ChannelCredentials,
@@ -30,17 +41,10 @@ def wait_until_serving(
     where = f"; its log: {log}" if log else ""
     deadline = time.monotonic() + timeout_s
     with grpc.secure_channel(address, credentials) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 raise NotServingError(f"the gateway at {address} exited before serving{where}")
-            try:
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                pass
+            if health_status(channel, 1) == "SERVING":
+                return
             time.sleep(0.5)
     raise NotServingError(f"the gateway at {address} was not SERVING within {timeout_s:.0f} s{where}")

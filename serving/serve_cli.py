@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lineqa.home import default_home
+from lineqa.home import default_home, env_default
 from serving.access import AccessStore, TokenCache
 from serving.database import database_url, open_database
 from serving.embedded_supervisor import EmbeddedSupervisor
@@ -42,9 +42,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
     parser.add_argument("--models", type=Path, help="model repository (default: <home>/models)")
     parser.add_argument("--recipes", type=Path, help="recipe folder (default: <home>/recipes)")
-    parser.add_argument("--db", help="database URL for records and camera access (default: SQLite <home>/lineqa.db)")
-    parser.add_argument("--triton-url", help="an external Triton's gRPC host:port (default: start one here)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--db",
+        default=env_default("LINEQA_DB"),
+        help="database URL for records and camera access (default: $LINEQA_DB, else SQLite <home>/lineqa.db)",
+    )
+    parser.add_argument(
+        "--triton-url",
+        default=env_default("LINEQA_TRITON_URL"),
+        help="an external Triton's gRPC host:port (default: $LINEQA_TRITON_URL, else start one here)",
+    )
+    parser.add_argument(
+        "--host",
+        default=env_default("LINEQA_HOST", "127.0.0.1"),
+        help="address to listen on, for the gateway and its metrics (default: $LINEQA_HOST, else 127.0.0.1)",
+    )
     parser.add_argument("--port", type=int, default=50051, help="port to listen on (default 50051)")
     parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM; default: <home>/pki/server.pem)")
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM; default: <home>/pki/server.key)")

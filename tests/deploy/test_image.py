@@ -1,0 +1,83 @@
+"""The serving image, built from the Dockerfile and run as a plant runs it: the home on a volume, the gateway
+with its embedded Triton inside, TLS with the plant's certificate; ``lineqa camera`` on the host streams real
+DeepPCB boards to it and gets one verdict per board; the image's HEALTHCHECK is the gRPC health service;
+``podman stop`` drains and exits cleanly. The root file system is read-only, as in the Kubernetes manifests."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from serving.embedded_triton import free_port
+from serving.readiness import wait_until_serving
+from tests.deploy.conftest import PlantHome
+from tests.deploy.containers import IMAGE_UID, Built, podman, running
+
+pytestmark = pytest.mark.slow
+
+BOARDS = 8
+
+
+def test_image_is_slim_non_root_and_keeps_no_build_secret(serving_image: Built) -> None:
+    image = json.loads(podman("image", "inspect", serving_image.tag).stdout)[0]
+    config = image["Config"]
+    assert config["User"] == "lineqa"
+    assert image["Healthcheck"]["Test"][:3] == ["CMD", "lineqa", "health"]  # kept: built with --format docker
+    assert "/var/lib/lineqa" in config["Volumes"]
+    assert not [e for e in config["Env"] if e.startswith("PIP_CERT")]
+    probe = (
+        "import importlib.util as u, os, sys\n"
+        "missing = [m for m in ('pytriton', 'onnxruntime', 'tritonclient', 'review.app') if u.find_spec(m) is None]\n"
+        "heavy = [m for m in ('torch', 'ultralytics', 'torchvision') if u.find_spec(m) is not None]\n"
+        "print(os.getuid(), missing, heavy, os.path.exists('/run/secrets/ca'))"
+    )
+    done = podman("run", "--rm", "--network", "none", "--entrypoint", "python", serving_image.tag, "-c", probe)
+    assert done.stdout.split("\n")[0] == f"{IMAGE_UID} [] [] False"
+
+
+def test_host_camera_streams_real_boards_to_the_container(
+    serving_image: Built, plant_home: PlantHome, deeppcb_root: Path, tmp_path: Path
+) -> None:
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    for source in sorted(deeppcb_root.glob("group*/*/*_test.jpg"))[:BOARDS]:
+        (boards / source.name).write_bytes(source.read_bytes())
+    plant = plant_home.plant
+    port = free_port()
+    started = time.monotonic()
+    # As Kubernetes runs it (readOnlyRootFilesystem, an emptyDir on /tmp): only the volume and /tmp writable.
+    read_only = ("--read-only", "--tmpfs", "/tmp")
+    with running(serving_image.tag, "serve", ports={50051: port}, home=plant.home, options=read_only) as container:
+        wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 180)
+        ready_s = time.monotonic() - started
+        assert podman("healthcheck", "run", container, check=False).returncode == 0  # 'lineqa health' inside
+
+        out = tmp_path / "verdicts.jsonl"
+        camera = [
+            sys.executable, "-m", "lineqa.cli", "camera", "--gateway", f"localhost:{port}",
+            "--ca", str(plant.pki.ca_cert), "--token-file", str(plant_home.token_file), "--tenant", "acme",
+            "--line", "line-1", "--camera", "cam-1", "--recipe", "pcb", "--source", str(boards),
+            "--jsonl", str(out), "--no-console", "--spool-dir", str(tmp_path / "spool"),
+        ]  # fmt: skip
+        agent = subprocess.run(camera, capture_output=True, text=True, timeout=300)
+        assert agent.returncode == 0, agent.stdout + agent.stderr
+
+        stopped = podman("stop", "--time", "30", container, timeout_s=60)
+        assert stopped.returncode == 0
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", container).stdout.strip() == "0"
+    print(f"container SERVING {ready_s:.1f} s after start")
+
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["part_id"] for line in lines] == sorted(p.stem for p in boards.iterdir())  # each once, in order
+    assert all(line["verdict"] in ("PASS", "FAIL", "REVIEW") and line["record_id"] for line in lines), lines
+    # Every DeepPCB test board has defects, and the committed detector finds them.
+    assert sum(line["verdict"] == "FAIL" for line in lines) >= BOARDS // 2
+    with sqlite3.connect(plant.home / "lineqa.db") as db:  # the records are on the volume, committed
+        assert db.execute("SELECT COUNT(*) FROM inspections").fetchone() == (BOARDS,)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

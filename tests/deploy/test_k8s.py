@@ -1,0 +1,128 @@
+"""The Kubernetes manifests (``deploy/k8s``, Kustomize): every object validates against the Kubernetes API
+schemas (strict: an unknown or misspelt field fails), as written and as rendered for the base and the gpu
+overlay, and the rendered objects fit together: the autoscaler scales the gateway, the probes run the health
+command the image has, Triton gets a GPU only in the gpu overlay, secrets are referenced but never committed."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from serving import health_cli
+
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.33.0"  # a schema kubernetes-validate ships; the manifests use only GA APIs
+Manifest = dict[str, Any]
+
+
+def documents(text: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def render(overlay: str) -> list[Manifest]:
+    """What ``kubectl apply -k`` would send: ``kubectl kustomize`` (Kustomize is built into kubectl)."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (with its built-in Kustomize) is not installed: the overlays cannot be rendered")
+    done = subprocess.run(["kubectl", "kustomize", str(K8S / overlay)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return documents(done.stdout)
+
+
+def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    (found,) = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"].startswith(name)]
+    return found
+
+
+def container(manifests: list[Manifest], deployment: str) -> Manifest:
+    spec = find(manifests, "Deployment", deployment)["spec"]["template"]["spec"]
+    first: Manifest = spec["containers"][0]
+    return first
+
+
+def validate_all(manifests: list[Manifest]) -> None:
+    for manifest in manifests:
+        where = f"{manifest.get('kind')}/{manifest.get('metadata', {}).get('name')}"
+        try:
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{where}: {exc.message} at {list(exc.path)}") from None
+
+
+def test_every_base_manifest_as_written_validates() -> None:
+    """Without kubectl too: each file of the base on its own (the gpu overlay's patch is partial by nature;
+    it is checked once rendered)."""
+    written = [
+        doc
+        for path in sorted((K8S / "base").glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in documents(path.read_text())
+    ]
+    assert len(written) >= 14
+    validate_all(written)
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/gpu"])
+def test_rendered_overlay_validates(overlay: str) -> None:
+    manifests = render(overlay)
+    validate_all(manifests)
+    namespaced = [m for m in manifests if m["kind"] != "Namespace"]
+    assert {m["metadata"].get("namespace") for m in namespaced} == {"lineqa"}
+    kinds = {m["kind"] for m in manifests}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "Ingress", "PersistentVolumeClaim"} <= kinds
+
+
+def test_gateway_scales_and_probes_the_grpc_health_service() -> None:
+    manifests = render("base")
+    hpa = find(manifests, "HorizontalPodAutoscaler", "lineqa-gateway")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "lineqa-gateway"}
+    assert 2 <= hpa["minReplicas"] < hpa["maxReplicas"]
+    gateway = container(manifests, "lineqa-gateway")
+    assert gateway["resources"]["requests"]["cpu"]  # utilisation targets need a request
+
+    probes = {kind: gateway[kind]["exec"]["command"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    parser = argparse.ArgumentParser()
+    health_cli.configure(parser)
+    for kind, command in probes.items():
+        assert command[:2] == ["lineqa", "health"]
+        args = parser.parse_args(command[2:])  # options the image's health command really has
+        assert args.alive == (kind != "readinessProbe"), "liveness must not depend on Triton; readiness must"
+        assert args.timeout_s < gateway[kind]["timeoutSeconds"]
+
+    env = {e["name"]: e for e in gateway["env"]}
+    assert env["LINEQA_TRITON_URL"]["value"] == "lineqa-triton:8001"
+    assert env["LINEQA_DB"]["valueFrom"]["secretKeyRef"] == {"name": "lineqa-database", "key": "url"}
+    mounts = {m["mountPath"]: m for m in gateway["volumeMounts"]}
+    assert mounts["/var/lib/lineqa/pki"]["readOnly"] and mounts["/var/lib/lineqa/models"]["readOnly"]
+    recipes = find(manifests, "ConfigMap", "lineqa-recipes")["metadata"]["name"]
+    volumes = find(manifests, "Deployment", "lineqa-gateway")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "recipes", "configMap": {"name": recipes}} in volumes  # the generated (hashed) name
+
+
+def test_secrets_are_referenced_never_committed() -> None:
+    manifests = render("base")
+    assert not [m for m in manifests if m["kind"] == "Secret"]
+    text = "\n".join(p.read_text() for p in K8S.rglob("*.yaml"))
+    assert "secretName: lineqa-tls" in text and "name: lineqa-database" in text
+    assert "BEGIN" not in text and "password" not in text.lower()
+
+
+def test_triton_reads_the_repository_and_gets_a_gpu_only_in_the_gpu_overlay() -> None:
+    base, gpu = render("base"), render("overlays/gpu")
+    for manifests in (base, gpu):
+        triton = container(manifests, "lineqa-triton")
+        assert {"--model-repository=/models", "--model-control-mode=poll"} <= set(triton["args"])
+        assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:25.")
+        assert {"name": "models", "mountPath": "/models", "readOnly": True} in triton["volumeMounts"]
+        assert "nvidia.com/gpu" not in container(manifests, "lineqa-gateway")["resources"].get("limits", {})
+    assert "nvidia.com/gpu" not in container(base, "lineqa-triton")["resources"]["limits"]
+    assert container(gpu, "lineqa-triton")["resources"]["limits"]["nvidia.com/gpu"] == 1
+    spec = find(gpu, "Deployment", "lineqa-triton")["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
