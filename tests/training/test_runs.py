@@ -78,8 +78,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert 1 <= epochs_done < 3, "the run must be stopped part-way for this test to mean anything"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "training"
     assert lineqa(home, "train", "--resume", "r").wait(300) == 0
-    rows = (run_dir / "results.csv").read_text().strip().splitlines()[1:]
-    assert [int(float(row.split(",")[0])) for row in rows] == [1, 2, 3]
+    epochs = [int(float(row.split(",")[0])) for row in (run_dir / "results.csv").read_text().strip().splitlines()[1:]]
+    # Killed after an epoch's metrics row but before its checkpoint, that epoch is trained (and logged) again.
+    assert sorted(set(epochs)) == [1, 2, 3] and epochs[-1] == 3 and len(epochs) <= 4
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "trained" and record["resumed_at"] and (run_dir / "weights" / "best.pt").is_file()
     assert record["ultralytics_settings"]["datasets_dir"] == str(run_dir / "data")
