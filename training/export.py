@@ -15,6 +15,7 @@ from typing import Any
 
 from serving.onnx_model import OnnxModel
 from serving.predict import default_recipe
+from training.bases import file_sha256
 from training.errors import TrainingError
 from training.evaluation import served_spec
 from training.parity import Tolerance, parity_report
@@ -91,8 +92,8 @@ def export_run(
     (run.root / "export" / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
     entry = {
         "onnx": str(onnx),
-        "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
-        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "onnx_sha256": file_sha256(onnx),
+        "weights_sha256": file_sha256(weights),
         "imgsz": imgsz,
         "dynamic_batch": True,
         "exported_at": now_iso(),

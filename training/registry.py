@@ -9,7 +9,6 @@ margin is refused unless the override is given with a reason, which the audit tr
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,7 @@ def _checked_export(run: Run) -> dict[str, Any]:
             f"{run.root / 'export' / 'parity.json'}): it cannot be published"
         )
     onnx = Path(export["onnx"])
-    if not onnx.is_file() or hashlib.sha256(onnx.read_bytes()).hexdigest() != export["onnx_sha256"]:
+    if not onnx.is_file() or file_sha256(onnx) != export["onnx_sha256"]:
         raise TrainingError(f"{onnx} changed after the parity gate passed: export {run.name} again")
     if file_sha256(run.best_weights) != export["weights_sha256"]:
         raise TrainingError(f"{run.best_weights} changed after export: export {run.name} again")
