@@ -21,10 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.errors import ImageTooLargeError
-from vision.image import decode_image
-from vision.letterbox import letterbox, to_input_tensor
-from vision.yolo_output import DecodeOptions, HeadKind, decode_outputs
+from lineqa.vision.errors import ImageTooLargeError
+from lineqa.vision.image import decode_image
+from lineqa.vision.letterbox import letterbox, to_input_tensor
+from lineqa.vision.yolo_output import DecodeOptions, HeadKind, decode_outputs
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
 A :class:`Catalog` is opened for one tenant and every query it makes is filtered on that tenant, so a tenant
 cannot name, list, read or export another tenant's datasets or images: asking for one gives the same "no
 such dataset" as asking for one that does not exist. The only way across tenants is the pool
-(:mod:`datasets.pool`), built from versions their owners consented to contribute.
+(:mod:`lineqa.datasets.pool`), built from versions their owners consented to contribute.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from datasets.errors import DatasetError
-from datasets.manifest import Manifest, ManifestSample
-from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
-from datasets.probe import probe_image
-from datasets.schema import contributions, datasets, images, samples, versions
 from lineqa.content_store import TENANT_ID, ContentStore
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.manifest import Manifest, ManifestSample
+from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from lineqa.datasets.probe import probe_image
+from lineqa.datasets.schema import contributions, datasets, images, samples, versions
 from lineqa.progress import ProgressFn
 
 logger = logging.getLogger(__name__)

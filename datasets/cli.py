@@ -25,23 +25,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from datasets.catalog import Catalog, ImportRefusedError, parse_ref
-from datasets.database import open_catalog_database
-from datasets.errors import DatasetError
-from datasets.formats import READERS, WRITERS, detect_format
-from datasets.formats.deeppcb import read_deeppcb
-from datasets.manifest import Manifest, diff
-from datasets.model import ImportedDataset, LabelledImage
-from datasets.pool import POOL, build_pool
-from datasets.probe import probe_images
-from datasets.splits import assign_splits
-from datasets.stats import compute_stats, plot_box_sizes
-from datasets.stats import render_text as render_stats
-from datasets.synth import Surface, write_yolo_dataset
-from datasets.validate import render_text as render_report
-from datasets.validate import validate
-from datasets.versions import load_version
 from lineqa.content_store import ContentStore
+from lineqa.datasets.catalog import Catalog, ImportRefusedError, parse_ref
+from lineqa.datasets.database import open_catalog_database
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.formats import READERS, WRITERS, detect_format
+from lineqa.datasets.formats.deeppcb import read_deeppcb
+from lineqa.datasets.manifest import Manifest, diff
+from lineqa.datasets.model import ImportedDataset, LabelledImage
+from lineqa.datasets.pool import POOL, build_pool
+from lineqa.datasets.probe import probe_images
+from lineqa.datasets.splits import assign_splits
+from lineqa.datasets.stats import compute_stats, plot_box_sizes
+from lineqa.datasets.stats import render_text as render_stats
+from lineqa.datasets.synth import Surface, write_yolo_dataset
+from lineqa.datasets.validate import render_text as render_report
+from lineqa.datasets.validate import validate
+from lineqa.datasets.versions import load_version
 from lineqa.db import database_url
 from lineqa.home import default_home
 from lineqa.progress import ProgressBar

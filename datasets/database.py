@@ -1,4 +1,4 @@
-"""The dataset catalog's database: its tables (:mod:`datasets.schema`) beside the gateway's in the same
+"""The dataset catalog's database: its tables (:mod:`lineqa.datasets.schema`) beside the gateway's in the same
 database (``<home>/lineqa.db`` or a PostgreSQL URL), migrated on open with their own Alembic version table."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from datasets.errors import DatasetError
 from lineqa import db
+from lineqa.datasets.errors import DatasetError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "datasets_alembic_version"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasets.model import Annotation, Box
+from lineqa.datasets.model import Annotation, Box
 
 FORMAT = "lineqa-dataset-manifest/1"
 

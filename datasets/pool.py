@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from datasets.catalog import DatasetNotFoundError
-from datasets.errors import DatasetError
-from datasets.manifest import Manifest
-from datasets.model import LabelledImage
-from datasets.schema import contributions, pools, versions
 from lineqa.content_store import ContentStore
+from lineqa.datasets.catalog import DatasetNotFoundError
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.manifest import Manifest
+from lineqa.datasets.model import LabelledImage
+from lineqa.datasets.schema import contributions, pools, versions
 
 POOL = "pool"  # what `--dataset pool@<version>` names
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.model import LabelledImage
+from lineqa.datasets.model import LabelledImage
 from lineqa.progress import ProgressFn
-from vision.errors import ImageError
-from vision.image import ImageLimits, decode_image, read_header
+from lineqa.vision.errors import ImageError
+from lineqa.vision.image import ImageLimits, decode_image, read_header
 
 HASH_BITS = 64
 # Two images whose perceptual hashes differ in at most this many of the 64 bits are near duplicates. Re-encoding

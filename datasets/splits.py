@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from datasets.model import Annotation, LabelledImage
+from lineqa.datasets.model import Annotation, LabelledImage
 
 DEFAULT_RATIOS: Mapping[str, float] = {"train": 0.8, "val": 0.2}
 BACKGROUND = "(background)"

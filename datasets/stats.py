@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import DatasetError
-from datasets.model import Annotation, Box, LabelledImage
-from datasets.probe import ImageFacts
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.model import Annotation, Box, LabelledImage
+from lineqa.datasets.probe import ImageFacts
 
 NO_SPLIT = "(none)"
 _QUANTILES = {"p10": 0.10, "p25": 0.25, "median": 0.50, "p75": 0.75, "p90": 0.90}
@@ -137,7 +137,7 @@ def compute_stats(
     classes: Sequence[str],
     source_of: Callable[[LabelledImage], str] | None = None,
 ) -> DatasetStats:
-    """Count a dataset. ``facts`` (by image name, from :mod:`datasets.probe`) give the real image sizes and which
+    """Count a dataset. ``facts`` (by image name, from :mod:`lineqa.datasets.probe`) give the real image sizes and which
     images are unreadable; ``source_of`` names where an image came from, for the per-source breakdown."""
     boxes = [box for image in images for box in image.boxes]
     widths = [_side(box.width) for box in boxes]

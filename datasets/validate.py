@@ -17,8 +17,8 @@ from enum import Enum
 
 import numpy as np
 
-from datasets.model import Annotation, Box, LabelledImage
-from datasets.probe import NEAR_DUPLICATE_BITS, ImageFacts, near_duplicate_pairs
+from lineqa.datasets.model import Annotation, Box, LabelledImage
+from lineqa.datasets.probe import NEAR_DUPLICATE_BITS, ImageFacts, near_duplicate_pairs
 
 # Two boxes of one class in one image overlapping this much are the same defect drawn twice (double click,
 # merged annotation files); two real neighbouring defects hardly ever overlap by 95%.
@@ -133,7 +133,7 @@ def validate(
     duplicate_box_iou: float = DUPLICATE_BOX_IOU,
 ) -> ValidationReport:
     """Check every image and box against the probed files (``facts`` by image name, see
-    :func:`datasets.probe.probe_images`) and the dataset's ``classes``; leakage uses each image's ``split``."""
+    :func:`lineqa.datasets.probe.probe_images`) and the dataset's ``classes``; leakage uses each image's ``split``."""
     missing = [image.name for image in images if image.name not in facts]
     if missing:
         raise ValueError(f"{len(missing)} of {len(images)} images were not probed (first: {missing[0]!r})")

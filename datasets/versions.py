@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from datasets.catalog import Catalog, parse_ref
-from datasets.manifest import Manifest
-from datasets.model import LabelledImage
-from datasets.pool import POOL, pool_images, pool_manifest
 from lineqa.content_store import ContentStore
+from lineqa.datasets.catalog import Catalog, parse_ref
+from lineqa.datasets.manifest import Manifest
+from lineqa.datasets.model import LabelledImage
+from lineqa.datasets.pool import POOL, pool_images, pool_manifest
 
 
 def is_pool_ref(ref: str) -> bool:

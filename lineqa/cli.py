@@ -23,30 +23,40 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "serve": Command("serving.serve_cli", "run the inspection gateway (gRPC) with an embedded or external Triton"),
-    "predict": Command("serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
-    "camera": Command("serving.camera.cli", "stream a camera's frames to the gateway; verdicts to console, file, MQTT"),
-    "health": Command("serving.health_cli", "is a gateway SERVING? (grpc.health.v1; the image's health check)"),
-    "admin": Command("serving.admin_cli", "tenants, lines, cameras, camera tokens and the plant's TLS certificates"),
-    "bench": Command("serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"),
-    "models": Command("serving.models_cli", "the model registry (Triton's repository): publish, promote, rollback"),
-    "datasets": Command("datasets.cli", "labelled datasets: import, check, split, version, export, pool"),
-    "train": Command("training.train_cli", "train a YOLO detector on a dataset version (offline, recorded run)"),
-    "evaluate": Command("training.evaluate_cli", "mAP, per-class AP, PR curves, escape and false-reject rates"),
-    "export": Command("training.export_cli", "export a run to ONNX and check parity with its trained weights"),
-    "review": Command("review.cli", "the QA review and labelling web app, and its users and roles"),
-    "demo": Command("training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
+    "serve": Command(
+        "lineqa.serving.serve_cli", "run the inspection gateway (gRPC) with an embedded or external Triton"
+    ),
+    "predict": Command("lineqa.serving.predict_cli", "detect defects in images with an ONNX model and judge them"),
+    "camera": Command(
+        "lineqa.serving.camera.cli", "stream a camera's frames to the gateway; verdicts to console, file, MQTT"
+    ),
+    "health": Command("lineqa.serving.health_cli", "is a gateway SERVING? (grpc.health.v1; the image's health check)"),
+    "admin": Command(
+        "lineqa.serving.admin_cli", "tenants, lines, cameras, camera tokens and the plant's TLS certificates"
+    ),
+    "bench": Command(
+        "lineqa.serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"
+    ),
+    "models": Command(
+        "lineqa.serving.models_cli", "the model registry (Triton's repository): publish, promote, rollback"
+    ),
+    "datasets": Command("lineqa.datasets.cli", "labelled datasets: import, check, split, version, export, pool"),
+    "train": Command("lineqa.training.train_cli", "train a YOLO detector on a dataset version (offline, recorded run)"),
+    "evaluate": Command("lineqa.training.evaluate_cli", "mAP, per-class AP, PR curves, escape and false-reject rates"),
+    "export": Command("lineqa.training.export_cli", "export a run to ONNX and check parity with its trained weights"),
+    "review": Command("lineqa.review.cli", "the QA review and labelling web app, and its users and roles"),
+    "demo": Command("lineqa.training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
 }
 
 # Errors a user can act on: printed as one line, never as a traceback. Each part's error root is listed by
 # module path so that naming it here does not import the part.
 USER_ERROR_ROOTS = (
     "lineqa.content_store:ContentStoreError",
-    "vision.errors:VisionError",
-    "serving.errors:ServingError",
-    "datasets.errors:DatasetError",
-    "training.errors:TrainingError",
-    "review.errors:ReviewError",
+    "lineqa.vision.errors:VisionError",
+    "lineqa.serving.errors:ServingError",
+    "lineqa.datasets.errors:DatasetError",
+    "lineqa.training.errors:TrainingError",
+    "lineqa.review.errors:ReviewError",
 )
 
 

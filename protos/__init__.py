@@ -1,5 +1,5 @@
 """The wire contract (``.proto`` files) and the Python code generated from it.
 
-Import the messages as ``from protos.lineqa.inspection.v1 import inspection_pb2``. The generated files are
-committed; ``python -m protos.codegen`` rewrites them and a test fails when they are stale.
+Import the messages as ``from lineqa.protos.lineqa.inspection.v1 import inspection_pb2``. The generated files are
+committed; ``python -m lineqa.protos.codegen`` rewrites them and a test fails when they are stale.
 """

@@ -9,8 +9,8 @@ new route is closed until it is added here (a test checks the app has no route o
 
 from __future__ import annotations
 
-from review.auth import Principal, Role
-from review.errors import ForbiddenError, NotFoundError, NotSignedInError
+from lineqa.review.auth import Principal, Role
+from lineqa.review.errors import ForbiddenError, NotFoundError, NotSignedInError
 
 _ALL = frozenset(Role)
 _QA = frozenset({Role.QA, Role.ADMIN})

@@ -2,9 +2,9 @@
 
 Pages are rendered on the server (Jinja2, autoescaped) with one small script, the box editor. Every route is
 named, and one guard runs before each: it finds the session, checks the route against the access table
-(:mod:`review.access`, deny by default, another tenant's anything is 404), and checks the CSRF token of
-every request that is not GET/HEAD. Routes only raise :class:`review.errors.ReviewError`; one handler turns
-them into pages with the status of :data:`review.errors.HTTP_STATUS`. No GET changes state.
+(:mod:`lineqa.review.access`, deny by default, another tenant's anything is 404), and checks the CSRF token of
+every request that is not GET/HEAD. Routes only raise :class:`lineqa.review.errors.ReviewError`; one handler turns
+them into pages with the status of :data:`lineqa.review.errors.HTTP_STATUS`. No GET changes state.
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineqa.content_store import ContentStore
-from review import audit, dashboards
-from review.access import ROUTE_ROLES, authorize
-from review.auth import Principal, Role, SignInThrottle, UserStore
-from review.boxes import boxes_json, parse_boxes
-from review.csrf import FORM_FIELD, HEADER, LOGIN_COOKIE, SAFE_METHODS, check_token, new_token
-from review.database import open_review_database
-from review.decisions import DecisionKind, Decisions, model_labels
-from review.errors import BadInputError, NotFoundError, NotSignedInError, ReviewError, http_status
-from review.labelling import Labelling
-from review.queue import STATUSES, VERDICTS, QueueFilter, ReviewQueue
-from review.web import (
+from lineqa.review import audit, dashboards
+from lineqa.review.access import ROUTE_ROLES, authorize
+from lineqa.review.auth import Principal, Role, SignInThrottle, UserStore
+from lineqa.review.boxes import boxes_json, parse_boxes
+from lineqa.review.csrf import FORM_FIELD, HEADER, LOGIN_COOKIE, SAFE_METHODS, check_token, new_token
+from lineqa.review.database import open_review_database
+from lineqa.review.decisions import DecisionKind, Decisions, model_labels
+from lineqa.review.errors import BadInputError, NotFoundError, NotSignedInError, ReviewError, http_status
+from lineqa.review.labelling import Labelling
+from lineqa.review.queue import STATUSES, VERDICTS, QueueFilter, ReviewQueue
+from lineqa.review.web import (
     SECURITY_HEADERS,
     csv_response,
     image_response,
@@ -48,7 +48,7 @@ from review.web import (
     safe_next,
     templates,
 )
-from serving.model_repository import ModelRepository
+from lineqa.serving.model_repository import ModelRepository
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from review.clock import as_utc, now
-from review.schema import audit_log
+from lineqa.review.clock import as_utc, now
+from lineqa.review.schema import audit_log
 
 
 class AuditAction(str, Enum):

@@ -2,7 +2,7 @@
 
 Passwords are hashed with scrypt (stdlib), a memory-hard KDF, with a random salt per password. A session is a
 random 256-bit id that lives only in the browser's cookie; the database keeps its SHA-256, so a copy of the
-database cannot be replayed as a login. Each session carries its own CSRF token (:mod:`review.csrf`).
+database cannot be replayed as a login. Each session carries its own CSRF token (:mod:`lineqa.review.csrf`).
 Roles are granted per tenant and nothing is allowed without one (deny by default).
 """
 
@@ -24,9 +24,9 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lineqa.content_store import TENANT_ID
-from review.clock import as_utc, now
-from review.errors import BadInputError, NotFoundError, TooManyAttemptsError
-from review.schema import memberships, sessions, users
+from lineqa.review.clock import as_utc, now
+from lineqa.review.errors import BadInputError, NotFoundError, TooManyAttemptsError
+from lineqa.review.schema import memberships, sessions, users
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 MIN_PASSWORD_LENGTH = 10
@@ -35,7 +35,7 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
 
 class Role(str, Enum):
-    """What a person does for a tenant; :mod:`review.access` says which routes each role may use."""
+    """What a person does for a tenant; :mod:`lineqa.review.access` says which routes each role may use."""
 
     OPERATOR = "operator"
     LABELLER = "labeller"

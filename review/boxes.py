@@ -8,8 +8,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from datasets.model import Box
-from review.errors import BadInputError
+from lineqa.datasets.model import Box
+from lineqa.review.errors import BadInputError
 
 MAX_BOXES = 500
 

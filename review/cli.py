@@ -22,9 +22,9 @@ from pathlib import Path
 
 from lineqa.db import database_url
 from lineqa.home import default_home, env_default
-from review.auth import Role, UserStore
-from review.database import open_review_database
-from review.errors import ReviewError
+from lineqa.review.auth import Role, UserStore
+from lineqa.review.database import open_review_database
+from lineqa.review.errors import ReviewError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, home: Path, url: str) -> int:
     import uvicorn
 
-    from review.app import ReviewSettings, create_app
-    from serving.pki import PlantPki
+    from lineqa.review.app import ReviewSettings, create_app
+    from lineqa.serving.pki import PlantPki
 
     cert, key = args.tls_cert, args.tls_key
     if (cert is None) != (key is None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from review.errors import ForbiddenError
+from lineqa.review.errors import ForbiddenError
 
 FORM_FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"

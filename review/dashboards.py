@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 from matplotlib.figure import Figure
 from sqlalchemy import Engine, func, select
 
-from review.clock import as_utc
-from review.errors import BadInputError, NotFoundError
-from review.schema import decisions
-from serving.schema import inspections
+from lineqa.review.clock import as_utc
+from lineqa.review.errors import BadInputError, NotFoundError
+from lineqa.review.schema import decisions
+from lineqa.serving.schema import inspections
 
 
 @dataclass(frozen=True)

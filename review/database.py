@@ -1,5 +1,5 @@
 """The review app's database: the gateway's records and the dataset catalog it reads and feeds, and its own
-tables (:mod:`review.schema`), all in one database (``<home>/lineqa.db`` or a PostgreSQL URL). Opening it
+tables (:mod:`lineqa.review.schema`), all in one database (``<home>/lineqa.db`` or a PostgreSQL URL). Opening it
 brings each part's schema up to date with that part's own migrations and version table."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from datasets.database import open_catalog_database
 from lineqa import db
-from review.errors import ReviewError
-from serving.database import open_database as open_gateway_database
+from lineqa.datasets.database import open_catalog_database
+from lineqa.review.errors import ReviewError
+from lineqa.serving.database import open_database as open_gateway_database
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "review_alembic_version"

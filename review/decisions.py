@@ -22,17 +22,17 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from datasets.catalog import Catalog, DatasetNotFoundError
-from datasets.model import Annotation, Box, LabelledImage
 from lineqa.content_store import ContentStore, ContentStoreError
-from review import audit
-from review.boxes import boxes_json
-from review.clock import now
-from review.errors import BadInputError
-from review.queue import Part, ReviewQueue
-from review.schema import decisions
-from serving.errors import ModelRepositoryError
-from serving.model_repository import ModelRepository
+from lineqa.datasets.catalog import Catalog, DatasetNotFoundError
+from lineqa.datasets.model import Annotation, Box, LabelledImage
+from lineqa.review import audit
+from lineqa.review.boxes import boxes_json
+from lineqa.review.clock import now
+from lineqa.review.errors import BadInputError
+from lineqa.review.queue import Part, ReviewQueue
+from lineqa.review.schema import decisions
+from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.model_repository import ModelRepository
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The labeller's view of a tenant's datasets: versions, their validation issues, and label fixes.
 
 A fix never edits a version (a model may have been trained on it): it makes a new version from the one
-being looked at with the sample's boxes replaced (:meth:`datasets.catalog.Catalog.revise`), and records
+being looked at with the sample's boxes replaced (:meth:`lineqa.datasets.catalog.Catalog.revise`), and records
 the change in the audit trail.
 """
 
@@ -13,16 +13,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from datasets.catalog import Catalog, VersionInfo
-from datasets.errors import DatasetError
-from datasets.manifest import Manifest, ManifestSample
-from datasets.model import Box
-from datasets.probe import probe_images
-from datasets.validate import ValidationReport, validate
 from lineqa.content_store import ContentStore
-from review import audit
-from review.boxes import boxes_json
-from review.errors import BadInputError, NotFoundError
+from lineqa.datasets.catalog import Catalog, VersionInfo
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.manifest import Manifest, ManifestSample
+from lineqa.datasets.model import Box
+from lineqa.datasets.probe import probe_images
+from lineqa.datasets.validate import ValidationReport, validate
+from lineqa.review import audit
+from lineqa.review.boxes import boxes_json
+from lineqa.review.errors import BadInputError, NotFoundError
 
 _REPORTS_KEPT = 16
 

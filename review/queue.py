@@ -2,7 +2,7 @@
 defects the model missed), filterable, newest first; and one part with everything a reviewer needs.
 
 Reads the gateway's ``inspections`` table and never writes it: the original verdict stays as judged.
-Decisions (:mod:`review.decisions`) live in their own table and are joined in here.
+Decisions (:mod:`lineqa.review.decisions`) live in their own table and are joined in here.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from review.clock import as_utc
-from review.errors import BadInputError, NotFoundError
-from review.schema import decisions
-from serving.schema import inspections
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.review.clock import as_utc
+from lineqa.review.errors import BadInputError, NotFoundError
+from lineqa.review.schema import decisions
+from lineqa.serving.schema import inspections
 
 VERDICTS = ("FAIL", "REVIEW", "PASS")
 STATUSES = ("pending", "reviewed", "all")

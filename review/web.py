@@ -1,5 +1,5 @@
 """What the review app's pages and files are made of: the Jinja2 environment (autoescaped), security headers,
-form and query value parsing, CSV and image responses. No state, no routes: :mod:`review.app` has those."""
+form and query value parsing, CSV and image responses. No state, no routes: :mod:`lineqa.review.app` has those."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from urllib.parse import quote
 import jinja2
 from fastapi.responses import FileResponse, Response
 
-from datasets.probe import probe_image
 from lineqa.content_store import ContentStore, ContentStoreError
-from review.errors import BadInputError, NotFoundError
+from lineqa.datasets.probe import probe_image
+from lineqa.review.errors import BadInputError, NotFoundError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SECURITY_HEADERS = {

@@ -20,9 +20,9 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineqa.content_store import TENANT_ID
-from serving.database import DatabaseError
-from serving.errors import ServingError
-from serving.schema import camera_tokens, cameras, lines, tenants
+from lineqa.serving.database import DatabaseError
+from lineqa.serving.errors import ServingError
+from lineqa.serving.schema import camera_tokens, cameras, lines, tenants
 
 TOKEN_PREFIX = "lqa"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from lineqa.home import default_home, env_default
-from serving.access import AccessStore
-from serving.database import database_url, open_database
-from serving.pki import PlantPki
+from lineqa.serving.access import AccessStore
+from lineqa.serving.database import database_url, open_database
+from lineqa.serving.pki import PlantPki
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

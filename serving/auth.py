@@ -19,10 +19,10 @@ import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.access import AccessDeniedError, Principal, TokenCache
-from serving.database import DatabaseError
-from serving.errors import ServingError
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.access import AccessDeniedError, Principal, TokenCache
+from lineqa.serving.database import DatabaseError
+from lineqa.serving.errors import ServingError
 
 EXEMPT_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME, "grpc.reflection.v1.ServerReflection"})
 

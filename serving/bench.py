@@ -32,16 +32,16 @@ from typing import Any, TextIO
 import grpc
 import numpy as np
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from serving.embedded_triton import LOOPBACK, free_port
-from serving.errors import ServingError
-from serving.local_plant import provision_local_plant
-from serving.model_repository import ModelRepository, ModelVersion
-from serving.onnx_model import OnnxModel
-from serving.readiness import NotServingError, wait_until_serving
-from vision.detector import preprocess
-from vision.image import ImageEncoding, decode_image
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from lineqa.serving.embedded_triton import LOOPBACK, free_port
+from lineqa.serving.errors import ServingError
+from lineqa.serving.local_plant import provision_local_plant
+from lineqa.serving.model_repository import ModelRepository, ModelVersion
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.serving.readiness import NotServingError, wait_until_serving
+from lineqa.vision.detector import preprocess
+from lineqa.vision.image import ImageEncoding, decode_image
 
 MODEL_NAME = "bench"
 RECIPE_ID = "bench"
@@ -331,7 +331,7 @@ def load_ultralytics(config_dir: Path) -> ModuleType:
             "the bench exports the weights and runs Ultralytics' predict, which need the train extra: "
             "pip install 'lineqa[train]'"
         )
-    from training import ultralytics_adapter
+    from lineqa.training import ultralytics_adapter
 
     os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
     return ultralytics_adapter.load_ultralytics()
@@ -340,7 +340,7 @@ def load_ultralytics(config_dir: Path) -> ModuleType:
 def export_onnx(weights: Path, imgsz: int, work: Path) -> Path:
     """Export a copy of the weights (Ultralytics writes the ONNX file beside them) with dynamic batch."""
     load_ultralytics(work / "ultralytics")
-    from training.ultralytics_adapter import export_onnx as ultralytics_export
+    from lineqa.training.ultralytics_adapter import export_onnx as ultralytics_export
 
     copy = work / "export" / weights.name
     copy.parent.mkdir(parents=True)

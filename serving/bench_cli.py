@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from serving.bench import (
+from lineqa.serving.bench import (
     BenchError,
     Cameras,
     CpuMeter,

@@ -1,4 +1,4 @@
-"""The gateway database: inspection records and camera access (:mod:`serving.schema`), opened through
+"""The gateway database: inspection records and camera access (:mod:`lineqa.serving.schema`), opened through
 :mod:`lineqa.db` (SQLite with WAL and ``synchronous=FULL`` by default, PostgreSQL by URL) and migrated by the
 Alembic scripts in ``serving/migrations`` on open, so a new release never runs against an old schema.
 """
@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 
 from lineqa import db
 from lineqa.db import database_url, sqlite_url
-from serving.errors import ServingError
+from lineqa.serving.errors import ServingError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"

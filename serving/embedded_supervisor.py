@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from serving.embedded_triton import EmbeddedTriton, EmbeddedTritonError, served_versions
-from serving.inspector import Inspector
+from lineqa.serving.embedded_triton import EmbeddedTriton, EmbeddedTritonError, served_versions
+from lineqa.serving.inspector import Inspector
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ version the repository's version policy names; the embedded server serves the ve
 promoted one, else the newest), and a promotion starts a successor server with the new version.
 
 PyTriton starts the Triton binary by forking. Forking a process that already runs gRPC threads (the gateway)
-can crash the child, so the server lives in its own host process (``python -m serving.embedded_triton``),
+can crash the child, so the server lives in its own host process (``python -m lineqa.serving.embedded_triton``),
 started with fork+exec; :class:`EmbeddedTriton` starts and restarts that process, and
-:class:`serving.embedded_supervisor.EmbeddedSupervisor` watches it.
+:class:`lineqa.serving.embedded_supervisor.EmbeddedSupervisor` watches it.
 
 Security (RELIABILITY.md 19): every endpoint listens on 127.0.0.1 only, and the gRPC and HTTP model-control
 and shared-memory APIs are restricted to callers holding a per-process random key.
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.errors import ServingError
-from serving.model_repository import ModelRepository, ModelVersion
+from lineqa.serving.errors import ServingError
+from lineqa.serving.model_repository import ModelRepository, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class EmbeddedTriton:
         import tritonclient.grpc as triton_grpc
 
         command = [
-            sys.executable, "-m", "serving.embedded_triton", "--repo", str(self.repository.root),
+            sys.executable, "-m", "lineqa.serving.embedded_triton", "--repo", str(self.repository.root),
             "--grpc-port", str(self.endpoints.grpc_port), "--http-port", str(self.endpoints.http_port),
             "--metrics-port", str(self.endpoints.metrics_port), "--ort-threads", str(self.ort_threads),
         ]  # fmt: skip
@@ -257,7 +257,7 @@ class EmbeddedTriton:
 def main(argv: list[str] | None = None) -> int:
     """The host process: serve until told to stop (exit 0), until Triton dies (exit 1, to be restarted), or
     until its gateway is gone (a killed gateway must not leave a Triton behind)."""
-    parser = argparse.ArgumentParser(prog="python -m serving.embedded_triton", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lineqa.serving.embedded_triton", description=__doc__)
     parser.add_argument("--repo", type=Path, required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)

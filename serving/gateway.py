@@ -10,7 +10,7 @@ results come back as they finish, each echoing its frame's identity. A frame the
 its own ERROR result; the stream goes on. At most ``max_in_flight`` frames are judged at once overall: past
 that a stream is simply not read (flow control) and a unary call gets RESOURCE_EXHAUSTED (RELIABILITY.md 13).
 
-Every call carries a camera token (:mod:`serving.auth`); every frame is checked against it before it is
+Every call carries a camera token (:mod:`lineqa.serving.auth`); every frame is checked against it before it is
 judged, and a frame for another camera ends the call with PERMISSION_DENIED, storing nothing for it.
 """
 
@@ -28,12 +28,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from serving.access import AccessDeniedError, TokenCache
-from serving.auth import CameraTokenInterceptor, FrameNotAllowedError, authorize_frame, current_caller, status_for
-from serving.database import DatabaseError
-from serving.inspector import Inspector
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from lineqa.serving.access import AccessDeniedError, TokenCache
+from lineqa.serving.auth import (
+    CameraTokenInterceptor,
+    FrameNotAllowedError,
+    authorize_frame,
+    current_caller,
+    status_for,
+)
+from lineqa.serving.database import DatabaseError
+from lineqa.serving.inspector import Inspector
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import grpc
 
 from lineqa.home import default_home, env_default
-from serving.errors import ServingError
-from serving.readiness import health_status
+from lineqa.serving.errors import ServingError
+from lineqa.serving.readiness import health_status
 
 
 class HealthConfigError(ServingError):

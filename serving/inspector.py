@@ -23,18 +23,18 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lineqa import __version__
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.errors import ModelRepositoryError
-from serving.image_store import ImagePolicy, ImageStore, ImageStoreError
-from serving.metrics import GatewayMetrics
-from serving.model_repository import ModelRepository, ModelVersion
-from serving.recipes import RecipeBook
-from serving.records import InspectionRecord, RecordStore, RecordStoreError
-from serving.triton_client import ModelTimeoutError, ModelUnavailableError, TritonClient
-from vision.decision import Decision, Disposition, Verdict, decide
-from vision.detections import Detections
-from vision.detector import ModelSpec, postprocess, preprocess
-from vision.errors import (
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.image_store import ImagePolicy, ImageStore, ImageStoreError
+from lineqa.serving.metrics import GatewayMetrics
+from lineqa.serving.model_repository import ModelRepository, ModelVersion
+from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.records import InspectionRecord, RecordStore, RecordStoreError
+from lineqa.serving.triton_client import ModelTimeoutError, ModelUnavailableError, TritonClient
+from lineqa.vision.decision import Decision, Disposition, Verdict, decide
+from lineqa.vision.detections import Detections
+from lineqa.vision.detector import ModelSpec, postprocess, preprocess
+from lineqa.vision.errors import (
     CorruptImageError,
     ImageTooLargeError,
     ModelOutputError,
@@ -42,10 +42,10 @@ from vision.errors import (
     UnsupportedEncodingError,
     VisionError,
 )
-from vision.image import ImageEncoding, ImageLimits, decode_image
-from vision.recipe import Recipe
-from vision.tiling import merge_tile_results, tile_crops
-from vision.yolo_output import DecodeOptions
+from lineqa.vision.image import ImageEncoding, ImageLimits, decode_image
+from lineqa.vision.recipe import Recipe
+from lineqa.vision.tiling import merge_tile_results, tile_crops
+from lineqa.vision.yolo_output import DecodeOptions
 
 
 class InvalidFrameError(VisionError):

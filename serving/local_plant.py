@@ -12,9 +12,9 @@ from pathlib import Path
 
 import grpc
 
-from serving.access import AccessStore
-from serving.database import database_url, open_database
-from serving.pki import PlantPki
+from lineqa.serving.access import AccessStore
+from lineqa.serving.database import database_url, open_database
+from lineqa.serving.pki import PlantPki
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1"]
 
@@ -37,7 +37,7 @@ class LocalPlant:
         return (("authorization", f"Bearer {self.tokens[camera]}"),)
 
     def server_tls(self) -> tuple[bytes, bytes]:
-        """(certificate, key) PEM for :class:`serving.gateway.GatewaySettings`."""
+        """(certificate, key) PEM for :class:`lineqa.serving.gateway.GatewaySettings`."""
         return self.pki.server_cert.read_bytes(), self.pki.server_key.read_bytes()
 
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from serving.errors import ModelRepositoryError
-from serving.promotions import PromotionLog
-from vision.detector import ModelSpec
-from vision.yolo_output import HeadKind
+from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.promotions import PromotionLog
+from lineqa.vision.detector import ModelSpec
+from lineqa.vision.yolo_output import HeadKind
 
 CONFIG_NAME = "config.pbtxt"
 SETTINGS_NAME = "settings.json"
@@ -159,7 +159,7 @@ def render_config(name: str, backend: str, metadata: VersionMetadata, settings: 
 
 def read_onnx_metadata(model_file: Path, lineage: dict[str, Any] | None = None) -> VersionMetadata:
     """Read an exported model's metadata, and its output shape by one inference on zeros."""
-    from serving.onnx_model import OnnxModel  # ONNX Runtime is needed only when adding a model
+    from lineqa.serving.onnx_model import OnnxModel  # ONNX Runtime is needed only when adding a model
 
     model = OnnxModel(model_file)
     spec = model.spec

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from lineqa.home import default_home
-from serving.model_repository import ModelRepository, ModelSettings, VersionPolicy
+from lineqa.serving.model_repository import ModelRepository, ModelSettings, VersionPolicy
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -61,15 +61,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _registry(args: argparse.Namespace, repository: ModelRepository) -> int:
     """publish, promote and rollback: training's registry (imported only here: it evaluates models)."""
-    from training import registry
-    from training.bases import WeightsStore
-    from training.runs import find_run
+    from lineqa.training import registry
+    from lineqa.training.bases import WeightsStore
+    from lineqa.training.runs import find_run
 
     home = getattr(args, "home", None) or default_home()
     if args.action == "publish":
         run = find_run(args.run, home / "runs")
         if not run.record().get("export"):
-            from training.export import export_run  # needs torch: only when the run was never exported
+            from lineqa.training.export import export_run  # needs torch: only when the run was never exported
 
             export_run(run)
         version = registry.publish(run, args.name, repository, WeightsStore(home / "weights"), by=args.by)

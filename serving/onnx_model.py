@@ -1,7 +1,7 @@
 """Run an exported YOLO detection model with ONNX Runtime, and read what pre/post-processing needs from it.
 
 Ultralytics writes its export settings into the ONNX metadata (class names, input size, stride, whether the
-head is end-to-end); this module turns them into a :class:`~vision.detector.ModelSpec`, so a model file is
+head is end-to-end); this module turns them into a :class:`~lineqa.vision.detector.ModelSpec`, so a model file is
 all a user has to give.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from serving.errors import ModelLoadError
-from vision.detector import ModelSpec
-from vision.errors import ModelOutputError
-from vision.yolo_output import HeadKind, infer_head_kind
+from lineqa.serving.errors import ModelLoadError
+from lineqa.vision.detector import ModelSpec
+from lineqa.vision.errors import ModelOutputError
+from lineqa.vision.yolo_output import HeadKind, infer_head_kind
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _input_hw(shape: list[Any], metadata: dict[str, str], path: Path) -> tuple[i
 
 
 class OnnxModel:
-    """An ONNX Runtime session for one YOLO detection model; ``infer`` is a :data:`vision.detector.InferFn`."""
+    """An ONNX Runtime session for one YOLO detection model; ``infer`` is a :data:`lineqa.vision.detector.InferFn`."""
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int = 0) -> None:
         self.path = Path(path)

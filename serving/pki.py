@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from serving.errors import ServingError
+from lineqa.serving.errors import ServingError
 
 CA_DAYS = 3650
 LEAF_DAYS = 825  # the longest leaf lifetime browsers and most TLS stacks still accept

@@ -14,16 +14,16 @@ from typing import Any
 
 import cv2
 
-from serving.onnx_model import OnnxModel
-from vision.decision import Decision, decide
-from vision.detections import Detections
-from vision.detector import detect
-from vision.errors import ImageError
-from vision.image import ImageLimits, load_image
-from vision.overlay import draw_decision
-from vision.recipe import ClassRule, ModelRef, Recipe
-from vision.tiling import TilingOptions, detect_tiled
-from vision.yolo_output import DecodeOptions
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.vision.decision import Decision, decide
+from lineqa.vision.detections import Detections
+from lineqa.vision.detector import detect
+from lineqa.vision.errors import ImageError
+from lineqa.vision.image import ImageLimits, load_image
+from lineqa.vision.overlay import draw_decision
+from lineqa.vision.recipe import ClassRule, ModelRef, Recipe
+from lineqa.vision.tiling import TilingOptions, detect_tiled
+from lineqa.vision.yolo_output import DecodeOptions
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from serving.onnx_model import PROVIDERS, OnnxModel
-from serving.predict import PredictConfig, default_recipe, predict_files
-from vision.image import ImageLimits
-from vision.recipe import load_recipe
-from vision.tiling import TilingOptions
-from vision.yolo_output import DecodeOptions
+from lineqa.serving.onnx_model import PROVIDERS, OnnxModel
+from lineqa.serving.predict import PredictConfig, default_recipe, predict_files
+from lineqa.vision.image import ImageLimits
+from lineqa.vision.recipe import load_recipe
+from lineqa.vision.tiling import TilingOptions
+from lineqa.vision.yolo_output import DecodeOptions
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PROGRESS_EVERY_S = 5.0

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from serving.errors import ModelRepositoryError
+from lineqa.serving.errors import ModelRepositoryError
 
 PROMOTIONS_NAME = "promotions.jsonl"
 

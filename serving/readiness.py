@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from serving.errors import ServingError
+from lineqa.serving.errors import ServingError
 
 
 class NotServingError(ServingError):

@@ -11,8 +11,8 @@ import re
 import threading
 from pathlib import Path
 
-from vision.errors import RecipeError
-from vision.recipe import Recipe, load_recipe
+from lineqa.vision.errors import RecipeError
+from lineqa.vision.recipe import Recipe, load_recipe
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

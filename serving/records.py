@@ -1,6 +1,6 @@
 """Traceability records: one row per inspection, committed before the verdict is sent (RELIABILITY.md 6-9).
 
-Stored in the gateway database (:mod:`serving.database`: SQLite with WAL and ``synchronous=FULL`` by
+Stored in the gateway database (:mod:`lineqa.serving.database`: SQLite with WAL and ``synchronous=FULL`` by
 default, PostgreSQL by URL). Ingest is idempotent on (tenant, camera, sequence): the unique key decides,
 so two connections racing with the same frame store one row and both get the original result.
 The result sent to the camera is stored as its serialized message, so a replay returns it byte for byte.
@@ -15,8 +15,8 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from serving.database import DatabaseError
-from serving.schema import inspections
+from lineqa.serving.database import DatabaseError
+from lineqa.serving.schema import inspections
 
 logger = logging.getLogger(__name__)
 

@@ -16,20 +16,20 @@ import sys
 from pathlib import Path
 
 from lineqa.home import default_home, env_default
-from serving.access import AccessStore, TokenCache
-from serving.database import database_url, open_database
-from serving.embedded_supervisor import EmbeddedSupervisor
-from serving.embedded_triton import EmbeddedTriton
-from serving.errors import ServingError
-from serving.gateway import GatewaySettings, create_server, run_until_signal
-from serving.image_store import ImagePolicy, ImageStore
-from serving.inspector import Inspector, InspectorSettings
-from serving.model_repository import ModelRepository
-from serving.pki import PlantPki
-from serving.recipes import RecipeBook
-from serving.records import RecordStore
-from serving.triton_client import TritonClient
-from vision.image import ImageLimits
+from lineqa.serving.access import AccessStore, TokenCache
+from lineqa.serving.database import database_url, open_database
+from lineqa.serving.embedded_supervisor import EmbeddedSupervisor
+from lineqa.serving.embedded_triton import EmbeddedTriton
+from lineqa.serving.errors import ServingError
+from lineqa.serving.gateway import GatewaySettings, create_server, run_until_signal
+from lineqa.serving.image_store import ImagePolicy, ImageStore
+from lineqa.serving.inspector import Inspector, InspectorSettings
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.pki import PlantPki
+from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.records import RecordStore
+from lineqa.serving.triton_client import TritonClient
+from lineqa.vision.image import ImageLimits
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
-from serving.errors import ServingError
-from vision.errors import ModelOutputError
+from lineqa.serving.errors import ServingError
+from lineqa.vision.errors import ModelOutputError
 
 
 class TritonError(ServingError):

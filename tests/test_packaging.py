@@ -13,7 +13,8 @@ import pytest
 from lineqa.cli import COMMANDS
 
 HEAVY = ("torch", "ultralytics", "torchvision")
-SERVING_COMMANDS = [name for name, cmd in COMMANDS.items() if cmd.module.startswith(("serving.", "vision.", "review."))]
+SERVING_PARTS = ("lineqa.serving.", "lineqa.vision.", "lineqa.review.")
+SERVING_COMMANDS = [name for name, cmd in COMMANDS.items() if cmd.module.startswith(SERVING_PARTS)]
 
 
 def _modules_after(code: str) -> set[str]:
@@ -32,12 +33,12 @@ def test_base_install_requires_no_torch_or_ultralytics() -> None:
 
 def test_import_serving_vision_and_review_never_imports_torch() -> None:
     modules = _modules_after(
-        "import pkgutil, importlib, serving, vision, review\n"
-        "for pkg in (serving, vision, review):\n"
+        "import pkgutil, importlib, lineqa.serving, lineqa.vision, lineqa.review\n"
+        "for pkg in (lineqa.serving, lineqa.vision, lineqa.review):\n"
         "    for m in pkgutil.iter_modules(pkg.__path__):\n"
         "        importlib.import_module(f'{pkg.__name__}.{m.name}')"
     )
-    assert "serving.predict_cli" in modules and "review.app" in modules
+    assert "lineqa.serving.predict_cli" in modules and "lineqa.review.app" in modules
     assert not [m for m in modules if m.split(".")[0] in HEAVY]
 
 
@@ -56,7 +57,8 @@ def test_top_level_help_lists_commands_without_importing_them() -> None:
     for name in COMMANDS:
         assert name in result.stdout
     modules = _modules_after("from lineqa.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass")
-    assert not [m for m in modules if m.split(".")[0] in ("serving", "training", "datasets", *HEAVY)]
+    parts = ("lineqa.serving", "lineqa.training", "lineqa.datasets")
+    assert not [m for m in modules if m.split(".")[0] in HEAVY or m.startswith(parts)]
 
 
 def test_unknown_command_is_a_usage_error() -> None:

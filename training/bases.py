@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serving.errors import ModelRepositoryError
-from serving.model_repository import ModelRepository
-from training.errors import TrainingError
+from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.training.errors import TrainingError
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -1,4 +1,4 @@
-"""An independent check of :mod:`training.metrics`: pycocotools' COCOeval on the same predictions.
+"""An independent check of :mod:`lineqa.training.metrics`: pycocotools' COCOeval on the same predictions.
 
 pycocotools is the reference implementation of COCO's AP; if our figure and its figure disagree beyond
 rounding, the evaluation says so instead of reporting a number nobody can trust.
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from training.errors import TrainingError
-from training.metrics import ImageBoxes
+from lineqa.training.errors import TrainingError
+from lineqa.training.metrics import ImageBoxes
 
 MAX_DETECTIONS = 300  # as the evaluation keeps per image (COCO's default is 100)
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datasets.formats.yolo import write_yolo
-from datasets.manifest import Manifest
-from datasets.model import Annotation, LabelledImage
-from training.errors import TrainingError
+from lineqa.datasets.formats.yolo import write_yolo
+from lineqa.datasets.manifest import Manifest
+from lineqa.datasets.model import Annotation, LabelledImage
+from lineqa.training.errors import TrainingError
 
 
 @dataclass(frozen=True)

@@ -30,23 +30,23 @@ from pathlib import Path
 
 import cv2
 
-from datasets.synth import CLASSES, Surface, generate_part, write_yolo_dataset
+from lineqa.datasets.synth import CLASSES, Surface, generate_part, write_yolo_dataset
 from lineqa.db import database_url
 from lineqa.home import default_home
-from review.auth import Role, UserStore
-from review.database import open_review_database
-from serving.camera.agent import CameraAgent, GatewayTarget
-from serving.camera.console import ConsoleSink
-from serving.camera.model import AgentStatus, Context
-from serving.camera.sinks import JsonLinesSink, SinkSet
-from serving.camera.sources import FolderSource
-from serving.camera.spool import Spool
-from serving.embedded_triton import free_port
-from serving.local_plant import LocalPlant, provision_local_plant
-from serving.model_repository import ModelRepository
-from serving.readiness import wait_until_serving
-from training.ultralytics_adapter import TrainSpec, export_onnx, train
-from vision.recipe import load_recipe
+from lineqa.review.auth import Role, UserStore
+from lineqa.review.database import open_review_database
+from lineqa.serving.camera.agent import CameraAgent, GatewayTarget
+from lineqa.serving.camera.console import ConsoleSink
+from lineqa.serving.camera.model import AgentStatus, Context
+from lineqa.serving.camera.sinks import JsonLinesSink, SinkSet
+from lineqa.serving.camera.sources import FolderSource
+from lineqa.serving.camera.spool import Spool
+from lineqa.serving.embedded_triton import free_port
+from lineqa.serving.local_plant import LocalPlant, provision_local_plant
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.readiness import wait_until_serving
+from lineqa.training.ultralytics_adapter import TrainSpec, export_onnx, train
+from lineqa.vision.recipe import load_recipe
 
 logger = logging.getLogger(__name__)
 MODEL_NAME = "metal-defects"

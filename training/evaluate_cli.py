@@ -19,22 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from datasets.database import open_catalog_database
-from datasets.versions import load_version
 from lineqa.content_store import ContentStore
+from lineqa.datasets.database import open_catalog_database
+from lineqa.datasets.versions import load_version
 from lineqa.db import database_url
 from lineqa.home import default_home
 from lineqa.progress import ProgressBar
-from serving.errors import ModelRepositoryError
-from serving.model_repository import ModelRepository
-from serving.onnx_model import OnnxModel
-from serving.predict import default_recipe
-from serving.recipes import find_recipe
-from training.coco_check import coco_map
-from training.errors import TrainingError
-from training.evaluation import Evaluation, evaluate
-from training.plots import plot_confusion, plot_operating_curve, plot_pr_curves
-from training.runs import Run, find_run
+from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.serving.predict import default_recipe
+from lineqa.serving.recipes import find_recipe
+from lineqa.training.coco_check import coco_map
+from lineqa.training.errors import TrainingError
+from lineqa.training.evaluation import Evaluation, evaluate
+from lineqa.training.plots import plot_confusion, plot_operating_curve, plot_pr_curves
+from lineqa.training.runs import Run, find_run
 
 COCO_AGREEMENT = 2e-3  # rounding of box coordinates and tie order; anything larger is a bug
 
@@ -59,7 +59,7 @@ def _model(args: argparse.Namespace, home: Path, run: Run | None) -> Path:
     if run is not None:
         onnx = Path(run.record().get("export", {}).get("onnx", run.root / "export" / "model.onnx"))
         if not onnx.is_file():
-            from training.export import export_run  # exporting needs torch; evaluating does not
+            from lineqa.training.export import export_run  # exporting needs torch; evaluating does not
 
             onnx = Path(export_run(run)["onnx"])
         return onnx

@@ -15,19 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from datasets.model import Annotation, LabelledImage
+from lineqa.datasets.model import Annotation, LabelledImage
 from lineqa.progress import ProgressFn
-from serving.onnx_model import OnnxModel
-from training.errors import TrainingError
-from training.metrics import ImageBoxes, class_curves, confusion_matrix, mean_ap
-from vision.decision import Verdict, decide
-from vision.detections import Detections
-from vision.detector import ModelSpec, postprocess, preprocess
-from vision.errors import VisionError
-from vision.image import load_image
-from vision.recipe import Recipe
-from vision.tiling import detect_tiled
-from vision.yolo_output import DecodeOptions
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.training.errors import TrainingError
+from lineqa.training.metrics import ImageBoxes, class_curves, confusion_matrix, mean_ap
+from lineqa.vision.decision import Verdict, decide
+from lineqa.vision.detections import Detections
+from lineqa.vision.detector import ModelSpec, postprocess, preprocess
+from lineqa.vision.errors import VisionError
+from lineqa.vision.image import load_image
+from lineqa.vision.recipe import Recipe
+from lineqa.vision.tiling import detect_tiled
+from lineqa.vision.yolo_output import DecodeOptions
 
 METRIC_OPTIONS = DecodeOptions(conf_threshold=0.001, iou_threshold=0.7, max_det=300)  # as Ultralytics' val
 

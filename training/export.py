@@ -13,18 +13,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from serving.onnx_model import OnnxModel
-from serving.predict import default_recipe
-from training.bases import file_sha256
-from training.errors import TrainingError
-from training.evaluation import served_spec
-from training.parity import Tolerance, parity_report
-from training.runs import Run, now_iso
-from training.ultralytics_adapter import export_onnx, reference_predict
-from vision.detector import detect
-from vision.image import load_image
-from vision.recipe import Recipe
-from vision.yolo_output import DecodeOptions
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.serving.predict import default_recipe
+from lineqa.training.bases import file_sha256
+from lineqa.training.errors import TrainingError
+from lineqa.training.evaluation import served_spec
+from lineqa.training.parity import Tolerance, parity_report
+from lineqa.training.runs import Run, now_iso
+from lineqa.training.ultralytics_adapter import export_onnx, reference_predict
+from lineqa.vision.detector import detect
+from lineqa.vision.image import load_image
+from lineqa.vision.recipe import Recipe
+from lineqa.vision.yolo_output import DecodeOptions
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Compared well below any recipe's threshold, so that weak detections, which decide borderline verdicts, are

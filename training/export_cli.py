@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from lineqa.home import default_home
-from serving.recipes import find_recipe
-from training.export import export_run
-from training.runs import find_run
+from lineqa.serving.recipes import find_recipe
+from lineqa.training.export import export_run
+from lineqa.training.runs import find_run
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

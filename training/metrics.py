@@ -1,6 +1,6 @@
 """Detection metrics as COCO defines them, in numpy: AP at IoU 0.50:0.05:0.95, 101-point interpolation.
 
-These are the figures ``lineqa evaluate`` reports and the promotion gate compares; :mod:`training.coco_check`
+These are the figures ``lineqa evaluate`` reports and the promotion gate compares; :mod:`lineqa.training.coco_check`
 recomputes them with pycocotools on the same predictions, so a slip here cannot go unnoticed. Matching
 follows COCO: detections of one class in one image are taken by descending score, each matches the unmatched
 ground-truth box of that class with the highest IoU at or above the threshold.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vision.nms import box_iou
+from lineqa.vision.nms import box_iou
 
 IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)

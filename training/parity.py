@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from vision.decision import decide
-from vision.detections import Detections
-from vision.nms import box_iou
-from vision.recipe import Recipe
+from lineqa.vision.decision import decide
+from lineqa.vision.detections import Detections
+from lineqa.vision.nms import box_iou
+from lineqa.vision.recipe import Recipe
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from training.metrics import ClassCurve
+from lineqa.training.metrics import ClassCurve
 
 
 def plot_pr_curves(curves: list[ClassCurve], classes: tuple[str, ...], out_png: Path, *, title: str) -> Path:

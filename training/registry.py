@@ -13,18 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datasets.database import open_catalog_database
-from datasets.versions import load_version
 from lineqa.content_store import ContentStore
+from lineqa.datasets.database import open_catalog_database
+from lineqa.datasets.versions import load_version
 from lineqa.db import database_url
-from serving.model_repository import ModelRepository, ModelVersion, read_onnx_metadata
-from serving.onnx_model import OnnxModel
-from serving.predict import default_recipe
-from serving.promotions import event
-from training.bases import WeightsStore, file_sha256
-from training.errors import TrainingError
-from training.evaluation import evaluate
-from training.runs import Run, now_iso
+from lineqa.serving.model_repository import ModelRepository, ModelVersion, read_onnx_metadata
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.serving.predict import default_recipe
+from lineqa.serving.promotions import event
+from lineqa.training.bases import WeightsStore, file_sha256
+from lineqa.training.errors import TrainingError
+from lineqa.training.evaluation import evaluate
+from lineqa.training.runs import Run, now_iso
 
 METRICS = ("mAP50-95", "mAP50")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lineqa import __version__
-from training.errors import TrainingError
+from lineqa.training.errors import TrainingError
 
 RECORD_NAME = "run.json"
 

@@ -25,17 +25,17 @@ from typing import Any
 
 import yaml
 
-from datasets.database import open_catalog_database
-from datasets.versions import load_version
 from lineqa.content_store import ContentStore
+from lineqa.datasets.database import open_catalog_database
+from lineqa.datasets.versions import load_version
 from lineqa.db import database_url
 from lineqa.home import default_home
-from serving.model_repository import ModelRepository
-from training.bases import Base, WeightsStore, file_sha256, resolve_base
-from training.data import TrainingSet, write_training_set
-from training.errors import TrainingError
-from training.runs import Run, code_versions, find_run, now_iso
-from training.ultralytics_adapter import (
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.training.bases import Base, WeightsStore, file_sha256, resolve_base
+from lineqa.training.data import TrainingSet, write_training_set
+from lineqa.training.errors import TrainingError
+from lineqa.training.runs import Run, code_versions, find_run, now_iso
+from lineqa.training.ultralytics_adapter import (
     TrainSpec,
     checkpoint_names,
     pinned_settings,

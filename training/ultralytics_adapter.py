@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from lineqa.home import default_home
-from training.errors import TrainingError
-from vision.detections import Detections
+from lineqa.training.errors import TrainingError
+from lineqa.vision.detections import Detections
 
 OFFLINE_ENVIRONMENT = {
     "YOLO_OFFLINE": "1",  # no online checks, no asset downloads

@@ -16,8 +16,8 @@ from enum import Enum
 import cv2
 import numpy as np
 
-from vision.detections import Detections
-from vision.recipe import Recipe, Region
+from lineqa.vision.detections import Detections
+from lineqa.vision.recipe import Recipe, Region
 
 
 class Verdict(str, Enum):

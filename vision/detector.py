@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vision.detections import Detections
-from vision.errors import ModelOutputError
-from vision.letterbox import Letterbox, letterbox, to_input_tensor
-from vision.yolo_output import DecodeOptions, HeadKind, decode_outputs
+from lineqa.vision.detections import Detections
+from lineqa.vision.errors import ModelOutputError
+from lineqa.vision.letterbox import Letterbox, letterbox, to_input_tensor
+from lineqa.vision.yolo_output import DecodeOptions, HeadKind, decode_outputs
 
 InferFn = Callable[[np.ndarray], np.ndarray]
 """Runs a model on an (N, 3, H, W) float32 batch and returns its raw (N, ·, ·) detection output."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.errors import CorruptImageError, ImageTooLargeError, UnsupportedEncodingError
+from lineqa.vision.errors import CorruptImageError, ImageTooLargeError, UnsupportedEncodingError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -193,7 +193,7 @@ def decode_image(
 
     ``encoding`` may be omitted for JPEG and PNG (it is sniffed); raw encodings need ``width`` and ``height``
     (and ``stride`` when rows are padded). For JPEG and PNG, a non-zero ``width``/``height`` must match the
-    header. Raises a :class:`~vision.errors.ImageError` subclass saying what was wrong.
+    header. Raises a :class:`~lineqa.vision.errors.ImageError` subclass saying what was wrong.
     """
     if len(data) > limits.max_bytes:
         raise ImageTooLargeError(f"image is {len(data):,} bytes, over the limit of {limits.max_bytes:,}")

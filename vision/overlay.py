@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vision.decision import Decision, Disposition, Verdict
+from lineqa.vision.decision import Decision, Disposition, Verdict
 
 _COLOURS_BGR = {
     Disposition.DEFECT: (40, 40, 230),

@@ -28,8 +28,8 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from vision.errors import RecipeError
-from vision.tiling import TilingOptions
+from lineqa.vision.errors import RecipeError
+from lineqa.vision.tiling import TilingOptions
 
 Confidence = Annotated[float, Field(gt=0.0, le=1.0)]
 

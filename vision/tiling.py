@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vision.detections import Detections
-from vision.detector import InferFn, ModelSpec, detect
-from vision.nms import OverlapMetric, merge_overlapping
-from vision.yolo_output import DecodeOptions
+from lineqa.vision.detections import Detections
+from lineqa.vision.detector import InferFn, ModelSpec, detect
+from lineqa.vision.nms import OverlapMetric, merge_overlapping
+from lineqa.vision.yolo_output import DecodeOptions
 
 
 @dataclass(frozen=True)

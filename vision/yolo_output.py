@@ -1,4 +1,4 @@
-"""Decode raw YOLO detection outputs into :class:`~vision.detections.Detections`.
+"""Decode raw YOLO detection outputs into :class:`~lineqa.vision.detections.Detections`.
 
 Two heads exist in the wild and both are served:
 
@@ -19,9 +19,9 @@ from enum import Enum
 
 import numpy as np
 
-from vision.detections import Detections
-from vision.errors import ModelOutputError
-from vision.nms import nms
+from lineqa.vision.detections import Detections
+from lineqa.vision.errors import ModelOutputError
+from lineqa.vision.nms import nms
 
 
 class HeadKind(str, Enum):

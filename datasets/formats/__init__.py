@@ -2,7 +2,7 @@
 pixels, classes by name); a writer per export format lays labelled images out for a training tool.
 
 Readers skip a record they cannot parse and report it in ``problems``; they raise
-:class:`~datasets.errors.DatasetFormatError` only for a file they cannot read at all.
+:class:`~lineqa.datasets.errors.DatasetFormatError` only for a file they cannot read at all.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from datasets.errors import DatasetError
-from datasets.formats.coco import read_coco, write_coco
-from datasets.formats.cvat import read_cvat
-from datasets.formats.deeppcb import read_deeppcb
-from datasets.formats.detect import detect_format
-from datasets.formats.labelstudio import read_labelstudio
-from datasets.formats.voc import read_voc
-from datasets.formats.yolo import read_yolo, write_yolo
-from datasets.model import ImportedDataset, LabelledImage
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.formats.coco import read_coco, write_coco
+from lineqa.datasets.formats.cvat import read_cvat
+from lineqa.datasets.formats.deeppcb import read_deeppcb
+from lineqa.datasets.formats.detect import detect_format
+from lineqa.datasets.formats.labelstudio import read_labelstudio
+from lineqa.datasets.formats.voc import read_voc
+from lineqa.datasets.formats.yolo import read_yolo, write_yolo
+from lineqa.datasets.model import ImportedDataset, LabelledImage
 
 
 class Writer(Protocol):

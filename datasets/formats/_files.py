@@ -7,9 +7,9 @@ from pathlib import Path, PurePosixPath
 
 import cv2
 
-from datasets.errors import DatasetFormatError
-from vision.errors import CorruptImageError, UnsupportedEncodingError
-from vision.image import read_header
+from lineqa.datasets.errors import DatasetFormatError
+from lineqa.vision.errors import CorruptImageError, UnsupportedEncodingError
+from lineqa.vision.image import read_header
 
 # The image files the importers look for: what Ultralytics trains on, less video and the rarest formats.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})

@@ -8,9 +8,9 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from datasets.errors import DatasetError
-from datasets.formats._files import is_safe_name
-from datasets.model import LabelledImage
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.formats._files import is_safe_name
+from lineqa.datasets.model import LabelledImage
 
 
 def prepare_output(out: Path, images: Sequence[LabelledImage], *, overwrite: bool) -> None:

@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from datasets.errors import DatasetFormatError
-from datasets.model import Annotation, Box
+from lineqa.datasets.errors import DatasetFormatError
+from lineqa.datasets.model import Annotation, Box
 
 
 def read_text(path: Path) -> str:

@@ -15,11 +15,11 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from datasets.errors import DatasetFormatError
-from datasets.formats._files import first_existing, image_size, record_name
-from datasets.formats._output import class_ids, destinations, place_image, prepare_output
-from datasets.formats._parse import declared_size, number, read_json, status
-from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from lineqa.datasets.errors import DatasetFormatError
+from lineqa.datasets.formats._files import first_existing, image_size, record_name
+from lineqa.datasets.formats._output import class_ids, destinations, place_image, prepare_output
+from lineqa.datasets.formats._parse import declared_size, number, read_json, status
+from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
 _LISTS = ("images", "annotations", "categories")
 Json = dict[str, object]

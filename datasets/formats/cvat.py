@@ -11,10 +11,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from datasets.errors import DatasetFormatError
-from datasets.formats._files import first_existing, record_name
-from datasets.formats._parse import declared_size, number, read_xml, status
-from datasets.model import Box, ImportedDataset, LabelledImage
+from lineqa.datasets.errors import DatasetFormatError
+from lineqa.datasets.formats._files import first_existing, record_name
+from lineqa.datasets.formats._parse import declared_size, number, read_xml, status
+from lineqa.datasets.model import Box, ImportedDataset, LabelledImage
 
 _CORNERS = ("xtl", "ytl", "xbr", "ybr")
 

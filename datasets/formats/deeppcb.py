@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from datasets.errors import DatasetFormatError
-from datasets.formats._files import first_existing, relative_name
-from datasets.formats._parse import number, read_text, status
-from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from lineqa.datasets.errors import DatasetFormatError
+from lineqa.datasets.formats._files import first_existing, relative_name
+from lineqa.datasets.formats._parse import number, read_text, status
+from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
 CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")  # type ids 1..6
 LISTS = ("trainval.txt", "test.txt")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from datasets.errors import DatasetFormatError
-from datasets.formats._parse import read_json, read_text
-from datasets.formats.deeppcb import LISTS
+from lineqa.datasets.errors import DatasetFormatError
+from lineqa.datasets.formats._parse import read_json, read_text
+from lineqa.datasets.formats.deeppcb import LISTS
 
 
 def detect_format(path: Path) -> str:
-    """The key in :data:`datasets.formats.READERS` of the format ``path`` (a file or a folder) is in."""
+    """The key in :data:`lineqa.datasets.formats.READERS` of the format ``path`` (a file or a folder) is in."""
     if path.is_file():
         found = _file_format(path)
     elif path.is_dir():

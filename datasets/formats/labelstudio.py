@@ -14,10 +14,10 @@ import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlparse
 
-from datasets.errors import DatasetFormatError
-from datasets.formats._files import first_existing, image_size, relative_name
-from datasets.formats._parse import number, read_json, status
-from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from lineqa.datasets.errors import DatasetFormatError
+from lineqa.datasets.formats._files import first_existing, image_size, relative_name
+from lineqa.datasets.formats._parse import number, read_json, status
+from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 _REGION = ("x", "y", "width", "height")

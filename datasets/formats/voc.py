@@ -15,10 +15,10 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
-from datasets.errors import DatasetFormatError
-from datasets.formats._files import find_images, is_image, relative_name
-from datasets.formats._parse import declared_size, number, read_xml, status
-from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from lineqa.datasets.errors import DatasetFormatError
+from lineqa.datasets.formats._files import find_images, is_image, relative_name
+from lineqa.datasets.formats._parse import declared_size, number, read_xml, status
+from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
 

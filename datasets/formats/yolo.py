@@ -15,11 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from datasets.errors import DatasetError, DatasetFormatError
-from datasets.formats._files import find_images, first_existing, image_size, inside, relative_name
-from datasets.formats._output import class_ids, destinations, place_image, prepare_output
-from datasets.formats._parse import number, read_text, status
-from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from lineqa.datasets.errors import DatasetError, DatasetFormatError
+from lineqa.datasets.formats._files import find_images, first_existing, image_size, inside, relative_name
+from lineqa.datasets.formats._output import class_ids, destinations, place_image, prepare_output
+from lineqa.datasets.formats._parse import number, read_text, status
+from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
 SPLITS = ("train", "val", "test")
 _ROW_FIELDS = ("class", "cx", "cy", "w", "h")

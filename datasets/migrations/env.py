@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from datasets.schema import metadata
+from lineqa.datasets.schema import metadata
 
 context.configure(
     connection=context.config.attributes["connection"],

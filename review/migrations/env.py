@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from review.schema import metadata
+from lineqa.review.schema import metadata
 
 context.configure(
     connection=context.config.attributes["connection"],

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from serving.camera.model import AgentStatus, Context, FrameSource, VerdictSink
-from serving.camera.sinks import verdict_label
-from serving.camera.spool import Spool, SpooledFrame
-from serving.errors import ServingError
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from lineqa.serving.camera.model import AgentStatus, Context, FrameSource, VerdictSink
+from lineqa.serving.camera.sinks import verdict_label
+from lineqa.serving.camera.spool import Spool, SpooledFrame
+from lineqa.serving.errors import ServingError
 
 logger = logging.getLogger(__name__)
 

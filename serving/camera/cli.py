@@ -25,15 +25,15 @@ from pathlib import Path
 import grpc
 
 from lineqa.home import default_home
-from serving.camera.agent import CameraAgent, GatewayTarget
-from serving.camera.console import ConsoleSink
-from serving.camera.model import Capture, Context, FrameSource, VerdictSink
-from serving.camera.mqtt import MqttSink, MqttTrigger
-from serving.camera.sinks import JsonLinesSink, SinkSet
-from serving.camera.sources import open_source
-from serving.camera.spool import Spool, SpoolFullPolicy
-from serving.camera.triggers import LatestFrame, RateTrigger
-from serving.errors import ServingError
+from lineqa.serving.camera.agent import CameraAgent, GatewayTarget
+from lineqa.serving.camera.console import ConsoleSink
+from lineqa.serving.camera.model import Capture, Context, FrameSource, VerdictSink
+from lineqa.serving.camera.mqtt import MqttSink, MqttTrigger
+from lineqa.serving.camera.sinks import JsonLinesSink, SinkSet
+from lineqa.serving.camera.sources import open_source
+from lineqa.serving.camera.spool import Spool, SpoolFullPolicy
+from lineqa.serving.camera.triggers import LatestFrame, RateTrigger
+from lineqa.serving.errors import ServingError
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.camera.model import AgentStatus, Context
-from serving.camera.sinks import verdict_label
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.model import AgentStatus, Context
+from lineqa.serving.camera.sinks import verdict_label
 
 _VERDICT_STYLES = {"PASS": "green", "FAIL": "bold red", "REVIEW": "yellow", "ERROR": "magenta"}
 _LAST_DEFECTS = 5
@@ -33,7 +33,7 @@ def _describe(result: pb.InspectionResult) -> str:
 
 
 class ConsoleSink:
-    """A :class:`~serving.camera.model.VerdictSink` for people: ``emit`` counts verdicts and remembers the last
+    """A :class:`~lineqa.serving.camera.model.VerdictSink` for people: ``emit`` counts verdicts and remembers the last
     defects (the counts are the console's own, so they are current between status updates); ``status``
     brings state, rate, latency and sink failures; the view shows both."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 
 
 @dataclass(frozen=True)

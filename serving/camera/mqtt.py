@@ -3,7 +3,7 @@
 Both clients use paho-mqtt's own network thread (``loop_start``), which reconnects by itself, so neither the
 stream nor the agent ever waits for the broker. Topics are per line:
 
-* ``lineqa/<tenant>/<line>/verdict``: one :func:`~serving.camera.sinks.verdict_payload` per judged part, QoS 1;
+* ``lineqa/<tenant>/<line>/verdict``: one :func:`~lineqa.serving.camera.sinks.verdict_payload` per judged part, QoS 1;
 * ``lineqa/<tenant>/<line>/<camera>/status``: the agent's status, retained, so whoever subscribes later sees
   the current state at once; the broker replaces it with ``{"state": "offline"}`` (the last will) when the
   agent vanishes without saying goodbye.
@@ -28,9 +28,9 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.camera.model import AgentStatus, Capture, Context
-from serving.camera.sinks import LogThrottle, verdict_payload
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.model import AgentStatus, Capture, Context
+from lineqa.serving.camera.sinks import LogThrottle, verdict_payload
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class MqttSink:
     """Publishes verdicts (QoS 1) and the retained status of one camera; never blocks or raises for the broker.
 
     While the broker is unreachable, paho keeps up to ``max_queued`` verdicts and sends them on reconnect; past
-    that a verdict is dropped, logged and counted in ``dropped`` (which :class:`~serving.camera.sinks.SinkSet`
+    that a verdict is dropped, logged and counted in ``dropped`` (which :class:`~lineqa.serving.camera.sinks.SinkSet`
     reports as this sink's failures). A status is not queued: only the newest one matters, and it is sent
     again on every (re)connect, which also replaces the ``offline`` the last will may have left.
     """

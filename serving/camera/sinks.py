@@ -22,8 +22,8 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.camera.model import AgentStatus, Context, VerdictSink
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.model import AgentStatus, Context, VerdictSink
 
 # A PLC acts on exactly these four words. An unset verdict (a gateway bug) is reported as ERROR, because the
 # contract says a frame that was not judged must never be taken for a PASS.

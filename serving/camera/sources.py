@@ -1,6 +1,6 @@
 """Where the camera agent's frames come from: an image folder, a video file or live stream, or synthetic parts.
 
-Every source is a :class:`~serving.camera.model.FrameSource`: a blocking iterator of encoded captures, read in
+Every source is a :class:`~lineqa.serving.camera.model.FrameSource`: a blocking iterator of encoded captures, read in
 a worker thread, that :meth:`close` ends promptly from another thread. A live stream (RTSP/HTTP, USB) is
 expected to drop on a real line (a switch reboots, a cable is pulled), so it reconnects by itself with
 jittered exponential backoff and never ends until closed; finite sources (a folder, a video file) end.
@@ -23,12 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from datasets.synth import Surface, generate_part
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.camera.model import Capture, FrameSource
-from serving.errors import ServingError
-from vision.errors import ImageError
-from vision.image import ImageEncoding, read_header
+from lineqa.datasets.synth import Surface, generate_part
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.model import Capture, FrameSource
+from lineqa.serving.errors import ServingError
+from lineqa.vision.errors import ImageError
+from lineqa.vision.image import ImageEncoding, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ class VideoSource:
 
 
 class SyntheticSource:
-    """Synthetic parts with painted defects (``datasets.synth``), for demos without a camera: part ``i`` is
+    """Synthetic parts with painted defects (``lineqa.datasets.synth``), for demos without a camera: part ``i`` is
     ``synthetic-<seed+i>`` and the same seed always gives the same images."""
 
     def __init__(

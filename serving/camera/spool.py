@@ -22,8 +22,8 @@ from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
-from serving.camera.model import Capture
-from serving.errors import ServingError
+from lineqa.serving.camera.model import Capture
+from lineqa.serving.errors import ServingError
 
 logger = logging.getLogger(__name__)
 

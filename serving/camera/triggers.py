@@ -11,8 +11,8 @@ import logging
 import threading
 from collections.abc import Iterator
 
-from serving.camera.model import Capture, FrameSource
-from serving.camera.sources import Pacer
+from lineqa.serving.camera.model import Capture, FrameSource
+from lineqa.serving.camera.sources import Pacer
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class LatestFrame:
 
 
 class RateTrigger:
-    """A :class:`~serving.camera.model.FrameSource` giving the newest frame of ``source`` every ``1/fps``
+    """A :class:`~lineqa.serving.camera.model.FrameSource` giving the newest frame of ``source`` every ``1/fps``
     seconds. A tick with no new frame since the last is skipped rather than repeating a frame. It ends when
     ``source`` ends (re-raising the error the source failed with, if any) and owns it: closing one closes both.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from serving.schema import metadata
+from lineqa.serving.schema import metadata
 
 context.configure(
     connection=context.config.attributes["connection"],

@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from lineqa.training.ultralytics_adapter import TrainSpec, train
 from tests.conftest import SHARED_DATASETS
 from tests.helpers.deeppcb import write_yolo_every_fifth
-from training.ultralytics_adapter import TrainSpec, train
 
 ASSET = Path(__file__).with_name("deeppcb-yolo11n-320.pt")
 

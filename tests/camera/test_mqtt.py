@@ -27,9 +27,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.camera.model import AgentStatus, Capture, Context
-from serving.camera.mqtt import MqttSink, MqttTrigger, TriggerCounts, parse_part_id, status_topic, verdict_topic
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.model import AgentStatus, Capture, Context
+from lineqa.serving.camera.mqtt import MqttSink, MqttTrigger, TriggerCounts, parse_part_id, status_topic, verdict_topic
 
 REPO = Path(__file__).resolve().parents[2]
 Broker = tuple[str, int]
@@ -127,8 +127,8 @@ def test_verdicts_go_to_the_line_topic_and_the_status_is_retained(
 
 AGENT = """
 import sys, time
-from serving.camera.model import AgentStatus, Context
-from serving.camera.mqtt import MqttSink
+from lineqa.serving.camera.model import AgentStatus, Context
+from lineqa.serving.camera.mqtt import MqttSink
 sink = MqttSink(sys.argv[1], int(sys.argv[2]), Context(sys.argv[3], "line-1", "cam-1"))
 sink.status(AgentStatus(state="streaming"))
 time.sleep(60)

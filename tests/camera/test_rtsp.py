@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 import pytest
 
-from serving.camera.model import Capture
-from serving.camera.sources import Backoff, VideoSource
-from vision.image import decode_image
+from lineqa.serving.camera.model import Capture
+from lineqa.serving.camera.sources import Backoff, VideoSource
+from lineqa.vision.image import decode_image
 
 RETRY = Backoff(initial_s=0.2, max_s=0.4)
-SOURCES_LOGGER = "serving.camera.sources"
+SOURCES_LOGGER = "lineqa.serving.camera.sources"
 
 
 @pytest.fixture

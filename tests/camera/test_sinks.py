@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.camera.console import ConsoleSink
-from serving.camera.model import AgentStatus, Context
-from serving.camera.sinks import JsonLinesSink, LogThrottle, SinkSet, verdict_payload
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.console import ConsoleSink
+from lineqa.serving.camera.model import AgentStatus, Context
+from lineqa.serving.camera.sinks import JsonLinesSink, LogThrottle, SinkSet, verdict_payload
 
 CONTEXT = Context(tenant="acme", line="line-1", camera="cam-1")
 CAPTURED = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=timezone.utc)

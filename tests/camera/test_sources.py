@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.camera.model import Capture
-from serving.camera.sources import (
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.model import Capture
+from lineqa.serving.camera.sources import (
     Backoff,
     FolderSource,
     SourceError,
@@ -25,8 +25,8 @@ from serving.camera.sources import (
     VideoSource,
     open_source,
 )
-from serving.camera.triggers import LatestFrame, RateTrigger
-from vision.image import decode_image
+from lineqa.serving.camera.triggers import LatestFrame, RateTrigger
+from lineqa.vision.image import decode_image
 
 FAST = Backoff(initial_s=0.01, max_s=0.02)
 
@@ -257,7 +257,7 @@ def _frames(count: int, size: tuple[int, int], first: int = 0) -> list[np.ndarra
 def test_live_drop_reconnect_and_size_change(caplog: pytest.LogCaptureFixture) -> None:
     factory = ScriptedFactory(_frames(3, (64, 48)), None, [], _frames(2, (80, 60), first=100))
     source = VideoSource("rtsp://cam.local/live", reconnect=FAST, capture_factory=factory)
-    with caplog.at_level(logging.INFO, logger="serving.camera.sources"):
+    with caplog.at_level(logging.INFO, logger="lineqa.serving.camera.sources"):
         captures = list(itertools.islice(source.captures(), 5))
     assert [c.part_id for c in captures] == [f"cam.local-{i}" for i in range(5)]
     assert [(c.width, c.height) for c in captures] == [(64, 48)] * 3 + [(80, 60)] * 2
@@ -278,7 +278,7 @@ def test_live_repeated_frames_are_skipped_then_reopened(caplog: pytest.LogCaptur
     frozen = [_image(8, 8, 1), _image(8, 8, 2)] + [_image(8, 8, 2)] * 50
     factory = ScriptedFactory(frozen, [_image(8, 8, 3)])
     source = VideoSource("http://cam/", reconnect=FAST, read_timeout_s=0.0, capture_factory=factory)
-    with caplog.at_level(logging.WARNING, logger="serving.camera.sources"):
+    with caplog.at_level(logging.WARNING, logger="lineqa.serving.camera.sources"):
         captures = list(itertools.islice(source.captures(), 3))
     assert [round(_grey(c)) for c in captures] == [1, 2, 3]
     assert (source.drops, source.reconnects) == (1, 1)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.camera.model import Capture
-from serving.camera.spool import Spool, SpoolFullPolicy
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.model import Capture
+from lineqa.serving.camera.spool import Spool, SpoolFullPolicy
 
 
 def capture(part: str) -> Capture:

@@ -11,14 +11,14 @@ import cv2
 import pytest
 from sqlalchemy import Engine
 
-from datasets.catalog import Catalog, DatasetNotFoundError, ImportRefusedError
-from datasets.database import open_catalog_database
-from datasets.errors import DatasetError
-from datasets.manifest import Manifest, diff
-from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
-from datasets.pool import build_pool, pool_images, pool_manifest, tenant_pool_manifest
-from datasets.synth import CLASSES, Surface, generate_part
 from lineqa.content_store import ContentStore, ContentStoreError
+from lineqa.datasets.catalog import Catalog, DatasetNotFoundError, ImportRefusedError
+from lineqa.datasets.database import open_catalog_database
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.manifest import Manifest, diff
+from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from lineqa.datasets.pool import build_pool, pool_images, pool_manifest, tenant_pool_manifest
+from lineqa.datasets.synth import CLASSES, Surface, generate_part
 from lineqa.db import sqlite_url
 
 
@@ -182,7 +182,7 @@ def test_catalog_migrations_make_the_declared_schema(engine: Engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from datasets.schema import metadata
+    from lineqa.datasets.schema import metadata
 
     def catalog_tables(name: str | None, kind: str, _: object) -> bool:
         return kind != "table" or (name or "").startswith("ds_")

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import yaml
 
-from datasets import synth
-from datasets.formats import READERS, WRITERS, detect_format, read_dataset
-from datasets.formats.deeppcb import CLASSES as DEEPPCB_CLASSES
-from datasets.model import Annotation, Box, LabelledImage
+from lineqa.datasets import synth
+from lineqa.datasets.formats import READERS, WRITERS, detect_format, read_dataset
+from lineqa.datasets.formats.deeppcb import CLASSES as DEEPPCB_CLASSES
+from lineqa.datasets.model import Annotation, Box, LabelledImage
 
 CLASSES = list(synth.CLASSES[synth.Surface.METAL])
 HEIGHT = 160
@@ -281,7 +281,7 @@ def test_yolo_export_writes_a_data_yaml_for_training(tmp_path: Path) -> None:
 
 
 def test_ultralytics_reads_the_yolo_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    adapter = pytest.importorskip("training.ultralytics_adapter", reason="needs the train extra (ultralytics)")
+    adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="needs the train extra (ultralytics)")
     adapter.load_ultralytics()
     from ultralytics.data import utils
 

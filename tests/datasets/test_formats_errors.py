@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from datasets.errors import DatasetError, DatasetFormatError
-from datasets.formats import READERS, WRITERS, detect_format, read_dataset
-from datasets.model import Annotation, Box, LabelledImage
+from lineqa.datasets.errors import DatasetError, DatasetFormatError
+from lineqa.datasets.formats import READERS, WRITERS, detect_format, read_dataset
+from lineqa.datasets.model import Annotation, Box, LabelledImage
 
 
 def _image(path: Path, width: int = 64, height: int = 48) -> Path:

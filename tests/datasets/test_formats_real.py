@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from datasets.formats import READERS, WRITERS, read_dataset
-from datasets.model import Annotation, ImportedDataset
+from lineqa.datasets.formats import READERS, WRITERS, read_dataset
+from lineqa.datasets.model import Annotation, ImportedDataset
 
 DEEPPCB_CLASSES = ["open", "short", "mousebite", "spur", "copper", "pin-hole"]  # type ids 1..6
 NEUDET_CLASSES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]

@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from datasets.model import Box, LabelledImage
-from datasets.probe import ImageFacts, near_duplicate_pairs, probe_images
-from datasets.splits import apply_splits, assign_splits
-from datasets.stats import compute_stats, plot_box_sizes
-from datasets.validate import IssueKind, render_text, validate
+from lineqa.datasets.model import Box, LabelledImage
+from lineqa.datasets.probe import ImageFacts, near_duplicate_pairs, probe_images
+from lineqa.datasets.splits import apply_splits, assign_splits
+from lineqa.datasets.stats import compute_stats, plot_box_sizes
+from lineqa.datasets.validate import IssueKind, render_text, validate
 from tests.helpers.deeppcb import DEEPPCB_CLASSES, deeppcb_pairs, read_boxes
 
 NEU_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from datasets.model import Annotation, Box, LabelledImage
-from datasets.splits import BACKGROUND, UNLABELLED, SplitResult, apply_splits, assign_splits
+from lineqa.datasets.model import Annotation, Box, LabelledImage
+from lineqa.datasets.splits import BACKGROUND, UNLABELLED, SplitResult, apply_splits, assign_splits
 
 RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}
 

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.errors import DatasetError
-from datasets.model import Annotation, Box, LabelledImage
-from datasets.probe import ImageFacts
-from datasets.stats import Distribution, compute_stats, plot_box_sizes, render_text
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.model import Annotation, Box, LabelledImage
+from lineqa.datasets.probe import ImageFacts
+from lineqa.datasets.stats import Distribution, compute_stats, plot_box_sizes, render_text
 
 CLASSES = ("cat", "dog", "bird")
 

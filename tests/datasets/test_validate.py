@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.model import Annotation, Box, LabelledImage
-from datasets.probe import (
+from lineqa.datasets.model import Annotation, Box, LabelledImage
+from lineqa.datasets.probe import (
     NEAR_DUPLICATE_BITS,
     hamming,
     near_duplicate_pairs,
@@ -22,9 +22,9 @@ from datasets.probe import (
     probe_image,
     probe_images,
 )
-from datasets.synth import Surface, generate_part
-from datasets.validate import IssueKind, Severity, ValidationReport, render_text, validate
-from vision.image import ImageLimits
+from lineqa.datasets.synth import Surface, generate_part
+from lineqa.datasets.validate import IssueKind, Severity, ValidationReport, render_text, validate
+from lineqa.vision.image import ImageLimits
 
 CLASSES = ("scratch", "dent", "stain")
 SIZE = 128

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.local_plant import LocalPlant, provision_local_plant
-from serving.model_repository import ModelRepository
+from lineqa.serving.local_plant import LocalPlant, provision_local_plant
+from lineqa.serving.model_repository import ModelRepository
 from tests.deploy.containers import Built, build, engine_or_skip, own_for_image
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "deeppcb-yolo11n-320.pt"
@@ -27,7 +27,7 @@ def serving_image() -> Built:
 @pytest.fixture(scope="session")
 def deeppcb_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed DeepPCB detector, exported to ONNX at 320 px."""
-    adapter = pytest.importorskip("training.ultralytics_adapter", reason="exporting the test model needs [train]")
+    adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="needs the train extra")
     work = tmp_path_factory.mktemp("deeppcb-onnx")
     weights = work / ASSET.name
     weights.write_bytes(ASSET.read_bytes())

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from serving.embedded_triton import free_port
-from serving.readiness import wait_until_serving
+from lineqa.serving.embedded_triton import free_port
+from lineqa.serving.readiness import wait_until_serving
 from tests.deploy.conftest import PlantHome
 from tests.deploy.containers import REPO, Built, podman
 

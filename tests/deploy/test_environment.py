@@ -24,10 +24,10 @@ def parse(module: str, argv: list[str]) -> argparse.Namespace:
 @pytest.mark.parametrize(
     ("module", "argv", "expected"),
     [
-        ("serving.serve_cli", [], {"db": ENV["LINEQA_DB"], "triton_url": "triton:8001", "host": "0.0.0.0"}),
-        ("serving.serve_cli", ["--host", "10.0.0.5", "--db", "sqlite:///x.db"], {"host": "10.0.0.5", "db": "sqlite:///x.db"}),
-        ("review.cli", ["serve"], {"db": ENV["LINEQA_DB"], "host": "0.0.0.0"}),
-        ("serving.admin_cli", ["tenant", "list"], {"db": ENV["LINEQA_DB"]}),
+        ("lineqa.serving.serve_cli", [], {"db": ENV["LINEQA_DB"], "triton_url": "triton:8001", "host": "0.0.0.0"}),
+        ("lineqa.serving.serve_cli", ["--host", "10.0.0.5", "--db", "sqlite:///x.db"], {"host": "10.0.0.5", "db": "sqlite:///x.db"}),
+        ("lineqa.review.cli", ["serve"], {"db": ENV["LINEQA_DB"], "host": "0.0.0.0"}),
+        ("lineqa.serving.admin_cli", ["tenant", "list"], {"db": ENV["LINEQA_DB"]}),
     ],
 )  # fmt: skip
 def test_environment_gives_the_defaults(
@@ -43,7 +43,7 @@ def test_without_the_environment_the_defaults_are_local(monkeypatch: pytest.Monk
     for name in (*ENV, "LINEQA_HEALTH_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LINEQA_HOST", "")  # set but empty counts as unset
-    serve = parse("serving.serve_cli", [])
+    serve = parse("lineqa.serving.serve_cli", [])
     assert (serve.db, serve.triton_url, serve.host) == (None, None, "127.0.0.1")
-    assert parse("review.cli", ["serve"]).host == "127.0.0.1"
-    assert parse("serving.health_cli", []).address == "localhost:50051"
+    assert parse("lineqa.review.cli", ["serve"]).host == "127.0.0.1"
+    assert parse("lineqa.serving.health_cli", []).address == "localhost:50051"

@@ -14,8 +14,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from serving.embedded_triton import free_port
-from serving.pki import PlantPki
+from lineqa.serving.embedded_triton import free_port
+from lineqa.serving.pki import PlantPki
 
 SERVICE = "lineqa.inspection.v1.InspectionService"
 

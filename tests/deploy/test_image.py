@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.embedded_triton import free_port
-from serving.readiness import wait_until_serving
+from lineqa.serving.embedded_triton import free_port
+from lineqa.serving.readiness import wait_until_serving
 from tests.deploy.conftest import PlantHome
 from tests.deploy.containers import IMAGE_UID, Built, podman, running
 
@@ -33,7 +33,8 @@ def test_image_is_slim_non_root_and_keeps_no_build_secret(serving_image: Built) 
     assert not [e for e in config["Env"] if e.startswith("PIP_CERT")]
     probe = (
         "import importlib.util as u, os, sys\n"
-        "missing = [m for m in ('pytriton', 'onnxruntime', 'tritonclient', 'review.app') if u.find_spec(m) is None]\n"
+        "missing = [m for m in ('pytriton', 'onnxruntime', 'tritonclient', 'lineqa.review.app')\n"
+        "           if u.find_spec(m) is None]\n"
         "heavy = [m for m in ('torch', 'ultralytics', 'torchvision') if u.find_spec(m) is not None]\n"
         "print(os.getuid(), missing, heavy, os.path.exists('/run/secrets/ca'))"
     )

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving import health_cli
+from lineqa.serving import health_cli
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"  # a schema kubernetes-validate ships; the manifests use only GA APIs

@@ -41,7 +41,7 @@ def test_training_image_exports_a_model(tmp_path: Path) -> None:
         "import sys, numpy, torch, ultralytics\n"
         "from importlib.metadata import version\n"
         "from pathlib import Path\n"
-        "from training.ultralytics_adapter import export_onnx\n"
+        "from lineqa.training.ultralytics_adapter import export_onnx\n"
         f"onnx = export_onnx(Path('/var/lib/lineqa/work/{ASSET.name}'), 320)\n"
         "print('RESULT', torch.__version__, numpy.__version__, version('opencv-python-headless'), onnx)\n"
     )

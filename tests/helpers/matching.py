@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vision.detections import Detections
-from vision.nms import box_iou
+from lineqa.vision.detections import Detections
+from lineqa.vision.nms import box_iou
 
 
 @dataclass

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from google.protobuf import descriptor_pb2
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 
-codegen = pytest.importorskip("protos.codegen")
+codegen = pytest.importorskip("lineqa.protos.codegen")
 pytest.importorskip("grpc_tools", reason="the generator comes with the dev extra")
 
 
 def test_generated_code_is_current() -> None:
-    assert codegen.stale_files() == [], "run: python -m protos.codegen"
+    assert codegen.stale_files() == [], "run: python -m lineqa.protos.codegen"
 
 
 def test_service_has_unary_and_bidirectional_methods() -> None:

@@ -17,16 +17,16 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from datasets.synth import Surface, generate_part
 from lineqa.content_store import ContentStore
+from lineqa.datasets.synth import Surface, generate_part
 from lineqa.db import sqlite_url
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from review.app import ReviewSettings, create_app
-from review.auth import Role, UserStore
-from serving.database import open_database
-from serving.model_repository import METADATA_NAME, VersionMetadata
-from serving.records import InspectionRecord, RecordStore
-from vision.yolo_output import HeadKind
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.review.app import ReviewSettings, create_app
+from lineqa.review.auth import Role, UserStore
+from lineqa.serving.database import open_database
+from lineqa.serving.model_repository import METADATA_NAME, VersionMetadata
+from lineqa.serving.records import InspectionRecord, RecordStore
+from lineqa.vision.yolo_output import HeadKind
 
 PASSWORD = "correct horse battery"
 BASE_TIME = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)  # a Monday, early shift

@@ -1,5 +1,5 @@
 """The access matrix, route × role × own or other tenant, equals the spec written here (independently of
-``review.access``); another tenant's part or sample is 404 like a missing one; a POST without a valid CSRF
+``lineqa.review.access``); another tenant's part or sample is 404 like a missing one; a POST without a valid CSRF
 token is 403 and changes nothing; no GET changes state; signed-out users are sent to the login form."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, inspect, select, table
 
 from lineqa.db import sqlite_url
-from review.access import ACCOUNT_ROUTES, PUBLIC_ROUTES, ROUTE_ROLES
+from lineqa.review.access import ACCOUNT_ROUTES, PUBLIC_ROUTES, ROUTE_ROLES
 from tests.review.conftest import Site, csrf_of, make_site
 
 ALL = {"operator", "labeller", "qa", "admin"}

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select, update
 
-from review import audit
-from review.auth import Role, SignInThrottle, UserStore, hash_password, verify_password
-from review.errors import BadInputError, TooManyAttemptsError
-from review.schema import sessions
+from lineqa.review import audit
+from lineqa.review.auth import Role, SignInThrottle, UserStore, hash_password, verify_password
+from lineqa.review.errors import BadInputError, TooManyAttemptsError
+from lineqa.review.schema import sessions
 from tests.review.conftest import PASSWORD, Site, csrf_of, login_token, sign_in
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from datasets.catalog import Catalog
 from lineqa.content_store import ContentStore
+from lineqa.datasets.catalog import Catalog
 from lineqa.db import sqlite_url
-from review import audit
-from review.database import open_review_database
-from serving.embedded_triton import free_port
-from serving.pki import PlantPki
+from lineqa.review import audit
+from lineqa.review.database import open_review_database
+from lineqa.serving.embedded_triton import free_port
+from lineqa.serving.pki import PlantPki
 from tests.review.conftest import PASSWORD, make_site
 
 pytestmark = pytest.mark.slow

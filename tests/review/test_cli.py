@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from lineqa.db import sqlite_url
-from review.auth import UserStore
-from review.database import open_review_database
+from lineqa.review.auth import UserStore
+from lineqa.review.database import open_review_database
 
 
 def lineqa(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

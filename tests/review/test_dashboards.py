@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from review import dashboards
-from review.errors import BadInputError
-from serving.database import open_database
-from serving.records import RecordStore
+from lineqa.review import dashboards
+from lineqa.review.errors import BadInputError
+from lineqa.serving.database import open_database
+from lineqa.serving.records import RecordStore
 from tests.review.conftest import Site, csrf_of, part_image, record
 
 UTC = timezone.utc

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from datasets.catalog import Catalog
-from datasets.model import Annotation, Box
 from lineqa.content_store import ContentStore
-from review import audit
-from review.schema import APPEND_ONLY
-from serving.schema import inspections
+from lineqa.datasets.catalog import Catalog
+from lineqa.datasets.model import Annotation, Box
+from lineqa.review import audit
+from lineqa.review.schema import APPEND_ONLY
+from lineqa.serving.schema import inspections
 from tests.review.conftest import Site, csrf_of
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from datasets.catalog import Catalog
-from datasets.model import Annotation
 from lineqa.content_store import ContentStore
+from lineqa.datasets.catalog import Catalog
+from lineqa.datasets.model import Annotation
 from lineqa.db import sqlite_url
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from review.app import ReviewSettings, create_app
-from review.auth import Role
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.review.app import ReviewSettings, create_app
+from lineqa.review.auth import Role
 from tests.review.conftest import PASSWORD, csrf_of, sign_in
 from tests.serving.test_gateway import boards, frame, make_rig, served, stream
 

@@ -9,11 +9,11 @@ from urllib.parse import quote
 
 import cv2
 
-from datasets.catalog import Catalog
-from datasets.model import Annotation, Box, ImportedDataset, LabelledImage
-from datasets.synth import Surface, generate_part
 from lineqa.content_store import ContentStore
-from review import audit
+from lineqa.datasets.catalog import Catalog
+from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
+from lineqa.datasets.synth import Surface, generate_part
+from lineqa.review import audit
 from tests.review.conftest import Site, csrf_of
 
 

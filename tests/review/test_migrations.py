@@ -1,4 +1,4 @@
-"""The review app's migrations make exactly the tables ``review.schema`` declares, beside the gateway's and
+"""The review app's migrations make exactly the tables ``lineqa.review.schema`` declares, beside the gateway's and
 the catalog's, with their own version table; they go down (triggers and all) and up again."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError
 
 from lineqa import db
 from lineqa.db import sqlite_url
-from review.database import MIGRATIONS, VERSION_TABLE, open_review_database
-from review.schema import metadata
+from lineqa.review.database import MIGRATIONS, VERSION_TABLE, open_review_database
+from lineqa.review.schema import metadata
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets.synth import Surface, write_yolo_dataset
+from lineqa.datasets.synth import Surface, write_yolo_dataset
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Their detections are close to meaningless; they exercise loading, shapes, batching, tiling and every
     error path with a real exported graph. What detections must equal is tested in tests/training.
     """
-    adapter = pytest.importorskip("training.ultralytics_adapter", reason="exporting a model needs the train extra")
+    adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="needs the train extra")
     out = tmp_path_factory.mktemp("tiny-models")
     data = write_yolo_dataset(out / "data", Surface.METAL, train=8, val=2)
     models = {}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from serving.access import AccessDeniedError, AccessError, AccessStore, Principal, TokenCache
-from serving.database import open_database, sqlite_url
-from serving.schema import camera_tokens
+from lineqa.serving.access import AccessDeniedError, AccessError, AccessStore, Principal, TokenCache
+from lineqa.serving.database import open_database, sqlite_url
+from lineqa.serving.schema import camera_tokens
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -19,11 +19,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from datasets.synth import Surface, generate_part
-from serving.embedded_triton import free_port
-from serving.local_plant import LocalPlant, provision_local_plant
-from serving.model_repository import ModelRepository
-from serving.readiness import wait_until_serving
+from lineqa.datasets.synth import Surface, generate_part
+from lineqa.serving.embedded_triton import free_port
+from lineqa.serving.local_plant import LocalPlant, provision_local_plant
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.readiness import wait_until_serving
 from tests.camera.test_mqtt import subscribed
 from tests.helpers.processes import stop
 

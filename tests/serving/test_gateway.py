@@ -23,24 +23,24 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from serving.access import AccessStore, TokenCache
-from serving.database import open_database, sqlite_url
-from serving.embedded_triton import EmbeddedTriton, free_port
-from serving.gateway import Gateway, GatewaySettings, create_server
-from serving.image_store import ImageStore
-from serving.inspector import Inspector
-from serving.local_plant import LocalPlant, provision_local_plant
-from serving.model_repository import ModelRepository
-from serving.recipes import RecipeBook
-from serving.records import RecordStore
-from serving.triton_client import TritonClient
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from lineqa.serving.access import AccessStore, TokenCache
+from lineqa.serving.database import open_database, sqlite_url
+from lineqa.serving.embedded_triton import EmbeddedTriton, free_port
+from lineqa.serving.gateway import Gateway, GatewaySettings, create_server
+from lineqa.serving.image_store import ImageStore
+from lineqa.serving.inspector import Inspector
+from lineqa.serving.local_plant import LocalPlant, provision_local_plant
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.records import RecordStore
+from lineqa.serving.triton_client import TritonClient
+from lineqa.vision.detections import Detections
 from tests.helpers.deeppcb import deeppcb_pairs
 from tests.helpers.matching import assert_same_detections
-from vision.detections import Detections
 
-adapter = pytest.importorskip("training.ultralytics_adapter", reason="exporting the test model needs the train extra")
+adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="needs the train extra")
 pytestmark = pytest.mark.slow
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "deeppcb-yolo11n-320.pt"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.image_store import ImageStore, ImageStoreError
+from lineqa.serving.image_store import ImageStore, ImageStoreError
 
 
 def test_keys_are_content_addressed_under_the_tenant(tmp_path: Path) -> None:

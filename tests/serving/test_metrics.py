@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import urllib.request
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from serving.metrics import GatewayMetrics
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.metrics import GatewayMetrics
 
 
 def test_results_are_counted_and_scraped() -> None:

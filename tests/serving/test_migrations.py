@@ -14,8 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
-from serving.database import alembic_config, open_database, sqlite_url
-from serving.schema import metadata
+from lineqa.serving.database import alembic_config, open_database, sqlite_url
+from lineqa.serving.schema import metadata
 
 TABLES = {"tenants", "lines", "cameras", "camera_tokens", "inspections"}
 

@@ -12,19 +12,19 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from serving.embedded_triton import served_versions
-from serving.errors import ModelRepositoryError
-from serving.model_repository import (
+from lineqa.serving.embedded_triton import served_versions
+from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.model_repository import (
     ModelRepository,
     ModelSettings,
     VersionMetadata,
     VersionPolicy,
     render_config,
 )
-from serving.promotions import event
-from training.errors import TrainingError
-from training.registry import rollback
-from vision.yolo_output import HeadKind
+from lineqa.serving.promotions import event
+from lineqa.training.errors import TrainingError
+from lineqa.training.registry import rollback
+from lineqa.vision.yolo_output import HeadKind
 
 GOLDEN = Path(__file__).parent / "golden"
 NMS_META = VersionMetadata(("open", "short", "copper"), (640, 640), HeadKind.NMS, (7, 8400))

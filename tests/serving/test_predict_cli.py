@@ -13,10 +13,10 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from datasets.synth import Surface, generate_part
-from serving.errors import ModelLoadError
-from serving.onnx_model import OnnxModel
-from vision.yolo_output import HeadKind
+from lineqa.datasets.synth import Surface, generate_part
+from lineqa.serving.errors import ModelLoadError
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.vision.yolo_output import HeadKind
 
 
 def lineqa(*args: str | Path) -> subprocess.CompletedProcess[str]:

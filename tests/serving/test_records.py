@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.database import DatabaseError, open_database, sqlite_url
-from serving.records import InspectionRecord, RecordStore
+from lineqa.serving.database import DatabaseError, open_database, sqlite_url
+from lineqa.serving.records import InspectionRecord, RecordStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

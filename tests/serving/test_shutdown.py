@@ -17,13 +17,13 @@ import cv2
 import grpc
 import pytest
 
-from datasets.synth import Surface, generate_part
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from serving.embedded_triton import free_port
-from serving.local_plant import provision_local_plant
-from serving.model_repository import ModelRepository
-from serving.readiness import wait_until_serving
+from lineqa.datasets.synth import Surface, generate_part
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from lineqa.serving.embedded_triton import free_port
+from lineqa.serving.local_plant import provision_local_plant
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.readiness import wait_until_serving
 
 pytestmark = pytest.mark.slow
 

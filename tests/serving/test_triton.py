@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.synth import Surface, generate_part
-from serving.embedded_triton import EmbeddedTriton, free_port
-from serving.model_repository import ModelRepository, ModelSettings
-from serving.onnx_model import OnnxModel
-from serving.triton_client import ModelUnavailableError, TritonClient
-from vision.detector import postprocess, preprocess
-from vision.yolo_output import DecodeOptions
+from lineqa.datasets.synth import Surface, generate_part
+from lineqa.serving.embedded_triton import EmbeddedTriton, free_port
+from lineqa.serving.model_repository import ModelRepository, ModelSettings
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.serving.triton_client import ModelUnavailableError, TritonClient
+from lineqa.vision.detector import postprocess, preprocess
+from lineqa.vision.yolo_output import DecodeOptions
 
 pytestmark = pytest.mark.slow
 OPTIONS = DecodeOptions(conf_threshold=0.001)

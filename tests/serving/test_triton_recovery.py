@@ -16,21 +16,21 @@ import grpc
 import psutil
 import pytest
 
-from datasets.synth import Surface, generate_part
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from serving.access import AccessStore, TokenCache
-from serving.database import open_database, sqlite_url
-from serving.embedded_supervisor import EmbeddedSupervisor
-from serving.embedded_triton import EmbeddedTriton, served_versions
-from serving.gateway import GatewaySettings, create_server
-from serving.inspector import Inspector
-from serving.local_plant import provision_local_plant
-from serving.model_repository import ModelRepository
-from serving.promotions import event
-from serving.recipes import RecipeBook
-from serving.records import RecordStore
-from serving.triton_client import TritonClient
+from lineqa.datasets.synth import Surface, generate_part
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from lineqa.serving.access import AccessStore, TokenCache
+from lineqa.serving.database import open_database, sqlite_url
+from lineqa.serving.embedded_supervisor import EmbeddedSupervisor
+from lineqa.serving.embedded_triton import EmbeddedTriton, served_versions
+from lineqa.serving.gateway import GatewaySettings, create_server
+from lineqa.serving.inspector import Inspector
+from lineqa.serving.local_plant import provision_local_plant
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.promotions import event
+from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.records import RecordStore
+from lineqa.serving.triton_client import TritonClient
 
 pytestmark = pytest.mark.slow
 RECOVERY_BUDGET_S = 10.0

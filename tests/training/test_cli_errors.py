@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets.synth import Surface, write_yolo_dataset
+from lineqa.datasets.synth import Surface, write_yolo_dataset
 
 
 def lineqa(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

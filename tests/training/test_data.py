@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from datasets.manifest import Manifest
-from datasets.model import Annotation, Box, LabelledImage
-from training.data import write_training_set
-from training.errors import TrainingError
+from lineqa.datasets.manifest import Manifest
+from lineqa.datasets.model import Annotation, Box, LabelledImage
+from lineqa.training.data import write_training_set
+from lineqa.training.errors import TrainingError
 
 
 def images(tmp_path: Path, spec: list[tuple[str, str | None, Annotation]]) -> list[LabelledImage]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.coco_check import coco_map
-from training.metrics import ImageBoxes, class_curves, confusion_matrix, mean_ap
+from lineqa.training.coco_check import coco_map
+from lineqa.training.metrics import ImageBoxes, class_curves, confusion_matrix, mean_ap
 
 pytest.importorskip("pycocotools", reason="the cross-check needs pycocotools (train extra)")
 

@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 import pytest
 
+from lineqa.vision.detections import Detections
+from lineqa.vision.image import read_header
 from tests.helpers.deeppcb import write_yolo_subset
 from tests.helpers.matching import MatchStats, assert_same_detections
-from vision.detections import Detections
-from vision.image import read_header
 
-adapter = pytest.importorskip("training.ultralytics_adapter", reason="parity needs the train extra")
+adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="parity needs the train extra")
 pytestmark = pytest.mark.slow
 
 IMGSZ = 320

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.parity import Tolerance, compare_detections, parity_report
-from vision.detections import Detections
-from vision.recipe import ClassRule, ModelRef, Recipe
+from lineqa.training.parity import Tolerance, compare_detections, parity_report
+from lineqa.vision.detections import Detections
+from lineqa.vision.recipe import ClassRule, ModelRef, Recipe
 
 CLASSES = ("open", "short")
 RECIPE = Recipe(id="r", model=ModelRef(name="m"), defaults=ClassRule(fail_confidence=0.5, review_confidence=0.25))

@@ -23,15 +23,15 @@ import cv2
 import grpc
 import pytest
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from serving.embedded_triton import free_port
-from serving.local_plant import LocalPlant, provision_local_plant
-from serving.readiness import wait_until_serving
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
+from lineqa.serving.embedded_triton import free_port
+from lineqa.serving.local_plant import LocalPlant, provision_local_plant
+from lineqa.serving.readiness import wait_until_serving
 from tests.helpers.deeppcb import deeppcb_pairs
 from tests.helpers.processes import stop
 
-pytest.importorskip("training.ultralytics_adapter", reason="training needs the train extra")
+pytest.importorskip("lineqa.training.ultralytics_adapter", reason="training needs the train extra")
 pytestmark = pytest.mark.slow
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "deeppcb-yolo11n-320.pt"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-adapter = pytest.importorskip("training.ultralytics_adapter", reason="training needs the train extra")
+adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="training needs the train extra")
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 

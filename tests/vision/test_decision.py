@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision.decision import Disposition, Verdict, decide
-from vision.detections import Detections
-from vision.recipe import parse_recipe
+from lineqa.vision.decision import Disposition, Verdict, decide
+from lineqa.vision.detections import Detections
+from lineqa.vision.recipe import parse_recipe
 
 NAMES = ("scratch", "dent", "stain")
 RECIPE = parse_recipe(

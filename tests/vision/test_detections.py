@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision.detections import Detections
+from lineqa.vision.detections import Detections
 
 GOOD = (np.array([[0, 0, 10, 10], [5, 5, 20, 30]]), np.array([0.9, 0.5]), np.array([1, 0]))
 

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vision.errors import CorruptImageError, ImageError, ImageTooLargeError, UnsupportedEncodingError
-from vision.image import ImageEncoding, ImageLimits, decode_image, load_image, read_header, sniff_encoding
+from lineqa.vision.errors import CorruptImageError, ImageError, ImageTooLargeError, UnsupportedEncodingError
+from lineqa.vision.image import ImageEncoding, ImageLimits, decode_image, load_image, read_header, sniff_encoding
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

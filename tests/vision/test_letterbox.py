@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision.letterbox import letterbox, plan_letterbox, to_input_tensor
+from lineqa.vision.letterbox import letterbox, plan_letterbox, to_input_tensor
 
 augment = pytest.importorskip("ultralytics.data.augment", reason="parity checks need the train extra")
 ops = pytest.importorskip("ultralytics.utils.ops")

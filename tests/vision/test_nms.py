@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision.nms import OverlapMetric, box_iou, merge_overlapping, nms
+from lineqa.vision.nms import OverlapMetric, box_iou, merge_overlapping, nms
 
 torch = pytest.importorskip("torch")
 tv_ops = pytest.importorskip("torchvision.ops")

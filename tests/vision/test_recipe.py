@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vision.errors import RecipeError
-from vision.recipe import Recipe, load_recipe, parse_recipe
+from lineqa.vision.errors import RecipeError
+from lineqa.vision.recipe import Recipe, load_recipe, parse_recipe
 
 FULL = """
 id: pcb-top

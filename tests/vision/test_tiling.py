@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from vision.detections import Detections
-from vision.tiling import TilingOptions, merge_tiles, tile_windows
+from lineqa.vision.detections import Detections
+from lineqa.vision.tiling import TilingOptions, merge_tiles, tile_windows
 
 
 @pytest.mark.parametrize(

@@ -15,18 +15,18 @@ import cv2
 import numpy as np
 import pytest
 
-from serving.onnx_model import OnnxModel
+from lineqa.serving.onnx_model import OnnxModel
+from lineqa.vision.decision import decide
+from lineqa.vision.detections import Detections
+from lineqa.vision.detector import detect
+from lineqa.vision.nms import box_iou
+from lineqa.vision.overlay import draw_decision
+from lineqa.vision.recipe import ClassRule, ModelRef, Recipe
+from lineqa.vision.tiling import TilingOptions, detect_tiled
+from lineqa.vision.yolo_output import DecodeOptions
 from tests.helpers.deeppcb import deeppcb_pairs, held_out, read_boxes
-from vision.decision import decide
-from vision.detections import Detections
-from vision.detector import detect
-from vision.nms import box_iou
-from vision.overlay import draw_decision
-from vision.recipe import ClassRule, ModelRef, Recipe
-from vision.tiling import TilingOptions, detect_tiled
-from vision.yolo_output import DecodeOptions
 
-adapter = pytest.importorskip("training.ultralytics_adapter", reason="exporting the test model needs the train extra")
+adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="needs the train extra")
 pytestmark = pytest.mark.slow
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "deeppcb-yolo11n-320.pt"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision.errors import ModelOutputError
-from vision.yolo_output import DecodeOptions, HeadKind, decode_outputs, infer_head_kind
+from lineqa.vision.errors import ModelOutputError
+from lineqa.vision.yolo_output import DecodeOptions, HeadKind, decode_outputs, infer_head_kind
 
 torch = pytest.importorskip("torch")
 nms_module = pytest.importorskip("ultralytics.utils.nms")

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.lineqa.inspection.v1 import inspection_pb2 as protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/lineqa/inspection/v1/inspection_pb2_grpc.py depends on'
+        + ' but the generated code in lineqa/protos/lineqa/inspection/v1/inspection_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,13 +37,13 @@ class InspectionServiceStub:
         """
         self.Inspect = channel.unary_unary(
                 '/lineqa.inspection.v1.InspectionService/Inspect',
-                request_serializer=protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectRequest.SerializeToString,
-                response_deserializer=protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectResponse.FromString,
+                request_serializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectRequest.SerializeToString,
+                response_deserializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectResponse.FromString,
                 _registered_method=True)
         self.StreamInspect = channel.stream_stream(
                 '/lineqa.inspection.v1.InspectionService/StreamInspect',
-                request_serializer=protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.SerializeToString,
-                response_deserializer=protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.FromString,
+                request_serializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.SerializeToString,
+                response_deserializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.FromString,
                 _registered_method=True)
 
 
@@ -73,13 +73,13 @@ def add_InspectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Inspect': grpc.unary_unary_rpc_method_handler(
                     servicer.Inspect,
-                    request_deserializer=protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectRequest.FromString,
-                    response_serializer=protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectResponse.SerializeToString,
+                    request_deserializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectRequest.FromString,
+                    response_serializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectResponse.SerializeToString,
             ),
             'StreamInspect': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamInspect,
-                    request_deserializer=protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.FromString,
-                    response_serializer=protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.SerializeToString,
+                    request_deserializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.FromString,
+                    response_serializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -108,8 +108,8 @@ class InspectionService:
             request,
             target,
             '/lineqa.inspection.v1.InspectionService/Inspect',
-            protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectRequest.SerializeToString,
-            protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectResponse.FromString,
+            lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectRequest.SerializeToString,
+            lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.InspectResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -135,8 +135,8 @@ class InspectionService:
             request_iterator,
             target,
             '/lineqa.inspection.v1.InspectionService/StreamInspect',
-            protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.SerializeToString,
-            protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.FromString,
+            lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.SerializeToString,
+            lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.FromString,
             options,
             channel_credentials,
             insecure,
