@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # lineqa container images (docs/deployment.md):
 #
-#   serving  (default) the gateway with its embedded Triton (PyTriton), ONNX Runtime and the review app; no torch
+#   serving  (default) the gateway with its embedded Triton (the nvidia-pytriton wheel's tritonserver), ONNX
+#            Runtime and the review app; no torch
 #   training           the same plus torch, torchvision and Ultralytics, for 'lineqa train/evaluate/export'
 #
 #   podman build --format docker --target serving -t lineqa-serving .   (docker build: without --format)
@@ -16,8 +17,9 @@
 
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
-# Debian's Python 3.11 ships libpython3.11.so, which PyTriton's Python-backend stub loads; tini reaps the
-# embedded Triton's processes and forwards SIGTERM, so the gateway drains on 'stop'.
+# Debian's Python 3.11 ships libpython3.11.so, which Triton's Python-backend stub loads; tini reaps the
+# embedded Triton's processes and forwards SIGTERM, so the gateway drains on 'stop'; util-linux (essential)
+# has setpriv, which makes Triton die with a killed gateway.
 FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 libpython3.11 tini ca-certificates \
@@ -88,7 +90,7 @@ CMD ["--help"]
 FROM runtime AS serving
 LABEL org.opencontainers.image.title=lineqa-serving
 COPY --from=builder /opt/lineqa /opt/lineqa
-# Caches (PyTriton keeps its workspace there) go to /tmp, so the root file system can be read-only.
+# Caches and the embedded Triton's working folder go to /tmp, so the root file system can be read-only.
 ENV PATH=/opt/lineqa/bin:$PATH LINEQA_HOME=/var/lib/lineqa LINEQA_HOST=0.0.0.0 PYTHONUNBUFFERED=1 \
     XDG_CACHE_HOME=/tmp/cache
 USER lineqa

@@ -45,7 +45,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("lineqa.training.evaluate_cli", "mAP, per-class AP, PR curves, escape and false-reject rates"),
     "export": Command("lineqa.training.export_cli", "export a run to ONNX and check parity with its trained weights"),
     "review": Command("lineqa.review.cli", "the QA review and labelling web app, and its users and roles"),
-    "demo": Command("lineqa.training.demo", "train a demo model on synthetic parts and judge a batch of new ones"),
+    "demo": Command("lineqa.demo", "the whole line in minutes: a demo detector judges a batch of synthetic parts"),
 }
 
 # Errors a user can act on: printed as one line, never as a traceback. Each part's error root is listed by

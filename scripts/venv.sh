@@ -1,5 +1,5 @@
 # Sourced by scripts/demo and scripts/test: create (once) and update the project's virtual environment.
-# Usage: source scripts/venv.sh EXTRAS   (EXTRAS as in pyproject.toml, e.g. "train" or "train,dev")
+# Usage: source scripts/venv.sh EXTRAS   (EXTRAS as in pyproject.toml, e.g. "train" or "train,dev"; "" for none)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LINEQA_VENV:-$ROOT/.venv}"
@@ -24,10 +24,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
 
-stamp="$VENV/.lineqa-installed-$(echo "$extras" | tr ',' '-')"
+stamp="$VENV/.lineqa-installed-$(echo "${extras:-base}" | tr ',' '-')"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  echo "==> installing lineqa[$extras] into $VENV (the first time takes a few minutes: torch is large)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$extras]"
+  if [ -n "$extras" ]; then
+    echo "==> installing lineqa[$extras] into $VENV (the first time takes a few minutes: torch is large)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$extras]"
+  else
+    echo "==> installing lineqa into $VENV (the serving runtime: no torch)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT"
+  fi
   # ultralytics depends on opencv-python, which needs libGL; on a server the headless build of the same
   # version must own the cv2 package, so it is reinstalled over it.
   if "$VENV/bin/python" -m pip show --quiet opencv-python >/dev/null 2>&1; then

@@ -5,9 +5,10 @@ policy, records committed before each verdict) driven by N concurrent ``StreamIn
 frames, latency taken client-side from send to result. Two baselines put its throughput in context, run in
 this process while the gateway is idle, so that nothing competes with them:
 
-- raw ONNX Runtime on tensors preprocessed beforehand (batch 1, ONNX Runtime's own thread count, as the
-  embedded Triton uses): the ceiling, the model alone with no decoding, network, batching or records;
-- Ultralytics' own ``predict`` loop on the ``.pt`` weights and the same files: what a user would run instead.
+- raw ONNX Runtime on tensors preprocessed beforehand (batch 1, one session with a thread per core): the
+  ceiling, the model alone with no decoding, network, batching or records;
+- Ultralytics' own ``predict`` loop on the ``.pt`` weights and the same files, torch with a thread per core:
+  what a user would run instead.
 
 Everything the bench needs to reach the gateway (address, transport security, per-camera tokens, the serve
 options that go with them) comes from :func:`provision`, so that securing the gateway changes one function.
@@ -37,11 +38,12 @@ from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from lineqa.serving.embedded_triton import LOOPBACK, free_port
 from lineqa.serving.errors import ServingError
 from lineqa.serving.local_plant import provision_local_plant
-from lineqa.serving.model_repository import ModelRepository, ModelVersion
+from lineqa.serving.model_repository import ModelRepository, ModelSettings, ModelVersion
 from lineqa.serving.onnx_model import OnnxModel
 from lineqa.serving.readiness import NotServingError, wait_until_serving
 from lineqa.vision.detector import preprocess
 from lineqa.vision.image import ImageEncoding, decode_image
+from lineqa.vision.letterbox import scale_input
 
 MODEL_NAME = "bench"
 RECIPE_ID = "bench"
@@ -50,7 +52,8 @@ LINE_ID = "line-1"
 RECIPE = "id: bench\nmodel: {name: bench}\ndefaults: {fail_confidence: 0.5, review_confidence: 0.25}\n"
 PROGRESS_EVERY_S = 5.0
 STALL_S = 60.0  # no result for this long on a stream: the gateway is stuck, the run is void
-STAGES = ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "decision_ms", "persist_ms", "total_ms")
+STAGES = ("decode_ms", "preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "decision_ms", "persist_ms",
+          "total_ms")
 
 
 class BenchError(ServingError):
@@ -91,12 +94,14 @@ def provision(home: Path, cameras: list[str]) -> Connection:
     )
 
 
-def prepare_home(home: Path, onnx: Path) -> ModelVersion:
-    """A fresh lineqa home with the model as the only one served and one recipe using it.
+def prepare_home(home: Path, onnx: Path, *, gpu: bool = False) -> ModelVersion:
+    """A fresh lineqa home with the model as the only one served (on the GPU with ``gpu``: ONNX Runtime's CUDA
+    provider in the embedded Triton) and one recipe using it.
 
     Fresh per run, so every (camera, sequence) is new to the records database and nothing is a replay.
     """
-    version = ModelRepository(home / "models").add_version(MODEL_NAME, onnx)
+    settings = ModelSettings(gpu=True) if gpu else None
+    version = ModelRepository(home / "models").add_version(MODEL_NAME, onnx, settings=settings)
     (home / "recipes").mkdir(parents=True)
     (home / "recipes" / f"{RECIPE_ID}.yaml").write_text(RECIPE)
     return version
@@ -313,15 +318,19 @@ class Loop:
         return Measurement(frames, seconds, latencies, CpuMeter.spent(cpu_before, meter.read()), self.threads())
 
 
-def onnxruntime_loop(version: ModelVersion, jpegs: list[bytes]) -> Loop:
-    """Raw ONNX Runtime, batch 1, on the served model file with the gateway's preprocessing done beforehand.
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0))
 
-    Thread count 0 lets ONNX Runtime choose, as the embedded Triton does by default.
-    """
-    model = OnnxModel(version.model_file, threads=0)
+
+def onnxruntime_loop(version: ModelVersion, jpegs: list[bytes], device: str = "cpu") -> Loop:
+    """Raw ONNX Runtime, batch 1, on the served model file with the gateway's preprocessing done beforehand
+    (the letterboxed tensors, scaled to float32): one session with an intra-op thread per usable core, on
+    ``device`` (``cpu`` or ``cuda``)."""
+    cores = usable_cores()
+    model = OnnxModel(version.model_file, device=device, threads=cores)
     spec = version.metadata.spec(version.name, max_batch=1)
-    tensors = [preprocess([decode_image(data, ImageEncoding.JPEG)], spec)[0] for data in jpegs]
-    return Loop("raw ONNX Runtime", lambda k: model.infer(tensors[k % len(tensors)]))
+    tensors = [scale_input(preprocess([decode_image(data, ImageEncoding.JPEG)], spec)[0]) for data in jpegs]
+    return Loop("raw ONNX Runtime", lambda k: model.infer(tensors[k % len(tensors)]), lambda: cores)
 
 
 def load_ultralytics(config_dir: Path) -> ModuleType:
@@ -348,16 +357,17 @@ def export_onnx(weights: Path, imgsz: int, work: Path) -> Path:
     return ultralytics_export(copy, imgsz)
 
 
-def ultralytics_loop(weights: Path, paths: list[Path], imgsz: int, config_dir: Path) -> Loop:
-    """Ultralytics' own ``predict`` on the ``.pt`` weights, one image file per call, on the CPU.
-
-    Left to its defaults, as a user runs it: on the CPU it sets torch to one thread fewer than the cores.
-    """
+def ultralytics_loop(weights: Path, paths: list[Path], imgsz: int, config_dir: Path, device: str = "cpu") -> Loop:
+    """Ultralytics' own ``predict`` on the ``.pt`` weights, one image file per call, on ``device`` (``cpu``,
+    or ``0`` for the first GPU), with torch using every usable core (left to itself, Ultralytics sets torch to
+    one thread fewer than the cores)."""
     model = load_ultralytics(config_dir).YOLO(str(weights), task="detect")
     import torch  # present wherever Ultralytics is
 
+    torch.set_num_threads(usable_cores())
+
     def predict(k: int) -> object:
-        return model.predict(str(paths[k % len(paths)]), imgsz=imgsz, device="cpu", verbose=False)
+        return model.predict(str(paths[k % len(paths)]), imgsz=imgsz, device=device, verbose=False)
 
     return Loop("Ultralytics predict", predict, torch.get_num_threads)
 

@@ -1,71 +1,119 @@
-"""A real Triton Inference Server, started in-process through PyTriton, serving a model repository.
+"""The embedded Triton Inference Server: the ``tritonserver`` binary that the ``nvidia-pytriton`` wheel ships.
 
-This is the default for ``lineqa serve`` with no Triton URL: one machine, nothing else to install. The newest
-version of each model in the repository is bound as that Triton model version, with a Python function that
-runs the ONNX file with ONNX Runtime; Triton does the dynamic batching. Clients talk to it exactly as to
-NVIDIA's Triton container (gRPC, same model names and versions), so the gateway has one client code path.
+This is the default for ``lineqa serve`` with no Triton URL: one machine, nothing else to install, the same
+gRPC protocol and client code as NVIDIA's Triton container in production. It runs the binary directly, not
+through PyTriton's proxy (whose one-second handshake failed starts on a busy machine), with Triton's Python
+backend: every model instance is a backend stub process of Triton's own running ONNX Runtime
+(:mod:`lineqa.serving.triton_python_model`) on a derived view of the model repository
+(:mod:`lineqa.serving.triton_view`).
 
-One version per model: PyTriton 0.7 names its per-model IPC sockets after the model name alone, so a second
-version of a model cannot be bound beside the first ("Address already in use"). NVIDIA's Triton serves every
-version the repository's version policy names; the embedded server serves the version on the line (the
-promoted one, else the newest), and a promotion starts a successor server with the new version.
+Triton runs in explicit model-control mode: it starts with no model, and :meth:`EmbeddedTriton.load` loads
+exactly the versions the gateway asks for, through the model-control API; a promotion loads the new version
+beside the old one and a second load unloads the old one, on the same server.
 
-PyTriton starts the Triton binary by forking. Forking a process that already runs gRPC threads (the gateway)
-can crash the child, so the server lives in its own host process (``python -m lineqa.serving.embedded_triton``),
-started with fork+exec; :class:`EmbeddedTriton` starts and restarts that process, and
-:class:`lineqa.serving.embedded_supervisor.EmbeddedSupervisor` watches it.
+Security (RELIABILITY.md 19): every endpoint listens on 127.0.0.1 only; the model-control, shared-memory,
+statistics, trace and logging APIs (gRPC and HTTP) answer only calls carrying a per-process random key.
 
-Security (RELIABILITY.md 19): every endpoint listens on 127.0.0.1 only, and the gRPC and HTTP model-control
-and shared-memory APIs are restricted to callers holding a per-process random key.
+Robustness: a start is retried with backoff, on fresh ports, for a bounded total time, and a final failure
+names the cause with the last lines of Triton's log. Triton and its stubs die with the gateway, even when the
+gateway is SIGKILLed (:mod:`lineqa.serving.child_process`).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import secrets
-import signal
+import shutil
 import socket
 import subprocess
 import sys
 import sysconfig
-import threading
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from lineqa.serving.child_process import kill_group, spawn_bound, stop_group
 from lineqa.serving.errors import ServingError
-from lineqa.serving.model_repository import ModelRepository, ModelVersion
+from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.triton_view import build_view
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-RESTRICTED_HEADER = "lineqa-triton-admin-key"
+RESTRICTED_APIS = ("model-repository", "shared-memory", "statistics", "trace", "logging")
+ADMIN_HEADER = "lineqa-admin-key"
+# Triton's gRPC server looks for a restricted protocol's key under this prefix (its HTTP server, bare).
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
+WORKDIR_PREFIX = "lineqa-triton-"
+LOG_TAIL_LINES = 25
 
 
 class EmbeddedTritonError(ServingError):
-    """The embedded Triton server could not start or bind a model."""
+    """The embedded Triton server could not start, or could not load a model."""
 
 
 def free_port() -> int:
-    """A port free on loopback now (Triton needs explicit ports; the race window is tiny and local)."""
+    """A port free on loopback now (Triton needs explicit ports; a start that loses the race is retried)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
 
 
-def _ensure_libpython_on_loader_path() -> None:
-    """PyTriton's Python-backend stub dlopens libpython3.X.so; pyenv-style interpreters keep it off the
-    system path, so the interpreter's LIBDIR goes on LD_LIBRARY_PATH (inherited by the Triton process)."""
-    libdir = sysconfig.get_config_var("LIBDIR")
-    current = os.environ.get("LD_LIBRARY_PATH", "")
-    if libdir and libdir not in current.split(":"):
-        os.environ["LD_LIBRARY_PATH"] = f"{libdir}:{current}" if current else libdir
+@dataclass(frozen=True)
+class TritonDistribution:
+    """Where the ``nvidia-pytriton`` wheel keeps the server, the Python backend, its stub and its libraries."""
+
+    server: Path
+    backend: Path
+    stub: Path
+    libraries: Path
+
+    @classmethod
+    def installed(cls) -> TritonDistribution:
+        import pytriton
+
+        root = Path(pytriton.__file__).parent / "tritonserver"
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        found = cls(
+            server=root / "bin" / "tritonserver",
+            backend=root / "backends" / "python",
+            stub=root / "python_backend_stubs" / version / "triton_python_backend_stub",
+            libraries=Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs",
+        )
+        missing = [str(p) for p in (found.server, found.backend, found.stub, found.libraries) if not p.exists()]
+        if missing:
+            raise EmbeddedTritonError(
+                f"the nvidia-pytriton wheel lacks {', '.join(missing)} (a Triton Python-backend stub for Python "
+                f"{version} is needed): reinstall it, or point the gateway at a Triton with --triton-url"
+            )
+        return found
+
+    def backends_folder(self, workdir: Path) -> Path:
+        """A backend folder for ``--backend-directory``: Triton's Python backend with the stub for this Python."""
+        python = workdir / "backends" / "python"
+        python.mkdir(parents=True, exist_ok=True)
+        for source in (self.backend / "libtriton_python.so", self.backend / "triton_python_backend_utils.py"):
+            (python / source.name).symlink_to(source)
+        (python / "triton_python_backend_stub").symlink_to(self.stub)
+        return python.parent
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment: its bundled libraries; the interpreter's ``libpython3.X.so``, which the
+        stub loads (pyenv-style interpreters keep it off the system path); and this environment's ``bin``
+        first on PATH. The stub's embedded interpreter ignores PYTHONPATH and finds its prefix by looking for
+        ``python3`` on PATH: it must find this virtual environment's, or it runs on the base interpreter's
+        packages (another numpy, no ONNX Runtime), and its tensors come back empty."""
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        libraries = [str(self.libraries), libdir, os.environ.get("LD_LIBRARY_PATH", "")]
+        paths = [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        return {
+            **os.environ,
+            "LD_LIBRARY_PATH": ":".join(p for p in libraries if p),
+            "PATH": ":".join(p for p in paths if p),
+        }
 
 
 @dataclass(frozen=True)
@@ -78,173 +126,213 @@ class TritonEndpoints:
     def grpc_url(self) -> str:
         return f"{LOOPBACK}:{self.grpc_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
 
-def _onnx_infer_function(version: ModelVersion, threads: int) -> Callable[..., dict[str, np.ndarray]]:
-    import onnxruntime as ort
-    from pytriton.decorators import batch
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    # Threads that spin while waiting burn the cores the gateway and the other instances need.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(version.model_file), options, providers=["CPUExecutionProvider"])
-    input_name, output_name = version.metadata.input_name, version.metadata.output_name
-
-    @batch  # type: ignore[untyped-decorator]
-    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
-        (output,) = session.run([output_name], {input_name: inputs[input_name]})
-        return {output_name: output}
-
-    return infer  # type: ignore[no-any-return]
+    @classmethod
+    def pick(cls, metrics_port: int) -> TritonEndpoints:
+        return cls(free_port(), free_port(), metrics_port or free_port())
 
 
-class _TritonHost:
-    """PyTriton in the current process: binds the newest version of every model and runs the server."""
-
-    def __init__(
-        self, repository: ModelRepository, endpoints: TritonEndpoints, admin_key: str, ort_threads: int
-    ) -> None:
-        self.repository = repository
-        self.endpoints = endpoints
-        self.admin_key = admin_key
-        self.ort_threads = ort_threads
-        self._triton: Any = None
-
-    def start(self) -> None:
-        from pytriton.triton import Triton, TritonConfig
-
-        _ensure_libpython_on_loader_path()
-        restricted = f"model-repository,shared-memory:{RESTRICTED_HEADER}={self.admin_key}"
-        config = TritonConfig(
-            grpc_address=LOOPBACK,
-            grpc_port=self.endpoints.grpc_port,
-            http_address=LOOPBACK,
-            http_port=self.endpoints.http_port,
-            metrics_address=LOOPBACK,
-            metrics_port=self.endpoints.metrics_port,
-            allow_metrics=True,
-            grpc_restricted_protocol=restricted,
-            http_restricted_api=restricted,
-            exit_on_error=True,
-        )
-        self._triton = Triton(config=config)
-        for name in self.repository.model_names():
-            self._bind(self.repository.serving_version(name))
-        self._triton.run()
-
-    def _bind(self, version: ModelVersion) -> None:
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-
-        if version.backend != "onnxruntime":
-            logger.warning(
-                "%s v%d is a %s model: only NVIDIA's Triton serves it", version.name, version.version, version.backend
-            )
-            return
-        settings = self.repository.settings(version.name)
-        meta = version.metadata
-        threads, instances = self._instances(settings.instance_count)
-        self._triton.bind(
-            model_name=version.name,
-            model_version=version.version,
-            infer_func=[_onnx_infer_function(version, threads) for _ in range(instances)],
-            inputs=[Tensor(name=meta.input_name, dtype=np.float32, shape=(3, *meta.input_hw))],
-            outputs=[Tensor(name=meta.output_name, dtype=np.float32, shape=meta.output_dims)],
-            config=ModelConfig(
-                max_batch_size=settings.max_batch_size,
-                batcher=DynamicBatcher(max_queue_delay_microseconds=settings.max_queue_delay_us),
-            ),
-            strict=True,
-        )
-
-    def _instances(self, configured: int) -> tuple[int, int]:
-        """(ONNX Runtime threads per instance, instances). By default one single-threaded instance per core:
-        on a CPU, parallel sessions beat one session's threads working on one frame (``lineqa bench`` on
-        2 cores, YOLO11n at 640: 18.6 frames/s against 15.6 with one two-thread session). Given
-        ``--ort-threads N``, the model's configured instance count, each with N threads."""
-        if self.ort_threads:
-            return self.ort_threads, configured
-        return 1, max(configured, os.cpu_count() or 1)
-
-    def alive(self) -> bool:
-        return self._triton is not None and bool(self._triton.is_alive())
-
-    def stop(self) -> None:
-        if self._triton is not None:
-            self._triton.stop()
-            self._triton = None
-
-
-def served_versions(repository: ModelRepository) -> dict[str, int]:
-    """What the embedded server serves: the version on the line of every ONNX model."""
-    served = {}
-    for name in repository.model_names():
-        current = repository.serving_version(name)
-        if current.backend == "onnxruntime":
-            served[name] = current.version
-    return served
+@dataclass(frozen=True)
+class EmbeddedTritonSettings:
+    ort_threads: int = 0  # 0: one single-threaded ONNX Runtime session per core
+    start_timeout_s: float = 120.0  # all attempts together
+    attempt_timeout_s: float = 60.0
+    load_timeout_s: float = 120.0
+    metrics_port: int = 0  # 0: any free port
+    exit_timeout_s: int = 5  # Triton's own wait for in-flight requests when told to stop
+    workdir_parent: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
 
 class EmbeddedTriton:
-    """The embedded Triton host process. Start with :meth:`start`, stop with :meth:`stop` (or ``with``)."""
+    """The embedded server: :meth:`start`, :meth:`load` what to serve, :meth:`stop` (or use ``with``).
 
-    def __init__(self, repository: ModelRepository, *, ort_threads: int = 0, start_timeout_s: float = 120.0) -> None:
+    Blocking methods: call them from a worker thread in async code."""
+
+    def __init__(self, repository: ModelRepository, settings: EmbeddedTritonSettings | None = None) -> None:
         self.repository = repository
-        self.ort_threads = ort_threads
-        self.start_timeout_s = start_timeout_s
-        self.endpoints = TritonEndpoints(free_port(), free_port(), free_port())
+        self.settings = settings or EmbeddedTritonSettings()
+        self.distribution = TritonDistribution.installed()
         self.admin_key = secrets.token_hex(16)
-        self.served: dict[str, int] = {}
+        self.endpoints = TritonEndpoints.pick(self.settings.metrics_port)
+        self.loaded: dict[str, frozenset[int]] = {}
         self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
 
-    def start(self) -> TritonEndpoints:
-        """Start the host process and wait until Triton and its models are ready."""
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """gRPC metadata that opens the restricted APIs (model control) of this server."""
+        return {GRPC_HEADER_PREFIX + ADMIN_HEADER: self.admin_key}
+
+    @property
+    def log_path(self) -> Path:
+        return self._prepared_workdir() / "triton.log"
+
+    @property
+    def view(self) -> Path:
+        return self._prepared_workdir() / "view"
+
+    def _prepared_workdir(self) -> Path:
+        if self._workdir is None:
+            _remove_stale_workdirs(self.settings.workdir_parent)
+            self._workdir = Path(
+                tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=self.settings.workdir_parent)
+            )
+            self.distribution.backends_folder(self._workdir)
+            (self._workdir / "view").mkdir()
+        return self._workdir
+
+    def _command(self, endpoints: TritonEndpoints) -> list[str]:
+        restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self.admin_key}"
+        workdir = self._prepared_workdir()
+        return [
+            str(self.distribution.server),
+            f"--model-repository={self.view}",
+            f"--backend-directory={workdir / 'backends'}",
+            "--model-control-mode=explicit",
+            "--disable-auto-complete-config",
+            # Server readiness means the server is up; the gateway asks after each model version it uses (by
+            # default one version Triton refused to load would make the whole server "not ready").
+            "--strict-readiness=false",
+            f"--grpc-address={LOOPBACK}", f"--grpc-port={endpoints.grpc_port}",
+            f"--http-address={LOOPBACK}", f"--http-port={endpoints.http_port}",
+            f"--metrics-address={LOOPBACK}", f"--metrics-port={endpoints.metrics_port}",
+            "--allow-metrics=true", "--allow-gpu-metrics=false", "--allow-cpu-metrics=true",
+            f"--grpc-restricted-protocol={restricted}",
+            f"--http-restricted-api={restricted}",
+            f"--exit-timeout-secs={self.settings.exit_timeout_s}",
+            # Backend stubs' shared-memory regions are named per server, so two gateways on a host never meet.
+            f"--backend-config=python,shm-region-prefix-name=lineqa-{os.getpid()}-{secrets.token_hex(4)}-",
+        ]  # fmt: skip
+
+    def start(self, wanted: Mapping[str, Iterable[int]] | None = None) -> TritonEndpoints:
+        """Start the server (retried with backoff for up to ``start_timeout_s``), then load ``wanted``."""
+        started = time.monotonic()
+        deadline = started + self.settings.start_timeout_s
+        backoff, attempt = 0.5, 0
+        while True:
+            attempt += 1
+            cause = self._attempt(deadline)
+            if cause is None:
+                break
+            if time.monotonic() + backoff >= deadline:
+                raise EmbeddedTritonError(
+                    f"the embedded Triton did not start in {attempt} attempts ({time.monotonic() - started:.0f} s): "
+                    f"{cause}\n{self.log_tail()}"
+                )
+            logger.warning("embedded Triton start attempt %d failed (%s); retrying in %.1f s", attempt, cause, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 8.0)
+            self.endpoints = TritonEndpoints.pick(self.settings.metrics_port)  # a port may have been taken
+        logger.info("embedded Triton up on %s after %d attempt(s)", self.endpoints.grpc_url, attempt)
+        self.loaded = {}
+        if wanted:
+            self.load(wanted)
+        return self.endpoints
+
+    def _attempt(self, deadline: float) -> str | None:
+        """One start; the reason it failed, or None when the server is live and ready."""
         import tritonclient.grpc as triton_grpc
 
-        command = [
-            sys.executable, "-m", "lineqa.serving.embedded_triton", "--repo", str(self.repository.root),
-            "--grpc-port", str(self.endpoints.grpc_port), "--http-port", str(self.endpoints.http_port),
-            "--metrics-port", str(self.endpoints.metrics_port), "--ort-threads", str(self.ort_threads),
-        ]  # fmt: skip
-        environment = {**os.environ, "LINEQA_TRITON_ADMIN_KEY": self.admin_key}  # not on the command line
-        self._process = subprocess.Popen(command, env=environment)
-        served = served_versions(self.repository)
-        deadline = time.monotonic() + self.start_timeout_s
+        with self.log_path.open("ab") as log:
+            log.write(f"---- lineqa: starting tritonserver at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            log.flush()
+            self._process = spawn_bound(
+                self._command(self.endpoints), env=self.distribution.environment(), output=log
+            )
+        attempt_deadline = min(deadline, time.monotonic() + self.settings.attempt_timeout_s)
         client = triton_grpc.InferenceServerClient(self.endpoints.grpc_url)
         try:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise EmbeddedTritonError(f"the embedded Triton exited with status {self._process.returncode}")
+            while time.monotonic() < attempt_deadline:
+                status = self._process.poll()
+                if status is not None:
+                    kill_group(self._process.pid)
+                    return f"tritonserver exited with status {status}"
                 try:
-                    if client.is_server_ready() and all(client.is_model_ready(n, str(v)) for n, v in served.items()):
-                        self.served = served
-                        logger.info("embedded Triton serving %s on %s", served, self.endpoints.grpc_url)
-                        return self.endpoints
+                    if client.is_server_live(client_timeout=1.0) and client.is_server_ready(client_timeout=1.0):
+                        return None
                 except Exception:  # not listening yet
                     pass
-                time.sleep(0.2)
+                time.sleep(0.1)
         finally:
             client.close()
-        self.stop()
-        raise EmbeddedTritonError(f"the embedded Triton was not ready within {self.start_timeout_s:.0f} s")
+        self._kill()
+        return f"tritonserver was not ready within {self.settings.attempt_timeout_s:.0f} s"
+
+    def load(self, wanted: Mapping[str, Iterable[int]]) -> None:
+        """Make Triton serve exactly ``wanted`` (model name → versions): rebuild the view, load every model
+        whose versions change (Triton loads new versions beside the old ones, then drops those no longer
+        named), unload models no longer wanted. Raises EmbeddedTritonError naming Triton's reason; the
+        versions that were being served then stay served."""
+        import tritonclient.grpc as triton_grpc
+        from tritonclient.utils import InferenceServerException
+
+        target = {name: frozenset(versions) for name, versions in wanted.items()}
+        changed = {name: versions for name, versions in target.items() if self.loaded.get(name) != versions}
+        gone = [name for name in self.loaded if name not in target]
+        if not changed and not gone:
+            return
+        build_view(self.repository, {**self.loaded, **changed}, self.view, ort_threads=self.settings.ort_threads)
+        client = triton_grpc.InferenceServerClient(self.endpoints.grpc_url)
+        try:
+            for name, versions in changed.items():
+                try:
+                    client.load_model(name, headers=self.admin_headers, client_timeout=self.settings.load_timeout_s)
+                    ready = all(client.is_model_ready(name, str(v), client_timeout=5.0) for v in versions)
+                except InferenceServerException as exc:
+                    self._restore_view()
+                    message = f"Triton could not load {name} {sorted(versions)}: {exc.message()}"
+                    raise EmbeddedTritonError(message) from exc
+                if not ready:
+                    self._restore_view()
+                    raise EmbeddedTritonError(f"Triton loaded {name} but not all of versions {sorted(versions)}")
+                self.loaded[name] = versions
+                logger.info("embedded Triton serves %s versions %s", name, sorted(versions))
+            for name in gone:
+                client.unload_model(name, headers=self.admin_headers, client_timeout=self.settings.load_timeout_s)
+                del self.loaded[name]
+        finally:
+            client.close()
+        build_view(self.repository, self.loaded, self.view, ort_threads=self.settings.ort_threads)
+
+    def _restore_view(self) -> None:
+        """Put the view back to what is loaded, so that a later reload cannot pick up a refused version."""
+        build_view(self.repository, self.loaded, self.view, ort_threads=self.settings.ort_threads)
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
+    def restart(self) -> TritonEndpoints:
+        """Stop (if still running) and start again, loading what was loaded."""
+        loaded = dict(self.loaded)
+        self._kill()
+        return self.start(loaded)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines of Triton's log, for an error message a person can act on."""
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return f"(no log at {self.log_path})"
+        return f"last lines of {self.log_path}:\n" + "\n".join(f"  {line}" for line in text)
+
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            kill_group(process.pid)
             process.wait()
 
-    def restart(self) -> TritonEndpoints:
-        """Stop (if still running) and start again on the same ports, with the repository's newest models."""
-        self.stop()
-        return self.start()
+    def stop(self) -> None:
+        """Stop Triton (it finishes in-flight requests for up to ``exit_timeout_s``) and every stub; remove
+        the working folder."""
+        process, self._process = self._process, None
+        if process is not None:
+            stop_group(process, self.settings.exit_timeout_s + 5.0)
+        workdir, self._workdir = self._workdir, None
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedTriton:
         self.start()
@@ -254,55 +342,9 @@ class EmbeddedTriton:
         self.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The host process: serve until told to stop (exit 0), until Triton dies (exit 1, to be restarted), or
-    until its gateway is gone (a killed gateway must not leave a Triton behind)."""
-    parser = argparse.ArgumentParser(prog="python -m lineqa.serving.embedded_triton", description=__doc__)
-    parser.add_argument("--repo", type=Path, required=True)
-    parser.add_argument("--grpc-port", type=int, required=True)
-    parser.add_argument("--http-port", type=int, required=True)
-    parser.add_argument("--metrics-port", type=int, required=True)
-    parser.add_argument("--ort-threads", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stopping = False
-
-    def request_stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    endpoints = TritonEndpoints(args.grpc_port, args.http_port, args.metrics_port)
-    admin_key = os.environ.get("LINEQA_TRITON_ADMIN_KEY") or secrets.token_hex(16)
-    host = _TritonHost(ModelRepository(args.repo), endpoints, admin_key, args.ort_threads)
-    gateway = os.getppid()
-    try:
-        host.start()
-        while not stopping and host.alive() and os.getppid() == gateway:
-            time.sleep(0.2)
-        return 1 if not (stopping or os.getppid() != gateway) else 0
-    finally:
-        _stop_within(host, HOST_STOP_TIMEOUT_S)
-
-
-HOST_STOP_TIMEOUT_S = 10.0
-
-
-def _stop_within(host: _TritonHost, timeout_s: float) -> None:
-    """Stop PyTriton, but never wait longer than ``timeout_s``: now and then (seen in containers, where the
-    gateway's stop must fit the engine's grace period) its stop leaves threads waiting that never finish."""
-    stopper = threading.Thread(target=host.stop, name="pytriton-stop", daemon=True)
-    stopper.start()
-    stopper.join(timeout_s)
-    if stopper.is_alive():
-        logger.warning("PyTriton did not stop within %.0f s; exiting without it", timeout_s)
-
-
-if __name__ == "__main__":
-    status = main()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Not sys.exit: the interpreter would wait at exit for threads PyTriton leaves polling after its stop.
-    os._exit(status)
+def _remove_stale_workdirs(parent: Path) -> None:
+    """Working folders left by gateways that were killed (their process is gone)."""
+    for folder in parent.glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)

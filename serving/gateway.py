@@ -161,14 +161,6 @@ class HealthReporter:
         self.period_s = period_s
         self.stopping = False
 
-    async def ready(self) -> bool:
-        repository = self.inspector.repository
-        models = [(name, self.inspector.resolve_version(name, None).version) for name in repository.model_names()]
-        if not models or not await asyncio.to_thread(self.inspector.store.writable):
-            return False
-        checks = [self.inspector.triton.is_ready(name, version) for name, version in models]
-        return all(await asyncio.gather(*checks))
-
     async def set(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
@@ -177,7 +169,7 @@ class HealthReporter:
     async def run(self) -> None:
         while not self.stopping:
             try:
-                await self.set(await self.ready())
+                await self.set(await self.inspector.ready())
             except Exception:  # a failing check means not ready; it must never stop the reporter
                 logger.exception("health check failed")
                 await self.set(False)

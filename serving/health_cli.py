@@ -65,7 +65,12 @@ def _channel(args: argparse.Namespace) -> grpc.Channel:
 
 
 def run(args: argparse.Namespace) -> int:
-    with _channel(args) as channel:
+    try:
+        channel = _channel(args)
+    except HealthConfigError as exc:  # unhealthy, not a usage error: container engines reserve exit status 2
+        print(f"lineqa health: {exc}")
+        return 1
+    with channel:
         status = health_status(channel, args.timeout_s, args.service)
     print(f"{args.address}{' ' + args.service if args.service else ''}: {status}")
     accepted = ("SERVING", "NOT_SERVING") if args.alive else ("SERVING",)

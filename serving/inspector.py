@@ -14,7 +14,6 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 
@@ -24,12 +23,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from lineqa import __version__
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.admission import InferenceSlots
 from lineqa.serving.errors import ModelRepositoryError
 from lineqa.serving.image_store import ImagePolicy, ImageStore, ImageStoreError
 from lineqa.serving.metrics import GatewayMetrics
-from lineqa.serving.model_repository import ModelRepository, ModelVersion
+from lineqa.serving.model_repository import ModelVersion
 from lineqa.serving.recipes import RecipeBook
 from lineqa.serving.records import InspectionRecord, RecordStore, RecordStoreError
+from lineqa.serving.served_models import ServedModels
 from lineqa.serving.triton_client import ModelTimeoutError, ModelUnavailableError, TritonClient
 from lineqa.vision.decision import Decision, Disposition, Verdict, decide
 from lineqa.vision.detections import Detections
@@ -146,30 +147,33 @@ class Inspector:
 
     def __init__(
         self,
-        repository: ModelRepository,
+        served: ServedModels,
         recipes: RecipeBook,
         triton: TritonClient,
         store: RecordStore,
         settings: InspectorSettings | None = None,
         images: ImageStore | None = None,
         metrics: GatewayMetrics | None = None,
+        slots: InferenceSlots | None = None,
     ) -> None:
-        self.repository = repository
+        self.served = served
         self.recipes = recipes
         self.triton = triton
         self.store = store
         self.settings = settings or InspectorSettings()
         self.images = images
         self.metrics = metrics or GatewayMetrics()
-        # What the embedded Triton serves, when it serves one version per model; None: Triton serves them all.
-        self.served: Mapping[str, int] | None = None
+        self.slots = slots or InferenceSlots(4, self.settings.triton_timeout_s)
+        self.metrics.inference_limit.set_function(lambda: self.slots.limit)
 
-    def resolve_version(self, name: str, pinned: int | None) -> ModelVersion:
-        """The model version a frame is judged with: the recipe's pin, else the one on the line that Triton
-        has loaded (during a switch to a newly promoted version, the old one until the new one is ready)."""
-        if pinned is None and self.served is not None and name in self.served:
-            pinned = self.served[name]
-        return self.repository.version(name, pinned)
+    async def ready(self) -> bool:
+        """Whether a frame can be judged now: every model version on the line is ready on Triton and the
+        record store is writable (for health; never raises for a down dependency)."""
+        on_line = list(self.served.lineup.on_line.values())
+        if not on_line or not await asyncio.to_thread(self.store.writable):
+            return False
+        checks = [self.triton.is_ready(version.name, version.version) for version in on_line]
+        return all(await asyncio.gather(*checks))
 
     async def inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
         self.metrics.in_flight.inc()
@@ -177,7 +181,7 @@ class Inspector:
             result = await self._inspect(tenant, frame)
         finally:
             self.metrics.in_flight.dec()
-        self.metrics.observe(result)
+        self.metrics.observe(tenant, result)
         return result
 
     async def _inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
@@ -205,12 +209,13 @@ class Inspector:
 
     async def _judge(self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, started: float) -> None:
         recipe = self.recipes.get(frame.recipe_id)
-        version = self.resolve_version(recipe.model.name, recipe.model.version)
-        spec = version.metadata.spec(version.name, max_batch=self.repository.settings(version.name).max_batch_size)
-        recipe.check_classes(spec.class_names)
         image = await asyncio.to_thread(_decode, frame, self.settings.limits)
         decoded = time.perf_counter()
-        detections = await self._detect(image, version, spec, recipe, result)
+        # The version is chosen and held as one step: it stays loaded until this frame's inference is done.
+        async with self.served.lease(recipe.model.name, recipe.model.version) as version:
+            spec = version.metadata.spec(version.name, max_batch=self.served.lineup.max_batch(version.name))
+            recipe.check_classes(spec.class_names)
+            detections = await self._detect(image, version, spec, recipe, result)
         after_inference = time.perf_counter()
         decision = decide(detections, spec.class_names, recipe)
         result.verdict = _VERDICTS[decision.verdict]
@@ -240,18 +245,21 @@ class Inspector:
         for start in range(0, len(crops), spec.max_batch):
             prep_start = time.perf_counter()
             tensor, boxes = await asyncio.to_thread(preprocess, crops[start : start + spec.max_batch], spec)
-            infer_start = time.perf_counter()
-            raw = await self.triton.infer(
-                version.name,
-                version.version,
-                tensor,
-                input_name=version.metadata.input_name,
-                output_name=version.metadata.output_name,
-                timeout_s=self.settings.triton_timeout_s,
-            )
+            prepared = time.perf_counter()
+            async with self.slots.slot() as waited_s:
+                infer_start = time.perf_counter()
+                raw = await self.triton.infer(
+                    version.name,
+                    version.version,
+                    tensor,
+                    input_name=version.metadata.input_name,
+                    output_name=version.metadata.output_name,
+                    timeout_s=self.settings.triton_timeout_s,
+                )
             post_start = time.perf_counter()
             found += postprocess(raw, boxes, spec, options)
-            result.timings.preprocess_ms += (infer_start - prep_start) * 1e3
+            result.timings.preprocess_ms += (prepared - prep_start) * 1e3
+            result.timings.queue_ms += waited_s * 1e3
             result.timings.inference_ms += (post_start - infer_start) * 1e3
             result.timings.postprocess_ms += (time.perf_counter() - post_start) * 1e3
         if tiling is None or windows is None:

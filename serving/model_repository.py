@@ -6,9 +6,15 @@
     <repo>/<model>/<version>/lineqa.json        class names, input size, head, lineage
     <repo>/<model>/promotions.jsonl             which version is on the line, and who changed it when
 
-The same folder is served by lineqa's embedded Triton and by NVIDIA's Triton container (onnxruntime or
-TensorRT backend, dynamic batching). A version is written to a temporary folder and renamed into place, so a
-server scanning the repository never sees half a model.
+The same folder is served by NVIDIA's Triton container (onnxruntime or TensorRT backend) and, through a derived
+view (:mod:`lineqa.serving.triton_view`), by lineqa's embedded Triton. A version is written to a temporary folder
+and renamed into place, so a server scanning the repository never sees half a model.
+
+A model's configuration follows its files: an export with a dynamic batch dimension is batched (dynamic
+batching up to ``max_batch_size``), one with a fixed batch (Ultralytics' plain ``yolo export format=onnx``)
+is configured without batching (``max_batch_size: 0``, the batch in the dims), as Triton requires. Every
+version of a model shares one configuration, so a version whose input size, batch, classes or head differ from
+the model's other versions is refused: that is a new model.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.errors import ModelLoadError, ModelRepositoryError
 from lineqa.serving.promotions import PromotionLog
 from lineqa.vision.detector import ModelSpec
 from lineqa.vision.yolo_output import HeadKind
@@ -45,11 +51,17 @@ class VersionPolicy(str, Enum):
     LATEST = "latest"
 
 
+DEFAULT_MAX_BATCH = 16
+DYNAMIC_EXPORT_HINT = "export with a dynamic batch to batch frames: yolo export model=best.pt format=onnx dynamic=True"
+
+
 @dataclass(frozen=True)
 class ModelSettings:
-    """How Triton serves one model: batching and instances. Everything else is read from the model."""
+    """How Triton serves one model: batching and instances. Everything else is read from the model.
 
-    max_batch_size: int = 16
+    ``max_batch_size`` 0 is Triton's "no batching": the model's fixed batch is part of its input dims."""
+
+    max_batch_size: int = DEFAULT_MAX_BATCH
     max_queue_delay_us: int = 2000
     preferred_batch_sizes: tuple[int, ...] = ()
     version_policy: VersionPolicy = VersionPolicy.ALL
@@ -57,7 +69,7 @@ class ModelSettings:
     gpu: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1 or self.instance_count < 1 or self.max_queue_delay_us < 0:
+        if self.max_batch_size < 0 or self.instance_count < 1 or self.max_queue_delay_us < 0:
             raise ModelRepositoryError(f"invalid model settings {self}")
         if any(b < 1 or b > self.max_batch_size for b in self.preferred_batch_sizes):
             raise ModelRepositoryError(f"preferred batch sizes {self.preferred_batch_sizes} must be 1..max_batch_size")
@@ -74,6 +86,10 @@ class ModelSettings:
         data["preferred_batch_sizes"] = tuple(data.get("preferred_batch_sizes", ()))
         return cls(**data)
 
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 0
+
 
 @dataclass(frozen=True)
 class VersionMetadata:
@@ -88,10 +104,24 @@ class VersionMetadata:
     output_name: str = "output0"
     sha256: str = ""
     lineage: dict[str, Any] = field(default_factory=dict)
+    fixed_batch: int | None = None  # the batch the model was exported with; None: a dynamic batch dimension
 
     def spec(self, name: str, max_batch: int) -> ModelSpec:
         """The pre/post-processing spec; a served model always gets the full fixed-size letterbox."""
-        return ModelSpec(name, self.input_hw, self.class_names, self.head, max_batch=max_batch, stride=self.stride)
+        batch = self.fixed_batch or max_batch
+        return ModelSpec(name, self.input_hw, self.class_names, self.head, max_batch=batch, stride=self.stride)
+
+    def shape_differences(self, other: VersionMetadata) -> list[str]:
+        """What would make ``other`` need another Triton configuration than this (empty: none)."""
+        fields = {
+            "input size": (self.input_hw, other.input_hw),
+            "batch": (_batch_text(self.fixed_batch), _batch_text(other.fixed_batch)),
+            "classes": (self.class_names, other.class_names),
+            "head": (self.head.value, other.head.value),
+            "output shape": (self.output_dims, other.output_dims),
+            "input/output names": ((self.input_name, self.output_name), (other.input_name, other.output_name)),
+        }
+        return [f"{what} {mine} vs {theirs}" for what, (mine, theirs) in fields.items() if mine != theirs]
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -111,7 +141,12 @@ class VersionMetadata:
             output_name=data.get("output_name", "output0"),
             sha256=data.get("sha256", ""),
             lineage=dict(data.get("lineage", {})),
+            fixed_batch=data.get("fixed_batch"),
         )
+
+
+def _batch_text(fixed_batch: int | None) -> str:
+    return "dynamic" if fixed_batch is None else f"fixed at {fixed_batch}"
 
 
 def check_model_name(name: str) -> str:
@@ -124,7 +159,11 @@ def check_model_name(name: str) -> str:
 
 def render_config(name: str, backend: str, metadata: VersionMetadata, settings: ModelSettings) -> str:
     """``config.pbtxt`` for NVIDIA Triton's onnxruntime or tensorrt backend."""
+    check_settings_fit(metadata, settings)
     height, width = metadata.input_hw
+    batch_dim = [] if settings.batching else [metadata.fixed_batch or 1]
+    input_dims = ", ".join(map(str, [*batch_dim, 3, height, width]))
+    output_dims = ", ".join(map(str, [*batch_dim, *metadata.output_dims]))
     lines = [
         f'name: "{check_model_name(name)}"',
         f'backend: "{backend}"',
@@ -133,21 +172,22 @@ def render_config(name: str, backend: str, metadata: VersionMetadata, settings: 
         "  {",
         f'    name: "{metadata.input_name}"',
         "    data_type: TYPE_FP32",
-        f"    dims: [ 3, {height}, {width} ]",
+        f"    dims: [ {input_dims} ]",
         "  }",
         "]",
         "output [",
         "  {",
         f'    name: "{metadata.output_name}"',
         "    data_type: TYPE_FP32",
-        f"    dims: [ {metadata.output_dims[0]}, {metadata.output_dims[1]} ]",
+        f"    dims: [ {output_dims} ]",
         "  }",
         "]",
-        "dynamic_batching {",
     ]
-    if settings.preferred_batch_sizes:
-        lines.append(f"  preferred_batch_size: [ {', '.join(map(str, settings.preferred_batch_sizes))} ]")
-    lines += [f"  max_queue_delay_microseconds: {settings.max_queue_delay_us}", "}"]
+    if settings.batching:
+        lines.append("dynamic_batching {")
+        if settings.preferred_batch_sizes:
+            lines.append(f"  preferred_batch_size: [ {', '.join(map(str, settings.preferred_batch_sizes))} ]")
+        lines += [f"  max_queue_delay_microseconds: {settings.max_queue_delay_us}", "}"]
     if settings.version_policy is VersionPolicy.ALL:
         lines.append("version_policy: { all { } }")
     else:
@@ -157,13 +197,28 @@ def render_config(name: str, backend: str, metadata: VersionMetadata, settings: 
     return "\n".join(lines) + "\n"
 
 
+def check_settings_fit(metadata: VersionMetadata, settings: ModelSettings) -> None:
+    """Refuse serving settings the model's files cannot take: batching a model exported with a fixed batch."""
+    if settings.batching and metadata.fixed_batch is not None:
+        raise ModelRepositoryError(
+            f"the model was exported with a fixed batch of {metadata.fixed_batch}, so Triton cannot batch it "
+            f"(max_batch_size {settings.max_batch_size}); serve it without batching (--max-batch-size 0) or "
+            f"{DYNAMIC_EXPORT_HINT}"
+        )
+
+
+def default_settings(metadata: VersionMetadata) -> ModelSettings:
+    """A new model's settings: dynamic batching for a dynamic-batch export, none for a fixed one."""
+    return ModelSettings() if metadata.fixed_batch is None else ModelSettings(max_batch_size=0)
+
+
 def read_onnx_metadata(model_file: Path, lineage: dict[str, Any] | None = None) -> VersionMetadata:
     """Read an exported model's metadata, and its output shape by one inference on zeros."""
     from lineqa.serving.onnx_model import OnnxModel  # ONNX Runtime is needed only when adding a model
 
     model = OnnxModel(model_file)
     spec = model.spec
-    output = model.infer(np.zeros((1, 3, *spec.input_hw), np.float32))
+    output = model.infer(np.zeros((model.fixed_batch or 1, 3, *spec.input_hw), np.uint8))
     return VersionMetadata(
         class_names=spec.class_names,
         input_hw=spec.input_hw,
@@ -174,6 +229,7 @@ def read_onnx_metadata(model_file: Path, lineage: dict[str, Any] | None = None) 
         output_name=model.session.get_outputs()[0].name,
         sha256=hashlib.sha256(model_file.read_bytes()).hexdigest(),
         lineage=dict(lineage or {}),
+        fixed_batch=model.fixed_batch,
     )
 
 
@@ -253,14 +309,26 @@ class ModelRepository:
     ) -> ModelVersion:
         """Copy an exported ONNX model in as the next version, with its metadata; rewrite ``config.pbtxt``.
 
-        ``settings`` replaces the model's serving settings; by default the current ones are kept.
+        ``settings`` replaces the model's serving settings; by default the current ones are kept (for a new
+        model: :func:`default_settings`). Refused, with nothing written: a model whose shape differs from the
+        model's other versions (a new model name is the way), or settings its files cannot take.
         """
         check_model_name(name)
         metadata = read_onnx_metadata(Path(model_file), lineage)
+        existing = self.versions(name)
+        if existing:
+            differences = existing[-1].metadata.shape_differences(metadata)
+            if differences:
+                raise ModelRepositoryError(
+                    f"{model_file} does not fit model {name!r} (its versions {[v.version for v in existing]}): "
+                    f"{'; '.join(differences)}. All versions of a model share one Triton configuration: "
+                    "add it under a new model name"
+                )
+        chosen = settings or (self.settings(name) if existing else default_settings(metadata))
+        check_settings_fit(metadata, chosen)
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
-        existing = [v.version for v in self.versions(name)]
-        number = max(existing, default=0) + 1
+        number = max((v.version for v in existing), default=0) + 1
         staging = Path(tempfile.mkdtemp(prefix=f".{number}-", dir=folder))
         try:
             shutil.copyfile(model_file, staging / "model.onnx")
@@ -269,7 +337,7 @@ class ModelRepository:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self._write_config(name, "onnxruntime", metadata, settings or self.settings(name))
+        self._write_config(name, "onnxruntime", metadata, chosen)
         return self.version(name, number)
 
     def _write_config(self, name: str, backend: str, metadata: VersionMetadata, settings: ModelSettings) -> None:
@@ -313,23 +381,63 @@ class ModelRepository:
         if not versions:
             return [*problems, f"{folder}: no complete version"]
         latest = versions[-1]
-        shapes = {(v.metadata.input_hw, v.metadata.output_dims, v.metadata.class_names) for v in versions}
-        if len(shapes) > 1:
-            problems.append(
-                f"{folder}: versions differ in input size, output shape or classes; Triton serves one config"
-            )
+        settings = self.settings(name)
+        for version in versions[:-1]:
+            differences = latest.metadata.shape_differences(version.metadata)
+            if differences:
+                problems.append(
+                    f"{version.path}: differs from v{latest.version} ({'; '.join(differences)}); "
+                    "Triton serves one configuration per model"
+                )
         for version in versions:
             digest = hashlib.sha256(version.model_file.read_bytes()).hexdigest()
             if version.metadata.sha256 and digest != version.metadata.sha256:
                 problems.append(f"{version.model_file}: content changed since it was added (sha256 mismatch)")
+            elif version.backend == "onnxruntime":
+                problems += _file_disagreements(version, settings)
             head_dims = version.metadata.output_dims
             expected = 4 + len(version.metadata.class_names)
             if version.metadata.head is HeadKind.NMS and head_dims[0] != expected:
                 problems.append(f"{version.path}: NMS-head output {head_dims} does not fit {expected - 4} classes")
         config = folder / CONFIG_NAME
-        wanted = render_config(name, latest.backend, latest.metadata, self.settings(name))
+        try:
+            wanted = render_config(name, latest.backend, latest.metadata, settings)
+        except ModelRepositoryError as exc:
+            return [*problems, f"{config}: {exc}"]
         if not config.is_file():
             problems.append(f"{config}: missing")
         elif config.read_text() != wanted:
             problems.append(f"{config}: differs from the generated configuration (edited by hand, or stale)")
         return problems
+
+
+def _file_disagreements(version: ModelVersion, settings: ModelSettings) -> list[str]:
+    """Where a version's ONNX file disagrees with its recorded metadata or the model's configuration."""
+    from lineqa.serving.onnx_model import OnnxModel
+
+    try:
+        model = OnnxModel(version.model_file)
+    except ModelLoadError as exc:
+        return [f"{version.model_file}: {exc}"]
+    recorded = version.metadata
+    problems = []
+    if model.fixed_batch != recorded.fixed_batch:
+        problems.append(
+            f"{version.model_file}: the file's batch is {_batch_text(model.fixed_batch)}, "
+            f"{METADATA_NAME} says {_batch_text(recorded.fixed_batch)}"
+        )
+    if model.fixed_batch is not None and settings.batching:
+        problems.append(
+            f"{version.model_file}: exported with a fixed batch of {model.fixed_batch}, but the configuration batches "
+            f"up to {settings.max_batch_size}: Triton would refuse every batch of two or more ({DYNAMIC_EXPORT_HINT}, "
+            "or 'lineqa models add NAME FILE --max-batch-size 0' under a new name)"
+        )
+    if model.spec.input_hw != recorded.input_hw:
+        problems.append(f"{version.model_file}: input {model.spec.input_hw}, {METADATA_NAME} says {recorded.input_hw}")
+    if model.spec.class_names != recorded.class_names:
+        problems.append(f"{version.model_file}: classes {model.spec.class_names} differ from {METADATA_NAME}")
+    if model.spec.head is not recorded.head:
+        problems.append(
+            f"{version.model_file}: a {model.spec.head.value} head, {METADATA_NAME} says {recorded.head.value}"
+        )
+    return problems

@@ -8,8 +8,8 @@ lineqa models show NAME[@VERSION]       lineage (dataset, base, hyperparameters,
 lineqa models add NAME MODEL.onnx       add any exported ONNX model as NAME's next version (no lineage)
 lineqa models repo --check              validate the repository (exit 1 on any problem)
 
-A running gateway follows promotions and rollbacks by itself: NVIDIA's Triton has every version loaded, the
-embedded one is replaced by a successor serving the new version, with no frame lost.
+A running gateway follows promotions and rollbacks by itself: the embedded Triton loads the new version beside
+the old one and unloads the old one once no frame uses it; NVIDIA's Triton serves what its version policy names.
 """
 
 from __future__ import annotations
@@ -17,10 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from lineqa.home import default_home
-from lineqa.serving.model_repository import ModelRepository, ModelSettings, VersionPolicy
+from lineqa.serving.model_repository import (
+    DYNAMIC_EXPORT_HINT,
+    ModelRepository,
+    ModelSettings,
+    VersionPolicy,
+    default_settings,
+    read_onnx_metadata,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,11 +37,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="add an exported ONNX model as the next version of NAME")
     add.add_argument("name")
     add.add_argument("model", type=Path)
-    add.add_argument("--max-batch-size", type=int, default=ModelSettings.max_batch_size)
-    add.add_argument("--max-queue-delay-us", type=int, default=ModelSettings.max_queue_delay_us)
-    add.add_argument("--version-policy", choices=[p.value for p in VersionPolicy], default=VersionPolicy.ALL.value)
-    add.add_argument("--instances", type=int, default=1, help="model instances per device")
-    add.add_argument("--gpu", action="store_true", help="run instances on GPUs (NVIDIA Triton)")
+    add.add_argument(
+        "--max-batch-size",
+        type=int,
+        help="largest batch Triton forms (0: no batching). Default: 16 for an export with a dynamic batch, 0 for "
+        "one with a fixed batch (Ultralytics' plain 'yolo export format=onnx'), the model's own for a new version",
+    )
+    add.add_argument(
+        "--max-queue-delay-us", type=int, help=f"dynamic batching delay (default {ModelSettings.max_queue_delay_us})"
+    )
+    add.add_argument(
+        "--version-policy", choices=[p.value for p in VersionPolicy], help="versions NVIDIA's Triton loads (all)"
+    )
+    add.add_argument("--instances", type=int, help="model instances per device (default 1)")
+    add.add_argument("--gpu", action="store_true", default=None, help="run instances on GPUs (NVIDIA Triton)")
     sub.add_parser("list", help="models and versions").add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="a version's lineage and the model's promotion history")
     show.add_argument("model", help="NAME or NAME@VERSION (default: the version on the line)")
@@ -112,6 +129,30 @@ def _show(repository: ModelRepository, ref: str) -> int:
     return 0
 
 
+def _add(repository: ModelRepository, args: argparse.Namespace) -> int:
+    """``models add``: the model's settings (a new model's follow its file's batch), changed where asked."""
+    if repository.versions(args.name):
+        base = repository.settings(args.name)
+    else:
+        base = default_settings(read_onnx_metadata(args.model))
+    asked = {
+        "max_batch_size": args.max_batch_size,
+        "max_queue_delay_us": args.max_queue_delay_us,
+        "version_policy": VersionPolicy(args.version_policy) if args.version_policy else None,
+        "instance_count": args.instances,
+        "gpu": args.gpu,
+    }
+    settings = replace(base, **{key: value for key, value in asked.items() if value is not None})
+    version = repository.add_version(args.name, args.model, settings=settings)
+    print(f"added {version.name} version {version.version} at {version.path}")
+    if version.metadata.fixed_batch is not None:
+        print(
+            f"the model was exported with a fixed batch of {version.metadata.fixed_batch}: served without batching "
+            f"(one frame per call); for throughput, {DYNAMIC_EXPORT_HINT}"
+        )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     repository = ModelRepository(args.repo or default_home() / "models")
     if args.action in ("publish", "promote", "rollback"):
@@ -119,16 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "show":
         return _show(repository, args.model)
     if args.action == "add":
-        settings = ModelSettings(
-            max_batch_size=args.max_batch_size,
-            max_queue_delay_us=args.max_queue_delay_us,
-            version_policy=VersionPolicy(args.version_policy),
-            instance_count=args.instances,
-            gpu=args.gpu,
-        )
-        version = repository.add_version(args.name, args.model, settings=settings)
-        print(f"added {version.name} version {version.version} at {version.path}")
-        return 0
+        return _add(repository, args)
     if args.action == "list":
         for name in repository.model_names():
             on_line = repository.serving_version(name).version

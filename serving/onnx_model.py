@@ -18,6 +18,7 @@ import onnxruntime as ort
 from lineqa.serving.errors import ModelLoadError
 from lineqa.vision.detector import ModelSpec
 from lineqa.vision.errors import ModelOutputError
+from lineqa.vision.letterbox import scale_input
 from lineqa.vision.yolo_output import HeadKind, infer_head_kind
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class OnnxModel:
                 head = infer_head_kind(outputs[0].shape, len(names))
             except ModelOutputError as exc:
                 raise ModelLoadError(f"{self.path}: {exc}") from exc
-        batch, _, height, width = inputs[0].shape
+        batch = inputs[0].shape[0]
         return ModelSpec(
             name=self.path.stem,
             input_hw=_input_hw(inputs[0].shape, metadata, self.path),
@@ -116,9 +117,17 @@ class OnnxModel:
             head=head,
             max_batch=batch if isinstance(batch, int) else DEFAULT_DYNAMIC_BATCH,
             stride=int(_literal(metadata, "stride") or 32),
-            dynamic_hw=not (isinstance(height, int) and isinstance(width, int)),
         )
 
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model was exported with, or None when its batch dimension is dynamic."""
+        batch = self.session.get_inputs()[0].shape[0]
+        return batch if isinstance(batch, int) else None
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        output: np.ndarray = self.session.run([self._output_name], {self._input_name: batch})[0]
+        """Run on an NCHW batch: ``uint8`` as :func:`~lineqa.vision.detector.preprocess` makes it (scaled here,
+        as the served model scales it in Triton), or an already scaled float32 tensor."""
+        tensor = scale_input(batch) if batch.dtype == np.uint8 else batch
+        output: np.ndarray = self.session.run([self._output_name], {self._input_name: tensor})[0]
         return output

@@ -43,6 +43,19 @@ class RecipeBook:
             self._cache[recipe_id] = (stamp, recipe)
             return recipe
 
+    def pinned_models(self) -> set[tuple[str, int]]:
+        """(model, version) of every recipe that pins a version: the server must keep those loaded. A recipe
+        that does not load pins nothing (its frames get its error)."""
+        pinned = set()
+        for path in sorted(self.folder.glob("*.yaml")) if self.folder.is_dir() else []:
+            try:
+                recipe = self.get(path.stem)
+            except RecipeError:
+                continue
+            if recipe.model.version is not None:
+                pinned.add((recipe.model.name, recipe.model.version))
+        return pinned
+
 
 def find_recipe(ref: str, folder: Path) -> Recipe:
     """A recipe named on a command line: a YAML file's path, or the id of one in ``folder``."""

@@ -17,18 +17,21 @@ from pathlib import Path
 
 from lineqa.home import default_home, env_default
 from lineqa.serving.access import AccessStore, TokenCache
+from lineqa.serving.admission import InferenceSlots, default_concurrency
 from lineqa.serving.database import database_url, open_database
-from lineqa.serving.embedded_supervisor import EmbeddedSupervisor
-from lineqa.serving.embedded_triton import EmbeddedTriton
+from lineqa.serving.embedded_triton import EmbeddedTriton, EmbeddedTritonSettings
 from lineqa.serving.errors import ServingError
 from lineqa.serving.gateway import GatewaySettings, create_server, run_until_signal
 from lineqa.serving.image_store import ImagePolicy, ImageStore
 from lineqa.serving.inspector import Inspector, InspectorSettings
 from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.model_supervisor import ModelSupervisor
 from lineqa.serving.pki import PlantPki
 from lineqa.serving.recipes import RecipeBook
 from lineqa.serving.records import RecordStore
+from lineqa.serving.served_models import ServedModels
 from lineqa.serving.triton_client import TritonClient
+from lineqa.serving.triton_view import InstancePlan
 from lineqa.vision.image import ImageLimits
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mtls", action="store_true", help="mutual TLS with the plant CA (<home>/pki/ca.pem)")
     parser.add_argument("--plaintext", action="store_true", help="no TLS: only for local use on a trusted host")
     parser.add_argument("--triton-timeout-s", type=float, default=2.0, help="deadline of each Triton call")
+    parser.add_argument(
+        "--triton-concurrency",
+        type=int,
+        default=0,
+        help="the most inference calls in flight at Triton (fewer while Triton answers slowly); more frames wait "
+        "their turn in the gateway, so that Triton's deadline measures Triton's work (default: two per model "
+        "instance of the embedded server, 32 for an external Triton)",
+    )
+    parser.add_argument(
+        "--ort-threads",
+        type=int,
+        default=0,
+        help="embedded Triton: ONNX Runtime threads per model instance, with the model's configured instance "
+        "count (default: one single-threaded instance per core)",
+    )
+    parser.add_argument(
+        "--triton-metrics-port",
+        type=int,
+        default=0,
+        help="embedded Triton: its Prometheus metrics on 127.0.0.1:PORT (default: a free port; they are also "
+        "served with the gateway's own on --metrics-port)",
+    )
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels, help="largest image accepted")
     parser.add_argument("--stream-in-flight", type=int, default=8, help="frames judged at once per stream")
     parser.add_argument("--metrics-port", type=int, default=9464, help="Prometheus /metrics port (0: off)")
@@ -98,18 +123,44 @@ def _settings(args: argparse.Namespace, home: Path) -> GatewaySettings:
 
 
 async def _serve(
-    inspector: Inspector, settings: GatewaySettings, tokens: TokenCache, embedded: EmbeddedSupervisor | None
+    inspector: Inspector, settings: GatewaySettings, tokens: TokenCache, supervisor: ModelSupervisor
 ) -> None:
     gateway = create_server(inspector, settings, tokens)
-    supervisor = asyncio.create_task(embedded.run()) if embedded else None
+    supervising = asyncio.create_task(supervisor.run())
     print(f"lineqa gateway listening on {settings.host}:{gateway.port} ({'TLS' if settings.tls_cert else 'plaintext'})",
           file=sys.stderr, flush=True)  # fmt: skip
     try:
         await run_until_signal(gateway, settings.grace_s)
     finally:
-        if supervisor:
-            supervisor.cancel()
+        supervising.cancel()
         await inspector.triton.close()
+
+
+def _embedded(args: argparse.Namespace, repository: ModelRepository) -> EmbeddedTriton:
+    """The embedded Triton, started with nothing loaded (the supervisor loads what the line needs)."""
+    problems = repository.check()
+    if problems:
+        raise ServeConfigError(f"the model repository {repository.root} cannot be served:\n  " + "\n  ".join(problems))
+    embedded = EmbeddedTriton(
+        repository, EmbeddedTritonSettings(ort_threads=args.ort_threads, metrics_port=args.triton_metrics_port)
+    )
+    embedded.start()
+    return embedded
+
+
+def _concurrency(args: argparse.Namespace, repository: ModelRepository, embedded: bool) -> int:
+    if args.triton_concurrency:
+        return int(args.triton_concurrency)
+    if not embedded:
+        return 32
+    wanted = [
+        default_concurrency(
+            InstancePlan.for_machine(s.instance_count, args.ort_threads, gpu=s.gpu).instances,
+            s.max_batch_size if s.gpu else 1,
+        )
+        for s in map(repository.settings, repository.model_names())
+    ]
+    return max(wanted, default=1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,22 +174,17 @@ def run(args: argparse.Namespace) -> int:
     if not access.cameras():
         print("no cameras are registered yet: add them with 'lineqa admin camera add' and issue tokens",
               file=sys.stderr, flush=True)  # fmt: skip
-    embedded: EmbeddedTriton | None = None
-    supervisor: EmbeddedSupervisor | None = None
-    triton_url = args.triton_url
-    if not triton_url:
-        problems = repository.check()
-        if problems:
-            raise ServeConfigError(
-                f"the model repository {repository.root} cannot be served:\n  " + "\n  ".join(problems)
-            )
-        embedded = EmbeddedTriton(repository)
-        triton_url = embedded.start().grpc_url
+    embedded = None if args.triton_url else _embedded(args, repository)
     try:
+        url = embedded.endpoints.grpc_url if embedded else args.triton_url
+        triton = TritonClient(url, timeout_s=args.triton_timeout_s)
+        served = ServedModels()
+        supervisor = ModelSupervisor(repository, recipes, served, triton, embedded)
+        supervisor.prepare()
         inspector = Inspector(
-            repository,
+            served,
             recipes,
-            TritonClient(triton_url, timeout_s=args.triton_timeout_s),
+            triton,
             store,
             InspectorSettings(
                 limits=ImageLimits(max_pixels=args.max_pixels),
@@ -146,16 +192,19 @@ def run(args: argparse.Namespace) -> int:
                 image_policy=ImagePolicy(args.image_policy),
             ),
             ImageStore(args.images or home / "images"),
+            slots=InferenceSlots(_concurrency(args, repository, embedded is not None), args.triton_timeout_s),
         )
         if args.metrics_port:
+            if embedded is not None:
+                inspector.metrics.include_triton(embedded.endpoints.metrics_url)
             port = inspector.metrics.serve(args.host, args.metrics_port)
             print(f"lineqa metrics on http://{args.host}:{port}/metrics", file=sys.stderr, flush=True)
-        supervisor = EmbeddedSupervisor(embedded, inspector) if embedded else None
+        if embedded is not None:
+            print(f"embedded Triton metrics on {embedded.endpoints.metrics_url}, log {embedded.log_path}",
+                  file=sys.stderr, flush=True)  # fmt: skip
         asyncio.run(_serve(inspector, settings, TokenCache(access), supervisor))
     finally:
-        if supervisor is not None:
-            supervisor.stop()
-        elif embedded is not None:
+        if embedded is not None:
             embedded.stop()
         store.close()
     return 0

@@ -1,7 +1,11 @@
-"""The one client for any Triton: embedded (PyTriton) or NVIDIA's container, over gRPC with asyncio.
+"""The one client for any Triton: the embedded server or NVIDIA's container, over gRPC with asyncio.
 
 Every call carries a deadline (RELIABILITY.md 2). Failures become typed errors chosen by gRPC status code,
 never by message text: the gateway turns them into ERROR results with a reason, never into PASS.
+
+Frames are sent as the served model takes them, which the server's model metadata says: ``uint8`` (the
+embedded server's models scale it themselves: a quarter of the bytes) or float32 scaled here (NVIDIA's
+onnxruntime backend serving the exported file as it is).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from lineqa.serving.errors import ServingError
 from lineqa.vision.errors import ModelOutputError
+from lineqa.vision.letterbox import scale_input
 
 
 class TritonError(ServingError):
@@ -60,6 +65,7 @@ class TritonClient:
         self.url = url
         self.timeout_s = timeout_s
         self._opened: triton_aio.InferenceServerClient | None = None
+        self._input_types: dict[tuple[str, int], str] = {}
 
     @property
     def _client(self) -> triton_aio.InferenceServerClient:
@@ -77,17 +83,20 @@ class TritonClient:
         output_name: str = "output0",
         timeout_s: float | None = None,
     ) -> np.ndarray:
-        """Run one batch; return the raw output. Raises ModelUnavailableError, ModelTimeoutError."""
+        """Run one ``uint8`` NCHW batch; return the raw output. Raises ModelUnavailableError, ModelTimeoutError."""
         what = f"model {model!r} version {version}"
-        request = InferInput(input_name, list(batch.shape), "FP32")
-        request.set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        timeout = timeout_s or self.timeout_s
+        datatype = await self._input_type(model, version, input_name, timeout)
+        tensor = batch if datatype == "UINT8" else scale_input(batch)
+        request = InferInput(input_name, list(tensor.shape), datatype)
+        request.set_data_from_numpy(np.ascontiguousarray(tensor))
         try:
             result = await self._client.infer(
                 model,
                 [request],
                 model_version=str(version),
                 outputs=[InferRequestedOutput(output_name)],
-                client_timeout=timeout_s or self.timeout_s,
+                client_timeout=timeout,
             )
         except InferenceServerException as exc:
             raise _typed(exc, what) from exc
@@ -95,6 +104,23 @@ class TritonClient:
         if output is None:
             raise ModelOutputError(f"{what} returned no {output_name!r} output")
         return np.asarray(output)
+
+    async def _input_type(self, model: str, version: int, input_name: str, timeout_s: float) -> str:
+        """The datatype the served version takes (``UINT8`` or ``FP32``), asked once per version."""
+        key = (model, version)
+        if key not in self._input_types:
+            what = f"model {model!r} version {version}"
+            try:
+                metadata = await self._client.get_model_metadata(
+                    model, str(version), as_json=True, client_timeout=timeout_s
+                )
+            except InferenceServerException as exc:
+                raise _typed(exc, what) from exc
+            types = {i["name"]: i["datatype"] for i in metadata.get("inputs", [])}
+            if types.get(input_name) not in ("UINT8", "FP32"):
+                raise ModelUnavailableError(f"{what} takes {types} as input, not a UINT8 or FP32 {input_name!r}")
+            self._input_types[key] = types[input_name]
+        return self._input_types[key]
 
     async def is_ready(self, model: str, version: int) -> bool:
         """True when the server and this model version are ready (for health checks; never raises)."""
@@ -106,12 +132,14 @@ class TritonClient:
         except InferenceServerException:
             return False
 
-    def retarget(self, url: str) -> triton_aio.InferenceServerClient | None:
-        """Send later calls to another server; return the old connection for the caller to close once the
-        calls already made on it are done (closing it now would cut them off)."""
+    async def retarget(self, url: str) -> None:
+        """Talk to ``url`` from now on (the embedded server came back on other ports after a crash); calls
+        still on the old connection fail and their frames get ERROR results."""
         old, self._opened = self._opened, None
         self.url = url
-        return old
+        self._input_types.clear()
+        if old is not None:
+            await old.close()
 
     async def close(self) -> None:
         if self._opened is not None:

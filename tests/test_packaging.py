@@ -13,7 +13,7 @@ import pytest
 from lineqa.cli import COMMANDS
 
 HEAVY = ("torch", "ultralytics", "torchvision")
-SERVING_PARTS = ("lineqa.serving.", "lineqa.vision.", "lineqa.review.")
+SERVING_PARTS = ("lineqa.serving.", "lineqa.vision.", "lineqa.review.", "lineqa.demo")
 SERVING_COMMANDS = [name for name, cmd in COMMANDS.items() if cmd.module.startswith(SERVING_PARTS)]
 
 

@@ -8,7 +8,6 @@ labelled defect-free, judged FAIL). Everything here is torch-free, so the promot
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from lineqa.training.errors import TrainingError
 from lineqa.training.metrics import ImageBoxes, class_curves, confusion_matrix, mean_ap
 from lineqa.vision.decision import Verdict, decide
 from lineqa.vision.detections import Detections
-from lineqa.vision.detector import ModelSpec, postprocess, preprocess
+from lineqa.vision.detector import postprocess, preprocess
 from lineqa.vision.errors import VisionError
 from lineqa.vision.image import load_image
 from lineqa.vision.recipe import Recipe
@@ -117,11 +116,6 @@ def _rate(count: int, total: int) -> float | None:
     return round(count / total, 5) if total else None
 
 
-def served_spec(model: OnnxModel) -> ModelSpec:
-    """The model as Triton serves it: the full fixed-size letterbox, whatever the export allowed."""
-    return dataclasses.replace(model.spec, dynamic_hw=False)
-
-
 def _class_index(model_classes: tuple[str, ...], classes: tuple[str, ...]) -> np.ndarray:
     """Model class id → evaluation class id (-1 for a class the dataset does not have)."""
     lookup = {name: i for i, name in enumerate(classes)}
@@ -148,7 +142,7 @@ def evaluate(
         raise TrainingError(f"{len(unlabelled)} images have no annotation (e.g. {unlabelled[0]}): label them first")
     if not images:
         raise TrainingError("nothing to evaluate: the split holds no images")
-    spec = served_spec(model)
+    spec = model.spec
     recipe.check_classes(spec.class_names)
     mapping = _class_index(spec.class_names, classes)
     recipe_options = DecodeOptions(conf_threshold=recipe.min_confidence, iou_threshold=recipe.iou_threshold)

@@ -17,7 +17,6 @@ from lineqa.serving.onnx_model import OnnxModel
 from lineqa.serving.predict import default_recipe
 from lineqa.training.bases import file_sha256
 from lineqa.training.errors import TrainingError
-from lineqa.training.evaluation import served_spec
 from lineqa.training.parity import Tolerance, parity_report
 from lineqa.training.runs import Run, now_iso
 from lineqa.training.ultralytics_adapter import export_onnx, reference_predict
@@ -57,7 +56,7 @@ def check_parity(
 ) -> dict[str, Any]:
     """Ultralytics' predict on the weights against the served pipeline on the ONNX file, image by image."""
     model = OnnxModel(onnx)
-    spec = served_spec(model)
+    spec = model.spec
     options = DecodeOptions(conf_threshold=GOLDEN_CONF, iou_threshold=recipe.iou_threshold)
     exported = [detect([load_image(path)], model.infer, spec, options)[0] for path in images]
     reference = reference_predict(

@@ -1,7 +1,10 @@
 """From images to detections with any inference backend: letterbox, batch, infer, decode, map back.
 
-The backend is a plain callable from an NCHW float32 batch to the model's raw output, so the very same code
-runs with ONNX Runtime in-process (``lineqa predict``, evaluation) and with Triton behind the gateway.
+The backend is a plain callable from an NCHW ``uint8`` RGB batch (letterboxed) to the model's raw output, so the
+very same code runs with ONNX Runtime in-process (``lineqa predict``, evaluation, the parity gate) and with
+Triton behind the gateway; the backend scales the batch to [0, 1] (:func:`~lineqa.vision.letterbox.scale_input`).
+Every path letterboxes the same way: the full fixed-size letterbox of the model's input size, whatever the
+model file allows, so one image gets the same detections everywhere.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import numpy as np
 
 from lineqa.vision.detections import Detections
 from lineqa.vision.errors import ModelOutputError
-from lineqa.vision.letterbox import Letterbox, letterbox, to_input_tensor
+from lineqa.vision.letterbox import Letterbox, letterbox, to_input_batch
 from lineqa.vision.yolo_output import DecodeOptions, HeadKind, decode_outputs
 
 InferFn = Callable[[np.ndarray], np.ndarray]
-"""Runs a model on an (N, 3, H, W) float32 batch and returns its raw (N, ·, ·) detection output."""
+"""Runs a model on an (N, 3, H, W) ``uint8`` RGB batch and returns its raw (N, ·, ·) detection output."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,6 @@ class ModelSpec:
     head: HeadKind
     max_batch: int = 1
     stride: int = 32
-    dynamic_hw: bool = False
 
     def __post_init__(self) -> None:
         if not self.class_names:
@@ -44,14 +46,13 @@ class ModelSpec:
 
 
 def preprocess(images: Sequence[np.ndarray], spec: ModelSpec) -> tuple[np.ndarray, list[Letterbox]]:
-    """Letterbox BGR images into one model-input batch; keep each image's geometry to map boxes back.
+    """Letterbox BGR images into one ``uint8`` model-input batch; keep each image's geometry to map boxes back.
 
-    As in Ultralytics' predictor, a model with a dynamic input size gets the minimal stride-multiple padding
-    ("rect" inference) when every image of the batch has the same shape, and the full input size otherwise.
-    """
-    rect = spec.dynamic_hw and len({image.shape for image in images}) == 1
-    boxed = [letterbox(image, spec.input_hw, auto=rect, stride=spec.stride) for image in images]
-    return to_input_tensor([b[0] for b in boxed]), [b[1] for b in boxed]
+    Always the full fixed-size letterbox (``auto=False``): Ultralytics pads a dynamic-size export only to the
+    next stride multiple ("rect"), which would give a non-square image other detections here than in the
+    gateway, whose served models have a fixed input size."""
+    boxed = [letterbox(image, spec.input_hw, auto=False, stride=spec.stride) for image in images]
+    return to_input_batch([b[0] for b in boxed]), [b[1] for b in boxed]
 
 
 def postprocess(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -24,7 +25,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 IMAGE_UID = 10001  # the image's 'lineqa' user, which must own the mounted home
+DEPLOYMENT_DOC = REPO / "docs" / "deployment.md"
+ENGINE_OPTIONS = ("--restart", "--stop-timeout", "--shm-size")
 CA_BUNDLE = Path(os.environ.get("LINEQA_BUILD_CA", "/etc/ssl/certs/ca-certificates.crt"))
+
+
+def documented_gateway_options() -> tuple[str, ...]:
+    """The engine options of the gateway's ``podman run`` in docs/deployment.md (restart policy, stop
+    timeout, shared memory): the tests run the container with what the docs tell an operator to use."""
+    text = DEPLOYMENT_DOC.read_text().replace("\\\n", " ")
+    line = next(row for row in text.splitlines() if row.strip().startswith("podman run -d --name lineqa-gateway"))
+    options = tuple(word for word in shlex.split(line) if word.startswith(ENGINE_OPTIONS))
+    assert len(options) == len(ENGINE_OPTIONS), f"docs/deployment.md's gateway command lacks one of {ENGINE_OPTIONS}"
+    return options
 
 
 def base_image_name() -> str:

@@ -17,7 +17,7 @@ import pytest
 from lineqa.serving.embedded_triton import free_port
 from lineqa.serving.readiness import wait_until_serving
 from tests.deploy.conftest import PlantHome
-from tests.deploy.containers import IMAGE_UID, Built, podman, running
+from tests.deploy.containers import IMAGE_UID, Built, documented_gateway_options, podman, running
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +52,10 @@ def test_host_camera_streams_real_boards_to_the_container(
     plant = plant_home.plant
     port = free_port()
     started = time.monotonic()
-    # As Kubernetes runs it (readOnlyRootFilesystem, an emptyDir on /tmp): only the volume and /tmp writable.
-    read_only = ("--read-only", "--tmpfs", "/tmp")
-    with running(serving_image.tag, "serve", ports={50051: port}, home=plant.home, options=read_only) as container:
+    # As docs/deployment.md runs it (restart policy, stop timeout, shared memory), on a read-only root as
+    # Kubernetes does (readOnlyRootFilesystem, an emptyDir on /tmp): only the volume and /tmp writable.
+    options = (*documented_gateway_options(), "--read-only", "--tmpfs", "/tmp")
+    with running(serving_image.tag, "serve", ports={50051: port}, home=plant.home, options=options) as container:
         wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 180)
         ready_s = time.monotonic() - started
         assert podman("healthcheck", "run", container, check=False).returncode == 0  # 'lineqa health' inside
@@ -69,7 +70,9 @@ def test_host_camera_streams_real_boards_to_the_container(
         agent = subprocess.run(camera, capture_output=True, text=True, timeout=300)
         assert agent.returncode == 0, agent.stdout + agent.stderr
 
-        stopped = podman("stop", "--time", "30", container, timeout_s=60)
+        state = json.loads(podman("inspect", container).stdout)[0]
+        assert state["Config"]["StopTimeout"] == 30 and state["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
+        stopped = podman("stop", container, timeout_s=60)  # the container's own stop timeout, as documented
         assert stopped.returncode == 0
         assert podman("inspect", "--format", "{{.State.ExitCode}}", container).stdout.strip() == "0"
     print(f"container SERVING {ready_s:.1f} s after start")

@@ -24,3 +24,19 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         spec = adapter.TrainSpec(f"{name}.yaml", data, out / "runs" / name, epochs=1, imgsz=320, batch=4, workers=0)
         models[name] = adapter.export_onnx(adapter.train(spec), 320, end_to_end=end_to_end)
     return models
+
+
+@pytest.fixture(scope="session")
+def plain_exports(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same two models exported as a user would by default: ``yolo export model=X.pt format=onnx
+    imgsz=320``: a fixed batch of 1 (and, for YOLO26, its end-to-end head)."""
+    adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="needs the train extra")
+    out = tmp_path_factory.mktemp("plain-exports")
+    exports = {}
+    for name in ("yolo11n", "yolo26n"):
+        weights = tiny_models[name].with_suffix(".pt")
+        copy = out / name / weights.name
+        copy.parent.mkdir()
+        copy.write_bytes(weights.read_bytes())
+        exports[name] = Path(adapter.load_ultralytics().YOLO(str(copy)).export(format="onnx", imgsz=320))
+    return exports

@@ -39,6 +39,7 @@ from lineqa.serving.triton_client import TritonClient
 from lineqa.vision.detections import Detections
 from tests.helpers.deeppcb import deeppcb_pairs
 from tests.helpers.matching import assert_same_detections
+from tests.helpers.serving import embedded_triton, lineup_of
 
 adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="needs the train extra")
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModelRepo
     repository.add_version("deeppcb", onnx)
     (work / "recipes").mkdir()
     (work / "recipes" / "pcb.yaml").write_text(RECIPE)
-    with EmbeddedTriton(repository, ort_threads=1) as triton:
+    with embedded_triton(repository) as triton:
         yield repository, work, triton
 
 
@@ -87,7 +88,8 @@ def make_rig(
     url = url or sqlite_url(db)
     plant = provision_local_plant(db.parent, tenant="acme", cameras=("cam-1", "cam-2"), db_url=url)
     store = RecordStore(open_database(url))
-    return Rig(Inspector(repository, RecipeBook(work / "recipes"), client, store, images=images), plant)
+    recipes = RecipeBook(work / "recipes")
+    return Rig(Inspector(lineup_of(repository, recipes), recipes, client, store, images=images), plant)
 
 
 def frame(sequence: int, data: bytes, encoding: int = pb.IMAGE_ENCODING_JPEG, recipe: str = "pcb") -> pb.Frame:
@@ -147,10 +149,12 @@ def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path
     assert [r.error.message for r in results if r.error.message] == []
     assert inspector.store.count() == len(paths)
     registry = inspector.metrics.registry
-    frames = sum(registry.get_sample_value("lineqa_frames_total", {"line": "line-1", "verdict": v}) or 0
+    labels = {"tenant": "acme", "line": "line-1", "model": "deeppcb", "version": "1"}
+    frames = sum(registry.get_sample_value("lineqa_frames_total", {**labels, "verdict": v}) or 0
                  for v in ("PASS", "FAIL", "REVIEW"))  # fmt: skip
     assert frames == len(paths)
-    assert registry.get_sample_value("lineqa_stage_seconds_count", {"stage": "inference"}) == len(paths)
+    inference = registry.get_sample_value("lineqa_stage_seconds_count", {"stage": "inference", "model": "deeppcb"})
+    assert inference == len(paths)
     defects = sum(len(r.defects) for r in results)
     counted = sum(s.value for m in registry.collect() if m.name == "lineqa_defects" for s in m.samples
                   if s.name == "lineqa_defects_total")  # fmt: skip
@@ -183,6 +187,34 @@ def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path
         matched = assert_same_detections(defects_of(result), flagged_of(record), conf=0.25, where=f"frame {sequence}")
         flagged_total += matched.matched
     assert flagged_total >= 20
+
+
+def test_non_square_frames_get_lineqa_predicts_detections(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One preprocessing path: crops of real boards, wide and tall, through a dynamic-size export. ``yolo
+    predict`` would pad them only to the next stride multiple; ``lineqa predict`` and the gateway both
+    letterbox to the full input size, so they find the same defects and give the same verdicts."""
+    paths = []
+    for index, board in enumerate(boards(deeppcb_root, 6)):
+        image = cv2.imread(str(board))
+        crop = image[:360, :] if index % 2 else image[:, 40:440]  # 640x360 and 400x640
+        paths.append(tmp_path / f"crop-{index}.png")
+        cv2.imwrite(str(paths[-1]), crop)
+    assert len({cv2.imread(str(p)).shape for p in paths}) == 2
+    rig = make_rig(served, tmp_path / "records.db")
+    frames = [frame(i + 1, p.read_bytes(), pb.IMAGE_ENCODING_PNG) for i, p in enumerate(paths)]
+    results = {r.frame.sequence: r for r in asyncio.run(stream(rig, frames))}
+    repository, work, _ = served
+    out = tmp_path / "predict.jsonl"
+    cmd = [sys.executable, "-m", "lineqa.cli", "predict", "--model", str(repository.latest("deeppcb").model_file),
+           "--recipe", str(work / "recipes" / "pcb.yaml"), "--output", str(out), *map(str, paths)]  # fmt: skip
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    matched = 0
+    for sequence, record in enumerate((json.loads(line) for line in out.read_text().splitlines()), start=1):
+        result = results[sequence]
+        assert result.verdict == getattr(pb, f"VERDICT_{record['verdict']}"), f"crop {sequence}"
+        found = assert_same_detections(defects_of(result), flagged_of(record), conf=0.25, where=f"crop {sequence}")
+        matched += found.matched
+    assert matched >= 5
 
 
 def test_bad_frames_get_their_own_error_and_the_stream_goes_on(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -250,7 +282,7 @@ def test_health_follows_triton(served, tmp_path: Path, alive: bool, status: str)
         server, port, reporter = gateway.server, gateway.port, gateway.health
         await server.start()
         try:
-            await reporter.set(await reporter.ready())
+            await reporter.set(await rig.inspector.ready())
             async with rig.channel(port) as channel:  # health needs no token
                 reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
                 return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -6,13 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from lineqa.serving.embedded_triton import served_versions
 from lineqa.serving.errors import ModelRepositoryError
 from lineqa.serving.model_repository import (
     ModelRepository,
@@ -22,6 +22,7 @@ from lineqa.serving.model_repository import (
     render_config,
 )
 from lineqa.serving.promotions import event
+from lineqa.serving.served_models import wanted_versions
 from lineqa.training.errors import TrainingError
 from lineqa.training.registry import rollback
 from lineqa.vision.yolo_output import HeadKind
@@ -37,6 +38,7 @@ CASES = {
         ModelSettings(max_batch_size=8, preferred_batch_sizes=(4, 8), version_policy=VersionPolicy.LATEST),
     ),
     "tensorrt_gpu": ("tensorrt", NMS_META, ModelSettings(max_batch_size=32, instance_count=2, gpu=True)),
+    "onnx_fixed_batch": ("onnxruntime", replace(NMS_META, fixed_batch=1), ModelSettings(max_batch_size=0)),
 }
 
 
@@ -51,9 +53,12 @@ def test_config_matches_golden_file_and_triton_schema(case: str) -> None:
     config = text_format.Parse(text, model_config_pb2.ModelConfig())  # Triton's own ModelConfig message
     assert config.name == "pcb-defects" and config.backend == backend
     assert config.max_batch_size == settings.max_batch_size
-    assert list(config.input[0].dims) == [3, *metadata.input_hw]
-    assert list(config.output[0].dims) == list(metadata.output_dims)
-    assert config.dynamic_batching.max_queue_delay_microseconds == settings.max_queue_delay_us
+    batch = [] if settings.batching else [1]
+    assert list(config.input[0].dims) == [*batch, 3, *metadata.input_hw]
+    assert list(config.output[0].dims) == [*batch, *metadata.output_dims]
+    assert config.HasField("dynamic_batching") == settings.batching
+    if settings.batching:
+        assert config.dynamic_batching.max_queue_delay_microseconds == settings.max_queue_delay_us
     assert config.version_policy.HasField("all" if settings.version_policy is VersionPolicy.ALL else "latest")
 
 
@@ -146,9 +151,9 @@ def test_the_line_follows_promotions_and_rollbacks(tmp_path: Path, tiny_models: 
     for version in (1, 2):
         log.append(event("promote", version, by="qa"))
     assert repo.serving_version("m").version == 2 and repo.version("m", None).version == 2
-    assert served_versions(repo) == {"m": 2}
+    assert wanted_versions(repo, ()) == {"m": {2}}
     assert rollback(repo, "m", reason="escapes on line 3", by="qa") == 1
-    assert repo.serving_version("m").version == 1 and served_versions(repo) == {"m": 1}
+    assert repo.serving_version("m").version == 1 and wanted_versions(repo, ()) == {"m": {1}}
     actions = [(e.action, e.version, e.by) for e in log.events()]
     assert actions == [("promote", 1, "qa"), ("promote", 2, "qa"), ("rollback", 1, "qa")]
     assert log.events()[-1].reason == "escapes on line 3" and log.events()[-1].details == {"from": 2}
@@ -158,3 +163,87 @@ def test_the_line_follows_promotions_and_rollbacks(tmp_path: Path, tiny_models: 
     )
     marks = [line.split()[0] for line in listed.stdout.splitlines()]
     assert listed.returncode == 0 and marks == ["*", "m", "m"]  # v1 is back on the line
+
+
+def _with_classes(model: Path, names: dict[int, str], out: Path) -> Path:
+    """A copy of an Ultralytics export whose class list says ``names`` (another model's export, in effect)."""
+    import onnx
+
+    graph = onnx.load(str(model))
+    for prop in graph.metadata_props:
+        if prop.key == "names":
+            prop.value = repr(names)
+    onnx.save(graph, str(out))
+    return out
+
+
+def test_a_plain_fixed_batch_export_is_served_without_batching(
+    plain_exports: dict[str, Path], tmp_path: Path
+) -> None:
+    """Ultralytics' default export has input [1, 3, 320, 320]: the configuration must not batch it."""
+    repo = ModelRepository(tmp_path)
+    for name in ("yolo11n", "yolo26n"):
+        version = repo.add_version(name, plain_exports[name])
+        assert version.metadata.fixed_batch == 1
+        assert repo.settings(name).max_batch_size == 0
+        config = text_format.Parse((tmp_path / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+        assert list(config.input[0].dims) == [1, 3, 320, 320]
+    # Ultralytics 8.4's plain export of YOLO26 keeps its one-to-many branch (an NMS head, 4 + 3 rows); its
+    # end-to-end branch needs nms=False (tiny_models["yolo26n"]): what the file holds is what is served.
+    assert repo.version("yolo26n", 1).metadata.head is HeadKind.NMS
+    assert repo.version("yolo26n", 1).metadata.output_dims[0] == 7
+    assert repo.version("yolo11n", 1).metadata.head is HeadKind.NMS
+    assert repo.check() == []
+
+
+def test_batching_a_fixed_batch_export_is_refused(plain_exports: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ModelRepositoryError, match=r"fixed batch of 1.*dynamic=True"):
+        ModelRepository(tmp_path).add_version("m", plain_exports["yolo11n"], settings=ModelSettings(max_batch_size=8))
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("second", "difference"),
+    [("plain", "batch dynamic vs fixed at 1"), ("e2e", "head"), ("classes", "classes")],
+)
+def test_a_version_that_needs_another_configuration_is_refused(
+    second: str, difference: str, tiny_models: dict[str, Path], plain_exports: dict[str, Path], tmp_path: Path
+) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    repo.add_version("m", tiny_models["yolo11n"])
+    candidates = {
+        "plain": plain_exports["yolo11n"],
+        "e2e": tiny_models["yolo26n"],
+        "classes": _with_classes(tiny_models["yolo11n"], {0: "scratch", 1: "dent", 2: "rust"}, tmp_path / "c.onnx"),
+    }
+    with pytest.raises(ModelRepositoryError, match=f"{difference}.*new model name"):
+        repo.add_version("m", candidates[second])
+    assert [v.version for v in repo.versions("m")] == [1]
+    assert repo.add_version("m-2", candidates[second]).version == 1  # a new model name is the way
+
+
+def test_check_reports_a_configuration_that_batches_a_fixed_batch_file(
+    plain_exports: dict[str, Path], tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A repository written before models were read for their batch: a fixed-batch file under a batching
+    configuration, as the old ``models add`` made it, must not pass the check."""
+    repo = ModelRepository(tmp_path)
+    repo.add_version("m", tiny_models["yolo11n"])  # dynamic batch, batching configuration
+    (tmp_path / "m" / "1" / "model.onnx").write_bytes(plain_exports["yolo11n"].read_bytes())
+    metadata = tmp_path / "m" / "1" / "lineqa.json"
+    recorded = VersionMetadata.from_json(metadata.read_text())
+    metadata.write_text(replace(recorded, sha256="").to_json())  # the old metadata: no hash check, no batch
+    problems = repo.check()
+    assert any("fixed batch of 1, but the configuration batches up to 16" in p for p in problems), problems
+
+
+def test_models_add_says_how_a_fixed_batch_export_is_served(plain_exports: dict[str, Path], tmp_path: Path) -> None:
+    model = str(plain_exports["yolo11n"])
+    cmd = [sys.executable, "-m", "lineqa.cli", "models", "--repo", str(tmp_path), "add", "m", model]
+    added = subprocess.run(cmd, capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    assert "fixed batch of 1: served without batching" in added.stdout and "dynamic=True" in added.stdout
+    refused = subprocess.run([*cmd[:-2], "m2", model, "--max-batch-size", "8"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "fixed batch of 1" in refused.stderr

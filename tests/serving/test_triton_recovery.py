@@ -21,15 +21,16 @@ from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from lineqa.serving.access import AccessStore, TokenCache
 from lineqa.serving.database import open_database, sqlite_url
-from lineqa.serving.embedded_supervisor import EmbeddedSupervisor
-from lineqa.serving.embedded_triton import EmbeddedTriton, served_versions
+from lineqa.serving.embedded_triton import EmbeddedTriton, EmbeddedTritonSettings
 from lineqa.serving.gateway import GatewaySettings, create_server
 from lineqa.serving.inspector import Inspector
 from lineqa.serving.local_plant import provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.model_supervisor import ModelSupervisor
 from lineqa.serving.promotions import event
 from lineqa.serving.recipes import RecipeBook
 from lineqa.serving.records import RecordStore
+from lineqa.serving.served_models import ServedModels
 from lineqa.serving.triton_client import TritonClient
 
 pytestmark = pytest.mark.slow
@@ -47,16 +48,15 @@ def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_p
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: metal}\n")
     image = cv2.imencode(".png", generate_part(Surface.METAL, 1).image)[1].tobytes()
-    triton = EmbeddedTriton(repository, ort_threads=1)
+    triton = EmbeddedTriton(repository, EmbeddedTritonSettings(ort_threads=1))
     triton.start()
     plant = provision_local_plant(tmp_path, cameras=("cam",))
     engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
-    inspector = Inspector(
-        repository,
-        RecipeBook(tmp_path / "recipes"),
-        TritonClient(triton.endpoints.grpc_url, timeout_s=2),
-        RecordStore(engine),
-    )
+    recipes, served = RecipeBook(tmp_path / "recipes"), ServedModels()
+    client = TritonClient(triton.endpoints.grpc_url, timeout_s=2)
+    models = ModelSupervisor(repository, recipes, served, client, triton)
+    models.prepare()
+    inspector = Inspector(served, recipes, client, RecordStore(engine))
     events: dict[str, float] = {}
 
     async def scenario() -> list[tuple[float, pb.InspectionResult]]:
@@ -65,7 +65,7 @@ def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_p
         gateway = create_server(inspector, settings, TokenCache(AccessStore(engine)))
         server, port = gateway.server, gateway.port
         await server.start()
-        supervisor = asyncio.create_task(EmbeddedSupervisor(triton, inspector).run(period_s=0.5))
+        supervisor = asyncio.create_task(models.run(period_s=0.5))
         received: list[tuple[float, pb.InspectionResult]] = []
         try:
             async with grpc.aio.secure_channel(f"localhost:{port}", plant.channel_credentials()) as channel:
@@ -125,22 +125,22 @@ def test_a_promoted_version_that_cannot_load_leaves_the_line_on_the_old_one(
     broken = repository.add_version("metal", tiny_models["yolo11n"])
     broken.model_file.write_bytes(b"not an ONNX model")  # corrupted after it was checked in
     repository.promotions("metal").append(event("promote", 1))
-    engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
-    triton = EmbeddedTriton(repository, ort_threads=1)
+    triton = EmbeddedTriton(repository, EmbeddedTritonSettings(ort_threads=1))
     triton.start()
-    inspector = Inspector(
-        repository, RecipeBook(tmp_path), TritonClient(triton.endpoints.grpc_url, timeout_s=2), RecordStore(engine)
-    )
-    supervisor = EmbeddedSupervisor(triton, inspector, grace_s=0.1)
+    served, client = ServedModels(), TritonClient(triton.endpoints.grpc_url, timeout_s=2)
+    supervisor = ModelSupervisor(repository, RecipeBook(tmp_path), served, client, triton)
+    supervisor.prepare()
 
     async def scenario() -> None:
         repository.promotions("metal").append(event("promote", 2))
-        await supervisor.switch(served_versions(repository))
-        assert supervisor.current is triton and inspector.served == {"metal": 1}
-        assert await inspector.triton.is_ready("metal", 1)
-        await inspector.triton.close()
+        await supervisor.check()
+        assert served.lineup.on_line["metal"].version == 1 and triton.loaded == {"metal": {1}}
+        assert await client.is_ready("metal", 1)
+        await supervisor.check()  # not tried again until the repository changes again
+        assert triton.loaded == {"metal": {1}}
+        await client.close()
 
     try:
         asyncio.run(scenario())
     finally:
-        supervisor.stop()
+        triton.stop()
