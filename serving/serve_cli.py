@@ -126,6 +126,7 @@ async def _serve(
 def run(args: argparse.Namespace) -> int:
     home = args.home or default_home()
     settings = _settings(args, home)
+    pass_sample = PassSample(args.pass_sample)  # checked before Triton starts
     repository = ModelRepository(args.models or home / "models")
     recipes = RecipeBook(args.recipes or home / "recipes")
     home.mkdir(parents=True, exist_ok=True)
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 limits=ImageLimits(max_pixels=args.max_pixels),
                 triton_timeout_s=args.triton_timeout_s,
                 image_policy=ImagePolicy(args.image_policy),
-                pass_sample=PassSample(args.pass_sample),
+                pass_sample=pass_sample,
             ),
             ImageStore(args.images or home / "images"),
         )
