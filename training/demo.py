@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(60)
     _summarise(results, truth, args.parts)
-    print(f"verdicts: {results}\nrecords: {home / 'lineqa.db'}  flagged part images: {home / 'images'}")
+    print(f"verdicts: {results}\nrecords: {home / 'lineqa.db'}  part images (flagged, PASS sample): {home / 'images'}")
     print(f"gateway log: {log}\ndone in {time.monotonic() - started:.0f} s")
     secret = _review_login(home, plant.tenant)
     print(
