@@ -214,7 +214,11 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     def error_page(request: Request, status: int, message: str, field: str | None = None) -> Response:
         """The error page: what kind of problem (its heading), what exactly was wrong, and a way on."""
         if field and request.method in SAFE_METHODS and field in request.query_params:
-            back = (str(request.url.remove_query_params(field)), "Show the page without that value")
+            without = request.url.remove_query_params(field)  # a same-site path, never the Host header's name
+            back = (
+                f"{without.path}?{without.query}" if without.query else without.path,
+                "Show the page without that value",
+            )
         else:
             back = ("/", "Back to the start page")
         return page(request, "error.html", status, heading=title(status), message=message, back=back)

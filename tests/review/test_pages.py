@@ -53,7 +53,7 @@ def test_a_bad_filter_value_says_what_was_wrong(site: Site, query: str, said: st
     text = unescape(page.text)
     assert "<h1>That input cannot be used</h1>" in text and said in text and "Cannot do that" not in text
     back = unescape(re.search(r'href="([^"]+)" id="error-back"', page.text).group(1))  # type: ignore[union-attr]
-    assert back == "https://testserver/t/acme/queue?line=line-1"  # the same page without the wrong value
+    assert back == "/t/acme/queue?line=line-1"  # the same page without the wrong value
     assert site.client("operator").get(back).status_code == 200
 
 
