@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nlineqa demo: {exc}", file=sys.stderr)
         return 1
     _summarise(results, truth)
-    print(f"verdicts: {results}\nrecords: {home / 'lineqa.db'}  flagged part images: {home / 'images'}")
+    print(f"verdicts: {results}\nrecords: {home / 'lineqa.db'}  part images (flagged, PASS sample): {home / 'images'}")
     print(f"gateway log: {log}\ndone in {time.monotonic() - started:.0f} s")
     print(
         f"\nreview the flagged parts in the QA app: lineqa review --home {home} serve\n"

@@ -38,7 +38,7 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "change_user": _ADMIN,
 }
 ACCOUNT_ROUTES = frozenset({"home", "logout"})
-PUBLIC_ROUTES = frozenset({"login_form", "login", "static"})
+PUBLIC_ROUTES = frozenset({"login_form", "login", "static", "favicon"})
 
 
 def authorize(route: str, principal: Principal | None, tenant: str | None) -> Principal | None:

@@ -4,12 +4,15 @@ Pages are rendered on the server (Jinja2, autoescaped) with one small script, th
 named, and one guard runs before each: it finds the session, checks the route against the access table
 (:mod:`lineqa.review.access`, deny by default, another tenant's anything is 404), and checks the CSRF token of
 every request that is not GET/HEAD. Routes only raise :class:`lineqa.review.errors.ReviewError`; one handler turns
-them into pages with the status of :data:`lineqa.review.errors.HTTP_STATUS`. No GET changes state.
+them into pages with the status of :data:`lineqa.review.errors.HTTP_STATUS`. No GET changes state. Every request
+and every decision is one structured log record (:mod:`lineqa.review.app_log`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,7 +21,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi import Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,27 +31,36 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineqa.content_store import ContentStore
-from lineqa.review import audit, dashboards
+from lineqa.review import app_log, audit, dashboards, label_diff, part_view
 from lineqa.review.access import ROUTE_ROLES, authorize
 from lineqa.review.auth import Principal, Role, SignInThrottle, UserStore
 from lineqa.review.boxes import boxes_json, parse_boxes
 from lineqa.review.csrf import FORM_FIELD, HEADER, LOGIN_COOKIE, SAFE_METHODS, check_token, new_token
 from lineqa.review.database import open_review_database
-from lineqa.review.decisions import DecisionKind, Decisions, model_labels
-from lineqa.review.errors import BadInputError, NotFoundError, NotSignedInError, ReviewError, http_status
+from lineqa.review.decisions import DecisionKind, Decisions
+from lineqa.review.errors import BadInputError, NotFoundError, NotSignedInError, ReviewError, http_status, title
 from lineqa.review.labelling import Labelling
-from lineqa.review.queue import STATUSES, VERDICTS, QueueFilter, ReviewQueue
+from lineqa.review.queue import PAGE_SIZE, ReviewQueue
+from lineqa.review.queue_filter import (
+    ORDER_NAMES,
+    STATUSES,
+    VERDICTS,
+    parse_filter,
+    parse_query_string,
+)
+from lineqa.review.uncertainty import recipe_folder
 from lineqa.review.web import (
+    AUDIT_COLUMNS,
     SECURITY_HEADERS,
+    audit_row,
     csv_response,
     image_response,
     image_size,
-    optional,
-    parse_time,
     safe_next,
     templates,
 )
 from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.pass_sample import PassSample
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +76,11 @@ class ReviewSettings(BaseModel):
     database_url: str
     images: Path
     models: Path | None = None
+    recipes: Path | None = Field(None, description="the gateway's recipe folder, for the thresholds that judged a part")
     dataset: str = Field(
         "reviewed", pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="the working dataset reviewed parts go into"
     )
-    pass_sample_percent: float = Field(5.0, ge=0, le=100)
+    pass_sample_percent: float = Field(5.0, ge=0, le=100, description="the PASS sample (lineqa.serving.pass_sample)")
     secure_cookies: bool = True
     session_ttl_h: float = Field(12.0, gt=0)
     timezone: str = "UTC"
@@ -96,7 +109,7 @@ def _services(settings: ReviewSettings) -> Services:
     shifts = dashboards.parse_shifts(settings.shifts)
     engine = open_review_database(settings.database_url)
     store = ContentStore(settings.images)
-    queue = ReviewQueue(engine, settings.pass_sample_percent)
+    queue = ReviewQueue(engine, PassSample(settings.pass_sample_percent), recipe_folder(settings.recipes))
     models = ModelRepository(settings.models) if settings.models else None
     return Services(
         engine,
@@ -124,6 +137,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         route = request.scope["route"].name
         tenant = request.path_params.get("tenant")
         principal = await run_in_threadpool(cookie_principal, request)  # database calls off the event loop
+        request.state.user = principal.username if principal else None  # for the request log, even when refused
         request.state.principal = authorize(route, principal, tenant)
         if request.method not in SAFE_METHODS:
             form = await request.form()
@@ -167,20 +181,62 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    @app.middleware("http")
+    async def request_log(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        """One structured line per request (:mod:`lineqa.review.app_log`); the id also goes back in a header."""
+        request_id, started, status = uuid.uuid4().hex[:16], time.perf_counter(), 500
+        try:
+            response: Response = await call_next(request)
+            status = response.status_code
+            response.headers["X-Request-Id"] = request_id
+            return response
+        finally:
+            route = request.scope.get("route")
+            logger.log(
+                logging.ERROR if status >= 500 else logging.INFO,
+                "%s %s %s",
+                request.method,
+                request.url.path,
+                status,
+                extra=app_log.fields(
+                    event="request",
+                    request_id=request_id,
+                    method=request.method,
+                    path=request.url.path,
+                    route=getattr(route, "name", None),
+                    status=status,
+                    user=getattr(request.state, "user", None),
+                    tenant=request.scope.get("path_params", {}).get("tenant"),
+                    duration_ms=round((time.perf_counter() - started) * 1e3, 1),
+                ),
+            )
+
+    def error_page(request: Request, status: int, message: str, field: str | None = None) -> Response:
+        """The error page: what kind of problem (its heading), what exactly was wrong, and a way on."""
+        if field and request.method in SAFE_METHODS and field in request.query_params:
+            without = request.url.remove_query_params(field)  # a same-site path, never the Host header's name
+            back = (
+                f"{without.path}?{without.query}" if without.query else without.path,
+                "Show the page without that value",
+            )
+        else:
+            back = ("/", "Back to the start page")
+        return page(request, "error.html", status, heading=title(status), message=message, back=back)
+
     @app.exception_handler(ReviewError)
     async def review_error(request: Request, exc: ReviewError) -> Response:
         if isinstance(exc, NotSignedInError) and request.method in SAFE_METHODS:
             return RedirectResponse(f"/login?{urlencode({'next': request.url.path})}", status_code=303)
-        return page(request, "error.html", http_status(exc), message=str(exc))
+        return error_page(request, http_status(exc), str(exc), exc.field if isinstance(exc, BadInputError) else None)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'request'}: {e['msg']}" for e in exc.errors())
-        return page(request, "error.html", 422, message=f"the request is not valid: {problems}")
+        return error_page(request, 422, f"the request is not valid: {problems}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return page(request, "error.html", exc.status_code, message=str(exc.detail))
+        return error_page(request, exc.status_code, str(exc.detail))
 
     # -- sign in ------------------------------------------------------------------------------------------
 
@@ -240,64 +296,48 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     # -- queue and parts ----------------------------------------------------------------------------------
 
     @app.get("/t/{tenant}/queue", name="queue")
-    def queue(
-        request: Request,
-        tenant: str,
-        line: str | None = None,
-        camera: str | None = None,
-        defect_class: Annotated[str | None, Query(alias="class")] = None,
-        verdict: str | None = None,
-        model: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        status: str = "pending",
-        page_number: Annotated[int, Query(alias="page")] = 1,
-    ) -> HTMLResponse:
-        wanted = QueueFilter(
-            line=optional(line),
-            camera=optional(camera),
-            class_name=optional(defect_class),
-            verdict=optional(verdict),
-            model=optional(model),
-            since=parse_time(since, "since"),
-            until=parse_time(until, "until"),
-            status=status,
-            page=page_number,
-        )
-        rows, total = services.queue.page(tenant, wanted)
-        query = {k: v for k, v in request.query_params.items() if k != "page" and v}
+    def queue(request: Request, tenant: str) -> HTMLResponse:
+        wanted = parse_filter(request.query_params)
+        shown = services.queue.page(tenant, wanted)
         return page(
             request,
             "queue.html",
-            rows=rows,
-            total=total,
+            shown=shown,
             filter=wanted,
-            query=query,
+            query=wanted.query(),
+            page_size=PAGE_SIZE,
             choices=services.queue.choices(tenant),
             verdicts=VERDICTS,
             statuses=STATUSES,
-            done=request.query_params.get("done"),
+            orders=ORDER_NAMES,
+            notice=part_view.notice(services.queue, tenant, request.query_params),
         )
 
     @app.get("/t/{tenant}/parts/{record_id}", name="part")
     def part(request: Request, tenant: str, record_id: str) -> HTMLResponse:
+        wanted = parse_filter(request.query_params)
         found = services.queue.part(tenant, record_id)
-        labels = boxes_json(model_labels(found))
-        editor = {
-            "boxes": [
-                {**label, "confidence": d.confidence, "disposition": d.disposition}
-                for label, d in zip(labels, found.row.defects, strict=True)
-            ],
-            "classes": services.decisions.classes(tenant, found),
-            "image": f"/t/{tenant}/parts/{record_id}/image" if found.image_key else None,
-        }
+        previous, following = services.queue.neighbours(tenant, wanted, record_id)
+        carried = wanted.query_string()
+        history = [
+            (entry, label_diff.diff(entry.old.get("labels", []), entry.new.get("labels", [])))
+            for entry in audit.entries(services.engine, tenant, obj=f"part:{record_id}")
+        ]
         return page(
             request,
             "part.html",
             part=found,
-            editor=editor,
-            kinds=list(DecisionKind),
-            history=audit.entries(services.engine, tenant, obj=f"part:{record_id}"),
+            editor=part_view.editor_data(tenant, found, services.decisions.classes(tenant, found)),
+            history=history,
+            carried=carried,
+            links={
+                "previous": f"/t/{tenant}/parts/{previous}?{carried}" if previous else None,
+                "next": f"/t/{tenant}/parts/{following}?{carried}" if following else None,
+                "queue": f"/t/{tenant}/queue?{carried}",
+            },
+            order_name=ORDER_NAMES[wanted.order],
+            notice=part_view.notice(services.queue, tenant, request.query_params),
+            kind_names=part_view.KIND_NAMES,
         )
 
     @app.get("/t/{tenant}/parts/{record_id}/image", name="part_image")
@@ -316,16 +356,44 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         boxes: Annotated[str, Form(max_length=200_000)] = "",
         reason: Annotated[str, Form(max_length=2000)] = "",
         then: Annotated[str, Form()] = "next",
+        carried: Annotated[str, Form(alias="queue", max_length=4000)] = "",
     ) -> Response:
+        wanted = parse_query_string(carried)
         found = services.queue.part(tenant, record_id)
         corrected = None
         if kind is DecisionKind.CORRECT:
             size = image_size(services.store, tenant, found.image_key)
             corrected = parse_boxes(boxes or "[]", services.decisions.classes(tenant, found), size)
-        services.decisions.decide(tenant, record_id, kind, corrected, reason.strip(), user_of(request).username)
-        following = services.queue.next_pending(tenant, record_id) if then == "next" else record_id
+        who = user_of(request).username
+        outcome = services.decisions.decide(tenant, record_id, kind, corrected, reason.strip(), who)
+        logger.info(
+            "decision on part %s by %s: %s%s",
+            found.row.part_id or record_id,
+            who,
+            outcome.kind.value,
+            "" if outcome.recorded else " (no change, nothing recorded)",
+            extra=app_log.fields(
+                event="decision",
+                tenant=tenant,
+                record_id=record_id,
+                part_id=found.row.part_id,
+                user=who,
+                asked=kind.value,
+                kind=outcome.kind.value,
+                recorded=outcome.recorded,
+                decision_id=outcome.decision_id,
+                boxes=len(outcome.labels),
+            ),
+        )
+        following = services.queue.after_decision(tenant, wanted, record_id) if then == "next" else record_id
         target = f"/t/{tenant}/parts/{following}" if following else f"/t/{tenant}/queue"
-        return RedirectResponse(f"{target}?{urlencode({'done': record_id})}", status_code=303)
+        said = {"done" if outcome.recorded else "kept": str(outcome.decision_id)}
+        return RedirectResponse(f"{target}?{urlencode({**wanted.query(), **said})}", status_code=303)
+
+    @app.get("/favicon.ico", name="favicon")
+    def favicon() -> FileResponse:
+        return FileResponse(HERE / "static" / "favicon.ico", media_type="image/x-icon",
+                            headers={"Cache-Control": "public, max-age=604800"})  # fmt: skip
 
     # -- dashboards ---------------------------------------------------------------------------------------
 
@@ -416,11 +484,8 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     def audit_trail(request: Request, tenant: str, format: str = "html") -> Response:
         found = audit.entries(services.engine, tenant, limit=5000 if format == "csv" else 500)
         if format == "csv":
-            rows = [[e.at.isoformat(), e.actor, e.action.value, e.object, e.old, e.new, e.reason] for e in found]
-            return csv_response(
-                ["at (UTC)", "actor", "action", "object", "old", "new", "reason"], rows, f"{tenant}-audit.csv"
-            )
-        return page(request, "audit.html", entries=found)
+            return csv_response(list(AUDIT_COLUMNS), [audit_row(e) for e in found], f"{tenant}-audit.csv")
+        return page(request, "audit.html", columns=AUDIT_COLUMNS, rows=[audit_row(e) for e in found])
 
     @app.get("/t/{tenant}/users", name="users")
     def users(request: Request, tenant: str) -> HTMLResponse:

@@ -7,9 +7,10 @@
     lineqa review user list acme
     lineqa review serve --port 8443                        # HTTPS with <home>/pki/server.pem by default
 
-The app uses the same database (``--db`` or ``<home>/lineqa.db``) and image store (``<home>/images``) as
-``lineqa serve``. It serves HTTPS; plain HTTP only with ``--insecure-http`` (local use: session cookies then
-lose their Secure flag).
+The app uses the same database (``--db`` or ``<home>/lineqa.db``), image store (``<home>/images``) and recipe
+folder (``<home>/recipes``) as ``lineqa serve``. It serves HTTPS; plain HTTP only with ``--insecure-http``
+(local use: session cookies then lose their Secure flag). It logs one JSON line per request and per decision
+(who, what, status, time) on standard error.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from lineqa.db import database_url
 from lineqa.home import default_home, env_default
+from lineqa.review import app_log
 from lineqa.review.auth import Role, UserStore
 from lineqa.review.database import open_review_database
 from lineqa.review.errors import ReviewError
@@ -48,8 +50,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local use only")
     serve.add_argument("--images", type=Path, help="image store (default: <home>/images)")
     serve.add_argument("--models", type=Path, help="model repository, for class names (default: <home>/models)")
+    serve.add_argument("--recipes", type=Path,
+                       help="the gateway's recipe folder, for the thresholds the queue order measures doubt against "
+                       "(default: <home>/recipes)")  # fmt: skip
     serve.add_argument("--dataset", default="reviewed", help="working dataset reviewed parts go into")
-    serve.add_argument("--pass-sample", type=float, default=5.0, help="percent of PASS parts shown in the queue")
+    serve.add_argument("--pass-sample", type=float, default=5.0,
+                       help="percent of PASS parts shown in the queue (default 5; at most the gateway's --pass-sample, "
+                       "which keeps their images)")  # fmt: skip
     serve.add_argument("--timezone", default="UTC", help="the plant's time zone for days and shifts")
     serve.add_argument("--shifts", default="early=6-14,late=14-22,night=22-6", help="name=START-END,...")
 
@@ -127,16 +134,19 @@ def _serve(args: argparse.Namespace, home: Path, url: str) -> int:
                               "or use --insecure-http for local use")  # fmt: skip
         cert, key = pki.server_cert, pki.server_key
     models = args.models or home / "models"
+    recipes = args.recipes or home / "recipes"
     settings = ReviewSettings(
         database_url=url,
         images=args.images or home / "images",
         models=models if models.is_dir() else None,
+        recipes=recipes if recipes.is_dir() else None,
         dataset=args.dataset,
         pass_sample_percent=args.pass_sample,
         secure_cookies=not args.insecure_http,
         timezone=args.timezone,
         shifts=args.shifts,
     )
+    app_log.install()  # one JSON line per request and per decision on standard error
     app = create_app(settings)
     scheme = "http" if args.insecure_http else "https"
     print(f"lineqa review on {scheme}://{args.host}:{args.port}/", file=sys.stderr)

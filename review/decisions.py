@@ -4,7 +4,9 @@ A decision is one of: **confirm** (the model was right: its flagged boxes become
 part, a confirmed good part), **false alarm** (no defect: a background image, a hard negative the next
 model learns from) or **correct** (the reviewer's boxes replace the model's). Decisions are appended, never
 changed: a part reviewed twice has two decisions, the later in force, and each goes into the audit trail
-with the labels it replaced. The gateway's record of the part, with its original verdict, is not touched.
+with the labels it replaced. Saving boxes equal to those in force is no correction: on a part nobody has
+decided yet it is a confirm (the model's boxes, accepted), on a decided part nothing is appended and the
+decision in force stays. The gateway's record of the part, with its original verdict, is not touched.
 
 The part's image (kept by the gateway under the tenant's prefix of the shared content store) becomes the
 sample ``parts/<record id>.<ext>`` of the tenant's working dataset, grouped by part id, so the next
@@ -45,13 +47,40 @@ class DecisionKind(str, Enum):
 
 @dataclass(frozen=True)
 class DecisionOutcome:
-    decision_id: int
+    decision_id: int  # the decision recorded, or the one that stays in force when nothing was recorded
+    kind: DecisionKind
     labels: tuple[Box, ...]
     sample: str | None  # the working dataset's sample, None when the gateway kept no image of the part
+    recorded: bool = True  # False: the boxes equalled those in force, nothing was appended
 
 
 def model_labels(part: Part) -> tuple[Box, ...]:
     return tuple(Box(d.class_name, *d.box) for d in part.row.defects)
+
+
+def labels_in_force(part: Part) -> tuple[Box, ...]:
+    """The part's labels now: its latest decision's boxes, or the model's while no one has decided."""
+    if part.decisions:
+        return tuple(Box(b["class"], *b["box"]) for b in part.decisions[-1].boxes)
+    return model_labels(part)
+
+
+def same_labels(a: tuple[Box, ...], b: tuple[Box, ...], tolerance_px: float = 0.01) -> bool:
+    """The same boxes in any order, corners within ``tolerance_px`` (the editor posts 1/100 px)."""
+    if len(a) != len(b):
+        return False
+
+    def corners(box: Box) -> tuple[float, float, float, float]:
+        return (box.x1, box.y1, box.x2, box.y2)
+
+    def key(box: Box) -> tuple[str, float, float, float, float]:
+        return (box.class_name, *corners(box))
+
+    return all(
+        p.class_name == q.class_name
+        and all(abs(u - v) <= tolerance_px for u, v in zip(corners(p), corners(q), strict=True))
+        for p, q in zip(sorted(a, key=key), sorted(b, key=key), strict=True)
+    )
 
 
 class Decisions:
@@ -91,6 +120,12 @@ class Decisions:
         if kind is DecisionKind.CORRECT:
             if corrected is None:
                 raise BadInputError("a correction needs the corrected boxes")
+            if same_labels(corrected, labels_in_force(part)):  # saving with no change is not a correction
+                if part.decisions:  # the decision in force stays; nothing to append
+                    current = part.decisions[-1]
+                    return DecisionOutcome(current.decision_id, DecisionKind(current.kind), corrected,
+                                           current.sample, recorded=False)  # fmt: skip
+                kind = DecisionKind.CONFIRM  # the model's boxes, accepted as they are
             labels = corrected
         elif corrected:
             raise BadInputError(f"a {kind.value} decision takes no boxes; use 'correct' to change them")
@@ -127,7 +162,7 @@ class Decisions:
                 .returning(decisions.c.decision_id)
             ).scalar_one()
             audit.append(conn, tenant, by, audit.AuditAction.DECISION, f"part:{record_id}", previous, new, reason)
-        return DecisionOutcome(int(decision_id), labels, sample)
+        return DecisionOutcome(int(decision_id), kind, labels, sample)
 
     def _to_dataset(self, tenant: str, part: Part, labels: tuple[Box, ...]) -> str | None:
         """Put the part into the working dataset with these labels (replacing an earlier decision's)."""

@@ -21,7 +21,11 @@ class NotSignedInError(ReviewError):
 
 
 class BadInputError(ReviewError):
-    """A form or query value that cannot be used, with what was wrong."""
+    """A form or query value that cannot be used, with what was wrong; ``field`` names the parameter."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TooManyAttemptsError(ReviewError):
@@ -35,6 +39,22 @@ HTTP_STATUS: dict[type[ReviewError], int] = {
     BadInputError: 400,
     TooManyAttemptsError: 429,
 }
+
+
+TITLES: dict[int, str] = {
+    400: "That input cannot be used",
+    401: "Sign in first",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed",
+    422: "That input cannot be used",
+    429: "Too many attempts",
+}
+
+
+def title(status: int) -> str:
+    """The error page's heading: what kind of problem it is, in the user's words."""
+    return TITLES.get(status, "Something went wrong" if status >= 500 else "That request cannot be served")
 
 
 def http_status(exc: ReviewError) -> int:

@@ -1,5 +1,7 @@
-"""The review queue: a tenant's FAIL and REVIEW parts, plus a steady sample of PASS parts (to spot escapes:
-defects the model missed), filterable, newest first; and one part with everything a reviewer needs.
+"""The review queue: a tenant's FAIL and REVIEW parts, plus a fixed sample of PASS parts (to spot escapes:
+defects the model missed; :mod:`lineqa.serving.pass_sample`, the rule the gateway keeps their images by),
+filterable, the most uncertain first (:mod:`lineqa.review.uncertainty`) or newest first; a part's place in
+that order (previous, next); and one part with everything a reviewer needs.
 
 Reads the gateway's ``inspections`` table and never writes it: the original verdict stays as judged.
 Decisions (:mod:`lineqa.review.decisions`) live in their own table and are joined in here.
@@ -7,9 +9,11 @@ Decisions (:mod:`lineqa.review.decisions`) live in their own table and are joine
 
 from __future__ import annotations
 
+import bisect
+import functools
 import json
-import math
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,39 +22,16 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.clock import as_utc
-from lineqa.review.errors import BadInputError, NotFoundError
+from lineqa.review.errors import NotFoundError
+from lineqa.review.queue_filter import QueueFilter
 from lineqa.review.schema import decisions
+from lineqa.review.uncertainty import ANOMALY_DISPOSITION, Opinions, RecipeLookup, doubt
+from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.schema import inspections
+from lineqa.vision.recipe import ClassRule
 
-VERDICTS = ("FAIL", "REVIEW", "PASS")
-STATUSES = ("pending", "reviewed", "all")
 PAGE_SIZE = 50
-
-
-@dataclass(frozen=True)
-class QueueFilter:
-    """What the queue shows. ``verdict`` None means FAIL, REVIEW and the PASS sample; ``model`` is
-    ``name`` or ``name:version``; ``class_name`` keeps parts with at least one defect of that class."""
-
-    line: str | None = None
-    camera: str | None = None
-    class_name: str | None = None
-    verdict: str | None = None
-    model: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    status: str = "pending"
-    page: int = 1
-
-    def __post_init__(self) -> None:
-        if self.verdict is not None and self.verdict not in VERDICTS:
-            raise BadInputError(f"verdict must be one of {', '.join(VERDICTS)}, not {self.verdict!r}")
-        if self.status not in STATUSES:
-            raise BadInputError(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
-        if self.page < 1:
-            raise BadInputError("page numbers start at 1")
-        if self.model is not None and ":" in self.model and not self.model.rpartition(":")[2].isdigit():
-            raise BadInputError(f"model {self.model!r} is not name or name:version")
+RANK_LIMIT = 2000  # the uncertainty order ranks the newest this many matching parts (see the benchmark)
 
 
 @dataclass(frozen=True)
@@ -76,6 +57,20 @@ class QueueRow:
     model: str
     defects: tuple[Defect, ...]
     decision: str | None  # the latest decision's kind, None while pending
+    doubt: float = 0.0  # how uncertain the verdict is (lineqa.review.uncertainty)
+    reason: str = ""  # why, in words: the order's reason the queue shows
+
+    @property
+    def anomalies(self) -> int:
+        """Anomaly regions (golden-sample findings no detection explains) among the defects."""
+        return sum(d.disposition == ANOMALY_DISPOSITION for d in self.defects)
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[QueueRow]
+    total: int  # parts matching the filter
+    ordered: int  # of which the order covers this many (the uncertainty order ranks the newest RANK_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -124,14 +119,6 @@ class Part:
         }
 
 
-def pass_sample_prefixes(percent: float) -> list[str]:
-    """Record ids (random UUIDs) starting with one of these two-hex-digit prefixes form the PASS sample: a
-    stable ``percent`` of PASS parts, the same on every page load and every replica, chosen in SQL."""
-    if not 0 <= percent <= 100:
-        raise BadInputError(f"the PASS sample is a percentage, not {percent}")
-    return [f"{i:02x}" for i in range(math.ceil(256 * percent / 100))]
-
-
 def _like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -151,16 +138,28 @@ def _decided(tenant: str) -> ColumnElement[bool]:
     return exists().where(decisions.c.tenant_id == tenant, decisions.c.record_id == inspections.c.record_id)
 
 
+def _sort_key(row: QueueRow) -> tuple[float, float, str]:
+    """The uncertainty order: most doubt first, then newest, then by record id (a total order)."""
+    return (-row.doubt, -row.receive_time.timestamp(), row.record_id)
+
+
+_c = inspections.c
+_ROW_COLUMNS = (_c.record_id, _c.part_id, _c.line_id, _c.camera_id, _c.receive_time, _c.verdict, _c.model_name,
+                _c.model_version, _c.defects_json, _c.recipe_id, _c.recipe_version)  # fmt: skip
+_NEWEST = (_c.receive_time.desc(), _c.record_id)
+
+
 class ReviewQueue:
-    def __init__(self, engine: Engine, pass_sample_percent: float = 5.0) -> None:
+    def __init__(self, engine: Engine, pass_sample: PassSample, recipes: RecipeLookup) -> None:
         self.engine = engine
-        self.sample_prefixes = pass_sample_prefixes(pass_sample_percent)
+        self.sample = pass_sample
+        self.recipes = recipes
 
     def _conditions(self, tenant: str, f: QueueFilter) -> list[ColumnElement[bool]]:
         c = inspections.c
         where: list[ColumnElement[bool]] = [c.tenant == tenant]
         if f.verdict is None:
-            sampled = and_(c.verdict == "PASS", func.substr(c.record_id, 1, 2).in_(self.sample_prefixes))
+            sampled = and_(c.verdict == "PASS", self.sample.where(c.sequence))
             where.append(or_(c.verdict.in_(["FAIL", "REVIEW"]), sampled))
         else:
             where.append(c.verdict == f.verdict)
@@ -185,33 +184,51 @@ class ReviewQueue:
             where.append(_decided(tenant))
         return where
 
-    def page(self, tenant: str, f: QueueFilter) -> tuple[list[QueueRow], int]:
-        """One page of the queue, newest first, and how many parts match in all."""
-        c = inspections.c
+    def page(self, tenant: str, f: QueueFilter) -> QueuePage:
+        """One page of the queue in the filter's order, and how many parts match in all."""
         where = self._conditions(tenant, f)
-        columns = [
-            c.record_id,
-            c.part_id,
-            c.line_id,
-            c.camera_id,
-            c.receive_time,
-            c.verdict,
-            c.model_name,
-            c.model_version,
-            c.defects_json,
-        ]
-        query = (
-            select(*columns)
-            .where(*where)
-            .order_by(c.receive_time.desc(), c.record_id)
-            .limit(PAGE_SIZE)
-            .offset((f.page - 1) * PAGE_SIZE)
-        )
         with self.engine.connect() as conn:
             total = int(conn.execute(select(func.count()).select_from(inspections).where(*where)).scalar_one())
-            rows = conn.execute(query).all()
-        latest = self._latest_kinds(tenant, [r.record_id for r in rows])
-        return [self._row(r, latest.get(r.record_id)) for r in rows], total
+        start = (f.page - 1) * PAGE_SIZE
+        if f.order == "uncertain":
+            ranked = self._ranked(tenant, where)
+            rows = ranked[start : start + PAGE_SIZE]
+            return QueuePage(self._with_decisions(tenant, rows), total, len(ranked))
+        query = select(*_ROW_COLUMNS).where(*where).order_by(*_NEWEST).limit(PAGE_SIZE).offset(start)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+        return QueuePage(self._with_decisions(tenant, self._rows(tenant, found)), total, total)
+
+    def neighbours(self, tenant: str, f: QueueFilter, record_id: str) -> tuple[str | None, str | None]:
+        """The parts before and after ``record_id`` in the filter's order. The part itself need not match
+        the filter (a part just decided has left the pending queue): its place in the order is used."""
+        here = self._one(tenant, record_id)
+        where = self._conditions(tenant, f)
+        if f.order == "uncertain":
+            ranked = self._ranked(tenant, where)
+            keys = [_sort_key(r) for r in ranked]
+            key = _sort_key(here)
+            before, after = bisect.bisect_left(keys, key), bisect.bisect_right(keys, key)
+            previous = ranked[before - 1].record_id if before > 0 else None
+            following = ranked[after].record_id if after < len(ranked) else None
+            return previous, following
+        c = inspections.c
+        with self.engine.connect() as conn:
+            at = conn.execute(select(c.receive_time).where(c.record_id == record_id)).scalar_one()
+            newer = or_(c.receive_time > at, and_(c.receive_time == at, c.record_id < record_id))
+            older = or_(c.receive_time < at, and_(c.receive_time == at, c.record_id > record_id))
+            previous = conn.execute(select(c.record_id).where(*where, newer)
+                                    .order_by(c.receive_time, c.record_id.desc()).limit(1)).scalar()  # fmt: skip
+            following = conn.execute(select(c.record_id).where(*where, older).order_by(*_NEWEST).limit(1)).scalar()
+        return previous, following
+
+    def after_decision(self, tenant: str, f: QueueFilter, record_id: str) -> str | None:
+        """Where "decide, then the next part" goes: the next part in the order, else the first one left."""
+        following = self.neighbours(tenant, f, record_id)[1]
+        if following is not None:
+            return following
+        first = [r.record_id for r in self.page(tenant, replace(f, page=1)).rows if r.record_id != record_id]
+        return first[0] if first else None
 
     def choices(self, tenant: str) -> dict[str, list[str]]:
         """Values the filter form offers: the tenant's lines, cameras and models."""
@@ -236,8 +253,9 @@ class ReviewQueue:
             raise NotFoundError(f"no part {record_id!r}")
         history = self.decisions(tenant, record_id)
         result = pb.InspectionResult.FromString(r.result)
+        row = replace(self._rows(tenant, [r])[0], decision=history[-1].kind if history else None)
         return Part(
-            row=self._row(r, history[-1].kind if history else None),
+            row=row,
             sequence=r.sequence,
             capture_time=as_utc(r.capture_time) if r.capture_time else None,
             recipe_id=r.recipe_id,
@@ -256,47 +274,99 @@ class ReviewQueue:
         d = decisions.c
         query = select(decisions).where(d.tenant_id == tenant, d.record_id == record_id).order_by(d.decision_id)
         with self.engine.connect() as conn:
-            return [
-                DecisionView(
-                    r.decision_id,
-                    r.kind,
-                    json.loads(r.boxes_json),
-                    r.reason,
-                    r.reviewer,
-                    as_utc(r.decided_at),
-                    r.dataset,
-                    r.sample,
-                )
-                for r in conn.execute(query)
-            ]
+            return [_decision_view(r) for r in conn.execute(query)]
 
-    def next_pending(self, tenant: str, after: str) -> str | None:
-        """The newest pending part other than ``after``: where "decide and next" goes."""
-        where = [*self._conditions(tenant, QueueFilter()), inspections.c.record_id != after]
-        query = select(inspections.c.record_id).where(*where).order_by(inspections.c.receive_time.desc()).limit(1)
+    def decision(self, tenant: str, decision_id: int) -> tuple[DecisionView, str]:
+        """One decision of this tenant and the part id (or record id) it is about: what a notice says."""
+        d, c = decisions.c, inspections.c
+        query = (
+            select(decisions, c.part_id)
+            .join(inspections, c.record_id == d.record_id)
+            .where(d.tenant_id == tenant, c.tenant == tenant, d.decision_id == decision_id)
+        )
         with self.engine.connect() as conn:
-            found = conn.execute(query).scalar()
-        return str(found) if found is not None else None
+            r = conn.execute(query).first()
+        if r is None:
+            raise NotFoundError(f"no decision {decision_id}")
+        return _decision_view(r), r.part_id or r.record_id
 
-    def _latest_kinds(self, tenant: str, record_ids: list[str]) -> dict[str, str]:
-        if not record_ids:
-            return {}
+    def _one(self, tenant: str, record_id: str) -> QueueRow:
+        query = select(*_ROW_COLUMNS).where(inspections.c.tenant == tenant, inspections.c.record_id == record_id)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+        if not found:
+            raise NotFoundError(f"no part {record_id!r}")
+        return self._rows(tenant, found)[0]
+
+    def _ranked(self, tenant: str, where: list[ColumnElement[bool]]) -> list[QueueRow]:
+        """The newest :data:`RANK_LIMIT` matching parts in the uncertainty order."""
+        query = select(*_ROW_COLUMNS).where(*where).order_by(*_NEWEST).limit(RANK_LIMIT)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+        return sorted(self._rows(tenant, found), key=_sort_key)
+
+    def _rows(self, tenant: str, found: Sequence[Any]) -> list[QueueRow]:
+        """Queue rows with their doubt (see :mod:`lineqa.review.uncertainty`); decisions not yet joined."""
+        opinions = self._opinions(tenant, {(r.part_id, r.camera_id) for r in found if r.part_id})
+        rules: dict[tuple[str, str], Callable[[str], ClassRule] | None] = {}
+        out = []
+        for r in found:
+            recipe_key = (r.recipe_id, r.recipe_version)
+            if recipe_key not in rules:
+                recipe = self.recipes(*recipe_key)
+                rules[recipe_key] = functools.cache(recipe.rule_for) if recipe is not None else None
+            defects = _defects(r.defects_json)
+            judged = doubt(
+                r.verdict,
+                defects,
+                rules[recipe_key],
+                f"{r.recipe_id}@{r.recipe_version[:12]}",
+                (r.model_name, r.model_version),
+                opinions.get((r.part_id, r.camera_id), {}),
+            )
+            out.append(QueueRow(r.record_id, r.part_id, r.line_id, r.camera_id, as_utc(r.receive_time), r.verdict,
+                                _model(r), defects, None, judged.score, judged.text()))  # fmt: skip
+        return out
+
+    def _opinions(self, tenant: str, views: set[tuple[str, str]]) -> dict[tuple[str, str], Opinions]:
+        """For each (part id, camera) judged by more than one model version: the verdicts each version gave it
+        (ERROR is no opinion). One query per 5000 parts; the database returns only the parts judged twice."""
+        c = inspections.c
+        judged = and_(c.tenant == tenant, c.verdict != "ERROR")
+        seen: dict[tuple[str, str], dict[tuple[str, int], set[str]]] = {}
+        parts = sorted({part for part, _ in views})
+        for start in range(0, len(parts), 5000):  # within both databases' limits on bound parameters
+            twice = (
+                select(c.part_id)
+                .where(judged, c.part_id.in_(parts[start : start + 5000]))
+                .group_by(c.part_id, c.camera_id)
+                .having(or_(func.count(c.model_name.distinct()) > 1, func.count(c.model_version.distinct()) > 1))
+            )
+            query = select(c.part_id, c.camera_id, c.model_name, c.model_version, c.verdict).where(
+                judged, c.part_id.in_(twice)
+            )
+            with self.engine.connect() as conn:
+                for part, camera, name, version, verdict in conn.execute(query.distinct()):
+                    if (part, camera) in views:
+                        seen.setdefault((part, camera), {}).setdefault((name, version), set()).add(verdict)
+        return {
+            view: {model: frozenset(v) for model, v in by_model.items()}
+            for view, by_model in seen.items()
+            if len(by_model) > 1
+        }
+
+    def _with_decisions(self, tenant: str, rows: list[QueueRow]) -> list[QueueRow]:
+        if not rows:
+            return []
         d = decisions.c
-        latest = select(func.max(d.decision_id)).where(d.tenant_id == tenant, d.record_id.in_(record_ids))
+        latest = select(func.max(d.decision_id)).where(d.tenant_id == tenant,
+                                                       d.record_id.in_([r.record_id for r in rows]))  # fmt: skip
         query = select(d.record_id, d.kind).where(d.decision_id.in_(latest.group_by(d.record_id)))
         with self.engine.connect() as conn:
-            return {record_id: kind for record_id, kind in conn.execute(query)}
+            kinds = {record_id: kind for record_id, kind in conn.execute(query)}
+        return [replace(r, decision=kinds.get(r.record_id)) for r in rows]
 
-    @staticmethod
-    def _row(r: Any, decision: str | None) -> QueueRow:
-        return QueueRow(
-            r.record_id,
-            r.part_id,
-            r.line_id,
-            r.camera_id,
-            as_utc(r.receive_time),
-            r.verdict,
-            _model(r),
-            _defects(r.defects_json),
-            decision,
-        )
+
+def _decision_view(r: Any) -> DecisionView:
+    return DecisionView(r.decision_id, r.kind, json.loads(r.boxes_json), r.reason, r.reviewer, as_utc(r.decided_at),
+                        r.dataset, r.sample)  # fmt: skip

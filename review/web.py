@@ -1,11 +1,12 @@
 """What the review app's pages and files are made of: the Jinja2 environment (autoescaped), security headers,
-form and query value parsing, CSV and image responses. No state, no routes: :mod:`lineqa.review.app` has those."""
+CSV and image responses, and the audit trail's rows (one function for the page and its CSV, so both carry the
+same columns and the same JSON). No state, no routes: :mod:`lineqa.review.app` has those."""
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +16,8 @@ from fastapi.responses import FileResponse, Response
 
 from lineqa.content_store import ContentStore, ContentStoreError
 from lineqa.datasets.probe import probe_image
-from lineqa.review.errors import BadInputError, NotFoundError
+from lineqa.review.audit import AuditEntry
+from lineqa.review.errors import NotFoundError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SECURITY_HEADERS = {
@@ -42,20 +44,24 @@ def templates() -> jinja2.Environment:
     return env
 
 
-def optional(value: str | None) -> str | None:
-    return (value.strip() or None) if value is not None else None
+AUDIT_COLUMNS = ("at (UTC)", "who", "action", "object", "old", "new", "reason")
 
 
-def parse_time(value: str | None, name: str) -> datetime | None:
-    """A date or date-time from a filter form (UTC unless it says otherwise)."""
-    value = optional(value)
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInputError(f"{name}: {value!r} is not a date (YYYY-MM-DD) or date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+def as_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def audit_row(entry: AuditEntry) -> list[str]:
+    """One audit entry as the page shows it and the CSV writes it: old and new values as JSON text."""
+    return [
+        entry.at.isoformat(timespec="seconds"),
+        entry.actor,
+        entry.action.value,
+        entry.object,
+        as_json(entry.old),
+        as_json(entry.new),
+        entry.reason,
+    ]
 
 
 def safe_next(target: str | None) -> str:

@@ -28,6 +28,7 @@ from lineqa.serving.errors import ModelRepositoryError
 from lineqa.serving.image_store import ImagePolicy, ImageStore, ImageStoreError
 from lineqa.serving.metrics import GatewayMetrics
 from lineqa.serving.model_repository import ModelVersion
+from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.recipes import RecipeBook
 from lineqa.serving.records import InspectionRecord, RecordStore, RecordStoreError
 from lineqa.serving.served_models import ServedModels
@@ -89,7 +90,8 @@ def error_code_for(exc: Exception) -> pb.ErrorCode:
 class InspectorSettings:
     limits: ImageLimits = field(default_factory=ImageLimits)
     triton_timeout_s: float = 2.0
-    image_policy: ImagePolicy = ImagePolicy.FLAGGED
+    image_policy: ImagePolicy = ImagePolicy.FLAGGED_AND_SAMPLE
+    pass_sample: PassSample = field(default_factory=PassSample)
 
 
 def _now() -> Timestamp:
@@ -268,10 +270,8 @@ class Inspector:
 
     def _keep_image(self, tenant: str, frame: pb.Frame, image: np.ndarray, verdict: Verdict) -> str | None:
         """Store the part's image per policy; raw frames are kept as lossless PNG."""
-        policy = self.settings.image_policy
-        if self.images is None or policy is ImagePolicy.NONE:
-            return None
-        if policy is ImagePolicy.FLAGGED and verdict not in (Verdict.FAIL, Verdict.REVIEW):
+        keeps = self.settings.image_policy.keeps(verdict.value, frame.identity.sequence, self.settings.pass_sample)
+        if self.images is None or not keeps:
             return None
         encoding = frame.image.encoding
         if encoding == pb.IMAGE_ENCODING_JPEG:

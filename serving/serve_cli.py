@@ -26,6 +26,7 @@ from lineqa.serving.image_store import ImagePolicy, ImageStore
 from lineqa.serving.inspector import Inspector, InspectorSettings
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.model_supervisor import ModelSupervisor
+from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.pki import PlantPki
 from lineqa.serving.recipes import RecipeBook
 from lineqa.serving.records import RecordStore
@@ -94,7 +95,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=9464, help="Prometheus /metrics port (0: off)")
     parser.add_argument("--images", type=Path, help="image store folder (default: <home>/images)")
     parser.add_argument(
-        "--image-policy", choices=[p.value for p in ImagePolicy], default="flagged", help="which parts' images to keep"
+        "--image-policy",
+        choices=[p.value for p in ImagePolicy],
+        default=ImagePolicy.FLAGGED_AND_SAMPLE.value,
+        help="which parts' images to keep (default: flagged+sample, the parts the review queue shows)",
+    )
+    parser.add_argument(
+        "--pass-sample",
+        type=float,
+        default=PassSample().percent,
+        help="percent of PASS parts in the fixed sample whose images flagged+sample keeps (default 5; at least "
+        "'lineqa review serve --pass-sample' so every sampled part the queue shows has its image)",
     )
 
 
@@ -166,6 +177,7 @@ def _concurrency(args: argparse.Namespace, repository: ModelRepository, embedded
 def run(args: argparse.Namespace) -> int:
     home = args.home or default_home()
     settings = _settings(args, home)
+    pass_sample = PassSample(args.pass_sample)  # checked before Triton starts
     repository = ModelRepository(args.models or home / "models")
     recipes = RecipeBook(args.recipes or home / "recipes")
     home.mkdir(parents=True, exist_ok=True)
@@ -190,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
                 limits=ImageLimits(max_pixels=args.max_pixels),
                 triton_timeout_s=args.triton_timeout_s,
                 image_policy=ImagePolicy(args.image_policy),
+                pass_sample=pass_sample,
             ),
             ImageStore(args.images or home / "images"),
             slots=InferenceSlots(_concurrency(args, repository, embedded is not None), args.triton_timeout_s),

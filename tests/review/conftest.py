@@ -26,9 +26,12 @@ from lineqa.review.auth import Role, UserStore
 from lineqa.serving.database import open_database
 from lineqa.serving.model_repository import METADATA_NAME, VersionMetadata
 from lineqa.serving.records import InspectionRecord, RecordStore
+from lineqa.vision.recipe import parse_recipe
 from lineqa.vision.yolo_output import HeadKind
 
 PASSWORD = "correct horse battery"
+RECIPE = "id: pcb-top\nmodel: {name: pcb}\ndefaults: {fail_confidence: 0.5, review_confidence: 0.3}\n"
+RECIPE_VERSION = parse_recipe(RECIPE).version
 BASE_TIME = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)  # a Monday, early shift
 # verdict, defects (class, confidence, box, disposition), line, camera
 PARTS = (
@@ -44,18 +47,23 @@ def part_image(seed: int) -> bytes:
     return bytes(cv2.imencode(".jpg", generate_part(Surface.PCB, seed).image)[1])
 
 
+Spec = tuple[str, list[tuple[str, float, tuple[float, ...], str]], str, str]  # verdict, defects, line, camera
+
+
 def record(
     tenant: str, sequence: int, verdict: str, defects: list[tuple[str, float, tuple[float, ...], str]], line: str,
     camera: str, when: datetime, image_key: str | None, image: bytes, record_id: str | None = None,
+    part_id: str | None = None, model_version: int = 1, recipe_version: str = RECIPE_VERSION,
 ) -> InspectionRecord:  # fmt: skip
-    """An inspection record as the gateway writes it (its defects JSON, its serialized result)."""
+    """An inspection record as the gateway writes it (its defects JSON, its serialized result), judged by the
+    recipe :data:`RECIPE` unless another ``recipe_version`` is named."""
     reasons = [f"{c} {conf:.2f} ≥ threshold" for c, conf, _, d in defects if d == "defect"]
     reasons += [f"{c} {conf:.2f} in the review band" for c, conf, _, d in defects if d == "review"]
     result = pb.InspectionResult(verdict=getattr(pb, f"VERDICT_{verdict}"), reasons=reasons)
     return InspectionRecord(
         record_id=record_id or str(uuid.uuid4()), tenant=tenant, line_id=line, camera_id=camera, sequence=sequence,
-        part_id=f"SN-{sequence:04d}", capture_time=when - timedelta(seconds=1), receive_time=when,
-        model_name="pcb", model_version=1, recipe_id="pcb-top", recipe_version="ab" * 32,
+        part_id=part_id or f"SN-{sequence:04d}", capture_time=when - timedelta(seconds=1), receive_time=when,
+        model_name="pcb", model_version=model_version, recipe_id="pcb-top", recipe_version=recipe_version,
         image_sha256=hashlib.sha256(image).hexdigest(), image_key=image_key, verdict=verdict, error_code="",
         defects_json=json.dumps([{"class": c, "confidence": conf, "box": list(box), "area_px": 1.0, "area_mm2": None,
                                   "disposition": d} for c, conf, box, d in defects]),
@@ -63,16 +71,18 @@ def record(
     )  # fmt: skip
 
 
-def seed_parts(url: str, images: Path, tenant: str, start: datetime = BASE_TIME) -> list[str]:
-    """The :data:`PARTS` of one tenant, an hour apart, flagged ones with their image kept; their record ids."""
+def seed_parts(url: str, images: Path, tenant: str, start: datetime = BASE_TIME,
+               parts: tuple[Spec, ...] | list[Spec] = PARTS, first: int = 1) -> list[str]:  # fmt: skip
+    """``parts`` of one tenant with sequences from ``first``, an hour apart from ``start``, flagged ones with their
+    image kept; their record ids."""
     store = RecordStore(open_database(url))
     content = ContentStore(images)
     ids = []
-    for sequence, (verdict, defects, line, camera) in enumerate(PARTS, start=1):
+    for sequence, (verdict, defects, line, camera) in enumerate(parts, start=first):
         data = part_image(sequence + (100 if tenant != "acme" else 0))
         key = content.put(tenant, data, "jpg") if verdict != "PASS" else None
-        rec = record(tenant, sequence, verdict, list(defects), line, camera, start + timedelta(hours=sequence), key,
-                     data)  # fmt: skip
+        when = start + timedelta(hours=sequence - first + 1)
+        rec = record(tenant, sequence, verdict, list(defects), line, camera, when, key, data)
         store.commit(rec)
         ids.append(rec.record_id)
     store.close()
@@ -133,8 +143,10 @@ def write_model_metadata(models: Path) -> Path:
 
 def make_site(url: str, home: Path) -> Site:
     parts = {tenant: seed_parts(url, home / "images", tenant) for tenant in ("acme", "globex")}
+    (home / "recipes").mkdir(exist_ok=True)
+    (home / "recipes" / "pcb-top.yaml").write_text(RECIPE)
     settings = ReviewSettings(database_url=url, images=home / "images", models=write_model_metadata(home / "models"),
-                              pass_sample_percent=100)  # fmt: skip
+                              recipes=home / "recipes", pass_sample_percent=100)  # fmt: skip
     app = create_app(settings)
     users = app.state.services.users
     for role in Role:

@@ -92,7 +92,7 @@ def test_a_second_decision_is_appended_and_replaces_the_sample(site: Site) -> No
     }
     assert sample[f"parts/{fail}.jpg"].annotation is Annotation.BACKGROUND
     page = site.client("operator").get(f"/t/acme/parts/{fail}").text
-    assert "a reflection" in page and "false_alarm" in page
+    assert "a reflection" in page and "False alarm" in page
 
 
 def test_the_queue_filters_and_hides_decided_parts(site: Site) -> None:

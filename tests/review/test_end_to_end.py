@@ -19,6 +19,8 @@ from lineqa.db import sqlite_url
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.app import ReviewSettings, create_app
 from lineqa.review.auth import Role
+from lineqa.serving.inspector import InspectorSettings
+from lineqa.serving.pass_sample import PassSample
 from tests.review.conftest import PASSWORD, csrf_of, sign_in
 from tests.serving.test_gateway import boards, frame, make_rig, served, stream
 
@@ -78,4 +80,41 @@ def test_frames_through_the_gateway_become_a_dataset_version(served, deeppcb_roo
     for record_id in (confirm, false_alarm, correct):  # the camera's bytes, stored once, in the version
         assert samples[f"parts/{record_id}.jpg"].sha256 == hashlib.sha256(sent[record_id]).hexdigest()
         assert samples[f"parts/{record_id}.jpg"].group == f"P{by_record[record_id].frame.sequence}"
+    app.state.services.engine.dispose()
+
+
+def test_the_gateway_keeps_the_images_of_the_pass_sample_the_queue_shows(served, deeppcb_root: Path,  # type: ignore[no-untyped-def]
+                                                                        tmp_path: Path) -> None:  # fmt: skip
+    """Real frames judged PASS by the real gateway (a recipe no detection can fail): the default image policy keeps
+    the images of exactly the sampled ones, and the review queue, with the same percentage, lists exactly those
+    PASS parts, each with its image."""
+    work = served[1]
+    recipe = "id: pcb-pass\nmodel: {name: deeppcb}\ndefaults: {fail_confidence: 1.0}\n"  # nothing reaches 1.0
+    (work / "recipes" / "pcb-pass.yaml").write_text(recipe)
+    home = tmp_path / "home"
+    home.mkdir()
+    rig = make_rig(served, home / "lineqa.db")
+    sample = PassSample(30)
+    rig.inspector.settings = InspectorSettings(pass_sample=sample)  # the gateway's defaults, but a 30 % sample
+    paths = boards(deeppcb_root, 4)
+    frames = [frame(sequence, paths[sequence % 4].read_bytes(), recipe="pcb-pass") for sequence in range(1, 13)]
+    results = asyncio.run(stream(rig, frames))
+    assert [pb.Verdict.Name(r.verdict) for r in results] == ["VERDICT_PASS"] * 12
+    with rig.inspector.store.engine.connect() as conn:
+        kept = dict(conn.exec_driver_sql("SELECT sequence, image_key FROM inspections").all())
+    sampled = {s for s in range(1, 13) if sample.contains(s)}
+    assert 0 < len(sampled) < 12 and {s for s, key in kept.items() if key} == sampled
+
+    app = create_app(ReviewSettings(database_url=sqlite_url(home / "lineqa.db"), images=home / "images",
+                                    pass_sample_percent=30))  # fmt: skip
+    app.state.services.users.add_user("qa", PASSWORD)
+    app.state.services.users.grant("qa", "acme", Role.QA)
+    by_sequence = {r.frame.sequence: r.record_id for r in results}
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as qa:
+        sign_in(qa, "qa")
+        queue = qa.get("/t/acme/queue").text
+        assert {s for s, record_id in by_sequence.items() if f"/parts/{record_id}" in queue} == sampled
+        for sequence in sampled:
+            image = qa.get(f"/t/acme/parts/{by_sequence[sequence]}/image")
+            assert image.status_code == 200 and image.content == paths[sequence % 4].read_bytes()
     app.state.services.engine.dispose()

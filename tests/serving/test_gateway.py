@@ -33,6 +33,7 @@ from lineqa.serving.image_store import ImageStore
 from lineqa.serving.inspector import Inspector
 from lineqa.serving.local_plant import LocalPlant, provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
+from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.recipes import RecipeBook
 from lineqa.serving.records import RecordStore
 from lineqa.serving.triton_client import TritonClient
@@ -160,11 +161,11 @@ def test_stream_of_real_frames_matches_lineqa_predict(served, deeppcb_root: Path
                   if s.name == "lineqa_defects_total")  # fmt: skip
     assert counted == defects > 0
     assert registry.get_sample_value("lineqa_frames_in_flight") == 0
-    with inspector.store.engine.connect() as conn:  # flagged parts keep their image, PASS parts do not
-        rows = conn.exec_driver_sql("SELECT verdict, image_key, image_sha256 FROM inspections").all()
-    assert {verdict for verdict, _, _ in rows} & {"FAIL", "REVIEW"}
-    for verdict, key, sha in rows:
-        if verdict == "PASS":
+    with inspector.store.engine.connect() as conn:  # flagged parts keep their image, PASS parts in the sample too
+        rows = conn.exec_driver_sql("SELECT verdict, image_key, image_sha256, sequence FROM inspections").all()
+    assert {verdict for verdict, _, _, _ in rows} & {"FAIL", "REVIEW"}
+    for verdict, key, sha, sequence in rows:
+        if verdict == "PASS" and not PassSample().contains(sequence):
             assert key is None
         else:
             assert key == f"acme/{sha[:2]}/{sha}.jpg"
