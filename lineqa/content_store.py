@@ -43,15 +43,21 @@ class ContentStore:
             return key
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(staging, path)
+            _write_durably(path, data)
         except OSError as exc:
             raise ContentStoreError(f"cannot store image {key}: {exc.strerror or exc}") from exc
         return key
+
+    def writable(self) -> bool:
+        """For health: does a file write reach the disk now (a full or read-only disk says no)?"""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".health-probe"
+            _write_durably(probe, b"ok")
+            probe.unlink()
+        except OSError:
+            return False
+        return True
 
     def path(self, tenant: str, key: str) -> Path:
         """The file of ``key``, which must be one of ``tenant``'s keys and exist."""
@@ -66,3 +72,18 @@ class ContentStore:
     def get(self, tenant: str, key: str) -> bytes:
         """The image under ``key``, which must be one of ``tenant``'s keys."""
         return self.path(tenant, key).read_bytes()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, flush it to disk and rename it into place; on any failure (a
+    full disk) nothing is left behind, neither at ``path`` nor the temporary file."""
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise

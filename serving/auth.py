@@ -9,7 +9,6 @@ PERMISSION_DENIED before anything is judged or stored.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.serving.access import AccessDeniedError, Principal, TokenCache
 from lineqa.serving.database import DatabaseError
 from lineqa.serving.errors import ServingError
+from lineqa.serving.storage_calls import StorageCalls
 
 EXEMPT_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME, "grpc.reflection.v1.ServerReflection"})
 
@@ -100,8 +100,9 @@ def _binding(caller: Caller) -> Callable[[Callable[..., Any], bool], Any]:
 
 
 class CameraTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, tokens: TokenCache) -> None:
+    def __init__(self, tokens: TokenCache, storage: StorageCalls) -> None:
         self.tokens = tokens
+        self.storage = storage
 
     async def intercept_service(
         self,
@@ -114,7 +115,7 @@ class CameraTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         try:
             token = _bearer(details.invocation_metadata)
-            principal = await asyncio.to_thread(self.tokens.authenticate, token)
+            principal = await self.storage.run("checking the camera token", self.tokens.authenticate, token)
         except AccessDeniedError as exc:
             return _rebuilt(handler, _refusing(grpc.StatusCode.UNAUTHENTICATED, str(exc)))
         except DatabaseError:
@@ -122,23 +123,23 @@ class CameraTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _rebuilt(handler, _binding(Caller(token, principal)))
 
 
-async def authorize_frame(tokens: TokenCache, caller: Caller, identity: pb.FrameIdentity) -> Principal:
-    """Check one frame against its caller; a frame without a line gets the camera's registered line.
+async def authorize_frame(
+    tokens: TokenCache, caller: Caller, identity: pb.FrameIdentity, storage: StorageCalls
+) -> Principal:
+    """Check one frame (its identity complete) against its caller: its camera and line must be the token's.
 
     The token is checked again (through the cache), so a token revoked during a long stream stops it.
     """
-    # Per frame: the cache answers on the event loop; only an expired entry costs a worker thread.
+    # Per frame: the cache answers on the event loop; only an expired entry costs a storage call.
     principal = tokens.cached(caller.token)
     if principal is None:
-        principal = await asyncio.to_thread(tokens.authenticate, caller.token)
+        principal = await storage.run("checking the camera token", tokens.authenticate, caller.token)
     if identity.camera_id != principal.camera_id:
         raise FrameNotAllowedError(
             f"this token is for camera {principal.camera_id!r} of tenant {principal.tenant_id!r}, "
             f"not camera {identity.camera_id!r}"
         )
-    if not identity.line_id:
-        identity.line_id = principal.line_id
-    elif identity.line_id != principal.line_id:
+    if identity.line_id != principal.line_id:
         raise FrameNotAllowedError(f"camera {principal.camera_id!r} is on line {principal.line_id!r}, "
                                    f"not {identity.line_id!r}")  # fmt: skip
     return principal

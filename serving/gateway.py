@@ -5,10 +5,13 @@ bind port 0), :func:`run_until_signal` serves until SIGTERM/SIGINT and shuts dow
 NOT_SERVING, new calls are refused, in-flight frames finish and are recorded, then the server stops within
 the grace period.
 
-A stream runs up to ``stream_in_flight`` frames at once (Triton batches across them and across cameras);
-results come back as they finish, each echoing its frame's identity. A frame the gateway cannot judge gets
-its own ERROR result; the stream goes on. At most ``max_in_flight`` frames are judged at once overall: past
-that a stream is simply not read (flow control) and a unary call gets RESOURCE_EXHAUSTED (RELIABILITY.md 13).
+A stream runs up to ``stream_in_flight`` frames at once; results come back as they finish, each echoing its
+frame's identity. A frame the gateway cannot judge gets its own ERROR result, a frame whose identity is
+incomplete (no camera, line or sequence number) an INVALID_FRAME one; the stream goes on. Everything is
+bounded (RELIABILITY.md 13): a stream's frame counts as in flight until its result has been handed to the
+transport, so a client that stops reading is not read further either; at most ``max_in_flight`` frames are
+judged at once overall, past that streams are not read (flow control) and a unary call gets
+RESOURCE_EXHAUSTED; at most ``max_concurrent_rpcs`` calls are open at once.
 
 Every call carries a camera token (:mod:`lineqa.serving.auth`); every frame is checked against it before it is
 judged, and a frame for another camera ends the call with PERMISSION_DENIED, storing nothing for it.
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +43,7 @@ from lineqa.serving.auth import (
     status_for,
 )
 from lineqa.serving.database import DatabaseError
-from lineqa.serving.inspector import Inspector
+from lineqa.serving.inspector import Inspector, identity_problem
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class GatewaySettings:
     max_message_bytes: int = 64 * 1024 * 1024
     stream_in_flight: int = 8
     max_in_flight: int = 64  # frames judged at once across all calls; bounds memory under overload
+    max_concurrent_rpcs: int = 256  # open calls (camera streams) at once; more are refused with RESOURCE_EXHAUSTED
     grace_s: float = 10.0
     health_period_s: float = 1.0
     tls_cert: bytes | None = None
@@ -69,10 +74,38 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         # Set on shutdown: streams stop taking frames, finish (and record) the ones in flight, and end.
         self.draining = asyncio.Event()
         self.slots = asyncio.Semaphore(settings.max_in_flight)
+        self.open_calls = 0
+        self._calls_changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def _call(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """One inspection call: refused while the gateway drains; counted, so the drain knows when it is done."""
+        if self.draining.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down: connect to another")
+        self.open_calls += 1
+        try:
+            yield
+        finally:
+            self.open_calls -= 1
+            async with self._calls_changed:
+                self._calls_changed.notify_all()
+
+    async def drained(self) -> None:
+        """Until every open inspection call has ended."""
+        async with self._calls_changed:
+            await self._calls_changed.wait_for(lambda: self.open_calls == 0)
 
     async def Inspect(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:  # noqa: N802
+        async with self._call(context):
+            return await self._inspect_one(request, context)
+
+    async def _inspect_one(self, request: pb.InspectRequest, context: grpc.aio.ServicerContext) -> pb.InspectResponse:
+        caller = current_caller()
+        problem = identity_problem(request.frame.identity)
+        if problem:
+            return pb.InspectResponse(result=self.inspector.refuse(caller.principal.tenant_id, request.frame, problem))
         try:
-            principal = await authorize_frame(self.tokens, current_caller(), request.frame.identity)
+            principal = await authorize_frame(self.tokens, caller, request.frame.identity, self.inspector.storage)
         except _NOT_AUTHORIZED as exc:
             await context.abort(status_for(exc), str(exc))
         if self.slots.locked():  # a unary caller is told to back off rather than queued without bound
@@ -84,8 +117,17 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
     async def StreamInspect(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.StreamInspectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamInspectResponse]:
-        results: asyncio.Queue[pb.StreamInspectResponse | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(self.settings.stream_in_flight)
+        async with self._call(context):
+            async for response in self._stream(request_iterator, context):
+                yield response
+
+    async def _stream(
+        self, request_iterator: AsyncIterator[pb.StreamInspectRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamInspectResponse]:
+        window = self.settings.stream_in_flight
+        # At most ``window`` results wait to be sent: a frame's slot is freed only once its result is sent.
+        results: asyncio.Queue[pb.StreamInspectResponse | None] = asyncio.Queue(window + 1)
+        slots = asyncio.Semaphore(window)
         tasks: set[asyncio.Task[None]] = set()
         caller = current_caller()
         refused: list[Exception] = []
@@ -93,21 +135,28 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         async def judge(tenant: str, frame: pb.Frame) -> None:
             try:
                 result = await self.inspector.inspect(tenant, frame)
-                await results.put(pb.StreamInspectResponse(result=result))
             finally:
-                self.slots.release()
-                slots.release()
+                self.slots.release()  # the global slot bounds judging; the stream's own, sending too
+            await results.put(pb.StreamInspectResponse(result=result))
 
         async def read() -> None:
             try:
                 async for request in _until(request_iterator, self.draining):
-                    try:
-                        principal = await authorize_frame(self.tokens, caller, request.frame.identity)
-                    except _NOT_AUTHORIZED as exc:  # the frames already taken finish; then the call ends
-                        refused.append(exc)
-                        break
                     # Back-pressure: stop reading (HTTP/2 flow control holds the camera) while full.
                     await slots.acquire()
+                    problem = identity_problem(request.frame.identity)
+                    if problem:
+                        result = self.inspector.refuse(caller.principal.tenant_id, request.frame, problem)
+                        await results.put(pb.StreamInspectResponse(result=result))
+                        continue
+                    try:
+                        principal = await authorize_frame(
+                            self.tokens, caller, request.frame.identity, self.inspector.storage
+                        )
+                    except _NOT_AUTHORIZED as exc:  # the frames already taken finish; then the call ends
+                        slots.release()
+                        refused.append(exc)
+                        break
                     await self.slots.acquire()
                     task = asyncio.create_task(judge(principal.tenant_id, request.frame))
                     tasks.add(task)
@@ -121,6 +170,7 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         try:
             while (item := await results.get()) is not None:
                 yield item
+                slots.release()
             if refused:
                 await context.abort(status_for(refused[0]), str(refused[0]))
         finally:
@@ -195,7 +245,11 @@ def create_server(inspector: Inspector, settings: GatewaySettings, tokens: Token
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    server = grpc.aio.server(options=options, interceptors=[CameraTokenInterceptor(tokens)])
+    server = grpc.aio.server(
+        options=options,
+        interceptors=[CameraTokenInterceptor(tokens, inspector.storage)],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
     servicer = InspectionServicer(inspector, settings, tokens)
     pb_grpc.add_InspectionServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()
@@ -215,8 +269,9 @@ def create_server(inspector: Inspector, settings: GatewaySettings, tokens: Token
 
 
 async def run_until_signal(gateway: Gateway, grace_s: float) -> None:
-    """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new calls, end streams after their
-    in-flight frames are judged and recorded, stop within ``grace_s``."""
+    """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new inspection calls (health still
+    answers, so load balancers see NOT_SERVING), end streams after their in-flight frames are judged and
+    recorded, stop within ``grace_s``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -229,4 +284,7 @@ async def run_until_signal(gateway: Gateway, grace_s: float) -> None:
     health_task.cancel()
     await gateway.health.set(False)
     gateway.servicer.draining.set()
-    await gateway.server.stop(grace_s)
+    began = time.monotonic()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(gateway.servicer.drained(), grace_s)
+    await gateway.server.stop(max(0.5, grace_s - (time.monotonic() - began)))

@@ -2,9 +2,14 @@
 
 Every frame gets exactly one result. A frame that cannot be judged gets verdict ERROR with an error code and a
 message a person can act on; nothing that fails along the way can turn into PASS (RELIABILITY.md 1). A
-judged result is returned only after its record is committed (6); a frame seen before returns its stored
-result marked as a replay (7). ERROR outcomes are not stored as the frame's record, so that a camera agent
-replaying a frame after an outage gets it judged.
+judged result is returned only after its record is committed (6). A frame seen before returns its stored
+result marked as a replay, with its identity as sent, and only for the same image: the same (camera,
+sequence) with another image is a SEQUENCE_CONFLICT, never another part's verdict (7).
+
+An ERROR outcome is recorded as an attempt (its own table, its record id in the result), not as the frame's
+record: the part's history is complete, and a camera agent sending the frame again after an outage gets it
+judged. Every storage call (records, images) has a deadline on a thread pool of its own
+(:mod:`lineqa.serving.storage_calls`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,14 +32,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lineqa import __version__
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.serving.admission import InferenceSlots
-from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.database import DatabaseError
+from lineqa.serving.errors import ModelRepositoryError, ServingError
 from lineqa.serving.image_store import ImagePolicy, ImageStore, ImageStoreError
 from lineqa.serving.metrics import GatewayMetrics
 from lineqa.serving.model_repository import ModelVersion
 from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.recipes import RecipeBook
-from lineqa.serving.records import InspectionRecord, RecordStore, RecordStoreError
+from lineqa.serving.records import AttemptRecord, InspectionRecord, RecordStore, RecordStoreError
 from lineqa.serving.served_models import ServedModels
+from lineqa.serving.storage_calls import StorageCalls
 from lineqa.serving.triton_client import ModelTimeoutError, ModelUnavailableError, TritonClient
 from lineqa.vision.decision import Decision, Disposition, Verdict, decide
 from lineqa.vision.detections import Detections
@@ -49,9 +59,15 @@ from lineqa.vision.recipe import Recipe
 from lineqa.vision.tiling import merge_tile_results, tile_crops
 from lineqa.vision.yolo_output import DecodeOptions
 
+logger = logging.getLogger(__name__)
+
 
 class InvalidFrameError(VisionError):
     """The frame lacks a field the gateway needs."""
+
+
+class SequenceConflictError(ServingError):
+    """A frame's (camera, sequence) was judged before, with another image."""
 
 
 # One table from exception type to wire error code; the first matching row wins (subclasses first).
@@ -67,6 +83,8 @@ ERROR_CODES: tuple[tuple[type[Exception], pb.ErrorCode], ...] = (
     (ModelOutputError, pb.ERROR_CODE_INVALID_MODEL_OUTPUT),
     (RecordStoreError, pb.ERROR_CODE_STORAGE_FAILURE),
     (ImageStoreError, pb.ERROR_CODE_STORAGE_FAILURE),
+    (DatabaseError, pb.ERROR_CODE_STORAGE_FAILURE),
+    (SequenceConflictError, pb.ERROR_CODE_SEQUENCE_CONFLICT),
 )
 
 _ENCODINGS = {
@@ -100,14 +118,22 @@ def _now() -> Timestamp:
     return stamp
 
 
+def identity_problem(identity: pb.FrameIdentity) -> str | None:
+    """What the frame's identity lacks, or None when it is complete. Without a sequence number two parts
+    would share the idempotency key and the second would get the first one's verdict."""
+    required = {"camera_id": identity.camera_id, "line_id": identity.line_id, "sequence": identity.sequence}
+    missing = [name for name, value in required.items() if not value]
+    if not missing:
+        return None
+    return (f"the frame's identity has no {', '.join(missing)}: every frame names its camera and line and "
+            "carries the camera's sequence number (1, 2, 3, ...), the key its verdict is kept under")  # fmt: skip
+
+
 def _check_frame(frame: pb.Frame) -> None:
-    identity = frame.identity
-    required = {
-        "camera_id": identity.camera_id,
-        "line_id": identity.line_id,
-        "recipe_id": frame.recipe_id,
-        "image.data": frame.image.data,
-    }
+    problem = identity_problem(frame.identity)
+    if problem:
+        raise InvalidFrameError(problem)
+    required = {"recipe_id": frame.recipe_id, "image.data": frame.image.data}
     missing = [name for name, value in required.items() if not value]
     if missing:
         raise InvalidFrameError(f"the frame has no {', '.join(missing)}")
@@ -157,6 +183,7 @@ class Inspector:
         images: ImageStore | None = None,
         metrics: GatewayMetrics | None = None,
         slots: InferenceSlots | None = None,
+        storage: StorageCalls | None = None,
     ) -> None:
         self.served = served
         self.recipes = recipes
@@ -166,16 +193,35 @@ class Inspector:
         self.images = images
         self.metrics = metrics or GatewayMetrics()
         self.slots = slots or InferenceSlots(4, self.settings.triton_timeout_s)
+        self.storage = storage or StorageCalls()
         self.metrics.inference_limit.set_function(lambda: self.slots.limit)
+        self._probe_id = f"{socket.gethostname()}-{os.getpid()}"
 
     async def ready(self) -> bool:
-        """Whether a frame can be judged now: every model version on the line is ready on Triton and the
-        record store is writable (for health; never raises for a down dependency)."""
+        """Whether a frame can be judged now: every model version on the line is ready on Triton, and the
+        record store and the image store take writes within their deadline (for health; never raises)."""
         on_line = list(self.served.lineup.on_line.values())
-        if not on_line or not await asyncio.to_thread(self.store.writable):
+        if not on_line:
+            return False
+        try:
+            if not await self.storage.run("the health write", self.store.writable, self._probe_id):
+                return False
+            if self.images is not None and not await self.storage.run("the image probe", self.images.writable):
+                return False
+        except DatabaseError as exc:
+            logger.warning("health: %s", exc)
             return False
         checks = [self.triton.is_ready(version.name, version.version) for version in on_line]
         return all(await asyncio.gather(*checks))
+
+    def refuse(self, tenant: str, frame: pb.Frame, message: str) -> pb.InspectionResult:
+        """The INVALID_FRAME result of a frame whose identity is incomplete: answered, counted and logged, not
+        recorded (it has no identity to be recorded under)."""
+        result = pb.InspectionResult(frame=frame.identity, receive_time=_now(), verdict=pb.VERDICT_ERROR)
+        result.error.CopyFrom(pb.InspectionError(code=pb.ERROR_CODE_INVALID_FRAME, message=message))
+        logger.warning("tenant %s: frame refused: %s", tenant, message)
+        self.metrics.observe(tenant, result)
+        return result
 
     async def inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
         self.metrics.in_flight.inc()
@@ -189,27 +235,67 @@ class Inspector:
     async def _inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
         started = time.perf_counter()
         result = pb.InspectionResult(frame=frame.identity, receive_time=_now())
+        image_sha256 = hashlib.sha256(frame.image.data).hexdigest()
         try:
             _check_frame(frame)
-            stored = await asyncio.to_thread(self.store.find, tenant, frame.identity.camera_id, frame.identity.sequence)
+            identity = frame.identity
+            stored = await self.storage.run(
+                "reading the record store", self.store.find, tenant, identity.camera_id, identity.sequence
+            )
             if stored is not None:
-                return self._replay(stored)
-            await self._judge(tenant, frame, result, started)
+                return _replay(stored, frame, image_sha256)
+            await self._judge(tenant, frame, result, started, image_sha256)
         except Exception as exc:  # every failure becomes this frame's ERROR result, never a PASS
-            result.ClearField("defects")
-            del result.reasons[:]
-            result.verdict = pb.VERDICT_ERROR
-            result.record_id = ""
-            result.error.CopyFrom(pb.InspectionError(code=error_code_for(exc), message=str(exc)))
+            await self._fail(tenant, frame, result, exc, image_sha256)
         result.timings.total_ms = (time.perf_counter() - started) * 1e3
         return result
 
-    def _replay(self, stored: InspectionRecord) -> pb.InspectionResult:
-        result: pb.InspectionResult = pb.InspectionResult.FromString(stored.result)
-        result.replay = True
-        return result
+    async def _fail(
+        self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, exc: Exception, image_sha256: str
+    ) -> None:
+        """Make ``result`` the frame's ERROR result, logged and recorded as an attempt under its record id."""
+        code = error_code_for(exc)
+        attempt_id = str(uuid.uuid4())
+        identity = frame.identity
+        where = f"tenant {tenant} camera {identity.camera_id!r} sequence {identity.sequence} record {attempt_id}"
+        if code == pb.ERROR_CODE_INTERNAL:
+            logger.error("%s: not judged", where, exc_info=exc)
+            message = f"the gateway failed to judge this frame; its log has the details under record {attempt_id}"
+        else:
+            logger.warning("%s: %s: %s", where, pb.ErrorCode.Name(code), exc)
+            message = str(exc)
+        result.ClearField("defects")
+        del result.reasons[:]
+        result.verdict = pb.VERDICT_ERROR
+        result.record_id = ""
+        result.error.CopyFrom(pb.InspectionError(code=code, message=message))
+        if identity_problem(identity):
+            return
+        attempt = AttemptRecord(
+            record_id=attempt_id,
+            tenant=tenant,
+            line_id=identity.line_id,
+            camera_id=identity.camera_id,
+            sequence=identity.sequence,
+            part_id=identity.part_id,
+            capture_time=identity.capture_time.ToDatetime(timezone.utc) if identity.HasField("capture_time") else None,
+            receive_time=result.receive_time.ToDatetime(timezone.utc),
+            recipe_id=frame.recipe_id,
+            image_sha256=image_sha256,
+            error_code=pb.ErrorCode.Name(code),
+            error_message=message,
+            service_version=__version__,
+        )
+        try:
+            await self.storage.run("recording the attempt", self.store.record_attempt, attempt)
+        except DatabaseError as store_failure:
+            logger.warning("%s: the attempt could not be recorded: %s", where, store_failure)
+            return
+        result.record_id = attempt_id
 
-    async def _judge(self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, started: float) -> None:
+    async def _judge(
+        self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, started: float, image_sha256: str
+    ) -> None:
         recipe = self.recipes.get(frame.recipe_id)
         image = await asyncio.to_thread(_decode, frame, self.settings.limits)
         decoded = time.perf_counter()
@@ -230,12 +316,14 @@ class Inspector:
         timings.decode_ms = (decoded - started) * 1e3
         timings.decision_ms = (time.perf_counter() - after_inference) * 1e3
         persist_start = time.perf_counter()
-        image_key = await asyncio.to_thread(self._keep_image, tenant, frame, image, decision.verdict)
-        record = self._record(tenant, frame, result, decision, image_key)
-        stored, existed = await asyncio.to_thread(self.store.commit, record)
+        image_key = await self.storage.run(
+            "storing the image", self._keep_image, tenant, frame, image, decision.verdict
+        )
+        record = self._record(tenant, frame, result, decision, image_key, image_sha256)
+        stored, existed = await self.storage.run("committing the record", self.store.commit, record)
         timings.persist_ms = (time.perf_counter() - persist_start) * 1e3
         if existed:  # another connection judged the same frame first: its result is the one
-            result.CopyFrom(self._replay(stored))
+            result.CopyFrom(_replay(stored, frame, image_sha256))
 
     async def _detect(
         self, image: np.ndarray, version: ModelVersion, spec: ModelSpec, recipe: Recipe, result: pb.InspectionResult
@@ -281,7 +369,13 @@ class Inspector:
         return self.images.put(tenant, cv2.imencode(".png", image)[1].tobytes(), "png")
 
     def _record(
-        self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, decision: Decision, image_key: str | None
+        self,
+        tenant: str,
+        frame: pb.Frame,
+        result: pb.InspectionResult,
+        decision: Decision,
+        image_key: str | None,
+        image_sha256: str,
     ) -> InspectionRecord:
         identity = frame.identity
         capture = identity.capture_time.ToDatetime(timezone.utc) if identity.HasField("capture_time") else None
@@ -303,7 +397,7 @@ class Inspector:
             model_version=result.model.version,
             recipe_id=result.recipe.id,
             recipe_version=result.recipe.version,
-            image_sha256=hashlib.sha256(frame.image.data).hexdigest(),
+            image_sha256=image_sha256,
             image_key=image_key,
             verdict=decision.verdict.value,
             error_code="",
@@ -311,3 +405,18 @@ class Inspector:
             service_version=__version__,
             result=result.SerializeToString(),
         )
+
+
+def _replay(stored: InspectionRecord, frame: pb.Frame, image_sha256: str) -> pb.InspectionResult:
+    """The stored result of a frame seen before, marked as a replay and echoing the identity as sent; only for
+    the same image (the record keeps its SHA-256)."""
+    identity = frame.identity
+    if stored.image_sha256 != image_sha256:
+        raise SequenceConflictError(
+            f"camera {identity.camera_id!r} sequence {identity.sequence} was judged before with another image "
+            f"(record {stored.record_id}); a new part needs a new sequence number"
+        )
+    result: pb.InspectionResult = pb.InspectionResult.FromString(stored.result)
+    result.frame.CopyFrom(identity)
+    result.replay = True
+    return result

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineqa.serving.database import DatabaseError
-from lineqa.serving.schema import inspections
+from lineqa.serving.schema import health_probes, inspection_attempts, inspections
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,25 @@ class InspectionRecord:
     defects_json: str
     service_version: str
     result: bytes
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """A frame that could not be judged: which one, when, and why (the ERROR result names ``record_id``)."""
+
+    record_id: str
+    tenant: str
+    line_id: str
+    camera_id: str
+    sequence: int
+    part_id: str
+    capture_time: datetime | None
+    receive_time: datetime
+    recipe_id: str
+    image_sha256: str
+    error_code: str
+    error_message: str
+    service_version: str
 
 
 class RecordStore:
@@ -80,17 +99,46 @@ class RecordStore:
         except SQLAlchemyError as exc:
             raise RecordStoreError(f"cannot commit record {record.record_id}: {exc}") from exc
 
+    def record_attempt(self, attempt: AttemptRecord) -> None:
+        """Store one ERROR outcome durably (append only: a frame's attempts are its history)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(inspection_attempts.insert().values(**attempt.__dict__))
+        except SQLAlchemyError as exc:
+            raise RecordStoreError(f"cannot record attempt {attempt.record_id}: {exc}") from exc
+
+    def attempts(self, tenant: str, camera_id: str, sequence: int) -> list[AttemptRecord]:
+        """The ERROR attempts of one frame identity, oldest first."""
+        query = (
+            select(inspection_attempts)
+            .where(
+                inspection_attempts.c.tenant == tenant,
+                inspection_attempts.c.camera_id == camera_id,
+                inspection_attempts.c.sequence == sequence,
+            )
+            .order_by(inspection_attempts.c.receive_time)
+        )
+        with self.engine.connect() as conn:
+            return [AttemptRecord(**row) for row in conn.execute(query).mappings()]
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(inspections)).scalar_one())
 
-    def writable(self) -> bool:
-        """For health: can a write transaction start now?"""
+    def writable(self, probe_id: str) -> bool:
+        """For health: does a write commit now? It really writes (one row per gateway, ``probe_id``), so a full
+        disk or a read-only database says no, where a transaction that writes nothing would still succeed."""
+        now = datetime.now(timezone.utc)
         try:
             with self.engine.begin() as conn:
-                conn.exec_driver_sql("SELECT 1")
+                updated = conn.execute(
+                    health_probes.update().where(health_probes.c.probe_id == probe_id).values(checked_at=now)
+                ).rowcount
+                if not updated:
+                    conn.execute(health_probes.insert().values(probe_id=probe_id, checked_at=now))
             return True
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
+            logger.warning("the record store does not take writes: %s", exc)
             return False
 
     def close(self) -> None:

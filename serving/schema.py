@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -90,4 +91,33 @@ inspections = Table(
     Column("service_version", String(64), nullable=False),
     Column("result", LargeBinary, nullable=False),
     UniqueConstraint("tenant", "camera_id", "sequence", name="uq_inspections_frame"),
+)
+
+# Every frame that could not be judged (an ERROR result), one row per attempt: a part's history is complete
+# even when it was judged later, or never. Its record id is the one the ERROR result names.
+inspection_attempts = Table(
+    "inspection_attempts",
+    metadata,
+    Column("record_id", String(36), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("line_id", String(128), nullable=False),
+    Column("camera_id", String(128), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("part_id", String(256), nullable=False, default=""),
+    Column("capture_time", DateTime(timezone=True)),
+    Column("receive_time", DateTime(timezone=True), nullable=False),
+    Column("recipe_id", String(128), nullable=False, default=""),
+    Column("image_sha256", String(64), nullable=False, default=""),
+    Column("error_code", String(48), nullable=False),
+    Column("error_message", Text, nullable=False, default=""),
+    Column("service_version", String(64), nullable=False),
+    Index("ix_inspection_attempts_frame", "tenant", "camera_id", "sequence"),
+)
+
+# One row the health check writes every period: proof that the store takes writes (RELIABILITY.md 4).
+health_probes = Table(
+    "health_probes",
+    metadata,
+    Column("probe_id", String(64), primary_key=True),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
 )

@@ -31,6 +31,7 @@ from lineqa.serving.pki import PlantPki
 from lineqa.serving.recipes import RecipeBook
 from lineqa.serving.records import RecordStore
 from lineqa.serving.served_models import ServedModels
+from lineqa.serving.storage_calls import StorageCalls
 from lineqa.serving.triton_client import TritonClient
 from lineqa.serving.triton_view import InstancePlan
 from lineqa.vision.image import ImageLimits
@@ -68,6 +69,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mtls", action="store_true", help="mutual TLS with the plant CA (<home>/pki/ca.pem)")
     parser.add_argument("--plaintext", action="store_true", help="no TLS: only for local use on a trusted host")
     parser.add_argument("--triton-timeout-s", type=float, default=2.0, help="deadline of each Triton call")
+    parser.add_argument(
+        "--storage-timeout-s",
+        type=float,
+        default=2.0,
+        help="deadline of each call to the record database, the image store and the token check (default 2 s)",
+    )
     parser.add_argument(
         "--triton-concurrency",
         type=int,
@@ -187,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         print("no cameras are registered yet: add them with 'lineqa admin camera add' and issue tokens",
               file=sys.stderr, flush=True)  # fmt: skip
     embedded = None if args.triton_url else _embedded(args, repository)
+    inspector: Inspector | None = None
     try:
         url = embedded.endpoints.grpc_url if embedded else args.triton_url
         triton = TritonClient(url, timeout_s=args.triton_timeout_s)
@@ -206,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
             ),
             ImageStore(args.images or home / "images"),
             slots=InferenceSlots(_concurrency(args, repository, embedded is not None), args.triton_timeout_s),
+            storage=StorageCalls(args.storage_timeout_s),
         )
         if args.metrics_port:
             if embedded is not None:
@@ -220,4 +229,6 @@ def run(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.stop()
         store.close()
+        if inspector is not None:
+            inspector.storage.close()
     return 0

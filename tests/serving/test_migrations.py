@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect
 from lineqa.serving.database import alembic_config, open_database, sqlite_url
 from lineqa.serving.schema import metadata
 
-TABLES = {"tenants", "lines", "cameras", "camera_tokens", "inspections"}
+TABLES = {"tenants", "lines", "cameras", "camera_tokens", "inspections", "inspection_attempts", "health_probes"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -38,7 +38,7 @@ def test_migrations_make_the_declared_schema(url: str) -> None:
     assert schema_drift(engine) == []
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == head == "0002"
+        assert MigrationContext.configure(conn).get_current_revision() == head == "0003"
     engine.dispose()
 
 
