@@ -46,6 +46,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_OVERLOADED: _ClassVar[ErrorCode]
     ERROR_CODE_STORAGE_FAILURE: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+    ERROR_CODE_SEQUENCE_CONFLICT: _ClassVar[ErrorCode]
 IMAGE_ENCODING_UNSPECIFIED: ImageEncoding
 IMAGE_ENCODING_JPEG: ImageEncoding
 IMAGE_ENCODING_PNG: ImageEncoding
@@ -71,6 +72,7 @@ ERROR_CODE_INVALID_MODEL_OUTPUT: ErrorCode
 ERROR_CODE_OVERLOADED: ErrorCode
 ERROR_CODE_STORAGE_FAILURE: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
+ERROR_CODE_SEQUENCE_CONFLICT: ErrorCode
 
 class InspectRequest(_message.Message):
     __slots__ = ("frame",)
