@@ -213,6 +213,8 @@ def _summarise(results: Path, truth: dict[Path, set[str]], parts: int) -> None:
     caught = missed = false_rejects = 0
     for line in results.read_text().splitlines():
         record = json.loads(line)
+        if record["retrying"]:  # a transient ERROR given as the part's answer; its late verdict follows
+            continue
         verdict, defective = record["verdict"], bool(by_part[record["part_id"]])
         verdicts[verdict] += 1
         caught += defective and verdict not in ("PASS", "ERROR")

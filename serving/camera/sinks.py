@@ -289,6 +289,9 @@ class SinkSet:
             for sink in self._sinks:
                 saved = spool.cursor(sink.name) if isinstance(sink, KeepsRecord) else None
                 self._positions[sink.name] = newest if saved is None else min(saved, newest)
+            # Recorded at once: a sink new to this spool must find its start again if the agent dies before
+            # the first save, or what it was never handed would be taken for what it had.
+            spool.save_cursors(self._positions)
 
     def pump(self) -> None:
         """Hand every sink the deliveries it has not had yet (as many as a bounded sink has room for)."""

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from lineqa.cli import main
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.serving.camera.hot_folder import HotFolderSettings, HotFolderSource
 from lineqa.serving.camera.model import Capture
@@ -203,3 +204,29 @@ def test_hot_folder_options_are_checked(folder: Path, tmp_path: Path) -> None:
         open_source(str(folder), spool=spool, loop=True, hot=HotFolderSettings(watch=True))
     with pytest.raises(SourceError, match="hot, spool does not apply"):
         open_source("synthetic:metal", spool=spool, hot=HotFolderSettings())
+
+
+@pytest.mark.parametrize(
+    ("source", "options", "message"),
+    [
+        ("FOLDER", ["--trigger", "rate"], "a folder source gives every file once"),
+        ("FOLDER", ["--loop", "--done-dir", "done"], "apply to a folder without --loop"),
+        ("synthetic:metal", ["--watch"], "apply to a folder without --loop"),
+        ("FOLDER", ["--stream-deadline-s", "0"], "invalid stream settings"),
+    ],
+)
+def test_camera_cli_refuses_options_that_cannot_apply(
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+    options: list[str],
+    message: str,
+) -> None:
+    drop(folder, "a.png", png(1))
+    monkeypatch.setenv("LINEQA_CAMERA_TOKEN", "token")
+    args = ["camera", "--plaintext", "--tenant", "acme", "--line", "l1", "--camera", "c1", "--recipe", "r"]
+    args += ["--spool-dir", str(tmp_path / "spool"), "--source", str(folder) if source == "FOLDER" else source]
+    assert main([*args, *options]) == 2
+    assert message in capsys.readouterr().err

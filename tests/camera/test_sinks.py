@@ -388,3 +388,20 @@ def test_console_sink_prints_a_plain_line_when_not_a_terminal() -> None:
         "last defects P-1 FAIL: scratch 0.90",
     ]
     assert "\x1b" not in out.getvalue()
+
+
+def test_a_sink_new_to_the_spool_is_positioned_once_and_for_all(tmp_path: Path) -> None:
+    """The first run dies before it ever saved positions: the sink's start, recorded when it was attached,
+    still tells the next run what it was never handed."""
+    spool = Spool(tmp_path / "s.db")
+    judge(spool, ["old"])  # from before the file was configured: not the file's business
+    SinkSet([Recorded("jsonl")], logging.getLogger("test.sinks")).attach(spool)
+    judge(spool, ["P-0", "P-1"])  # committed, then the agent died before handing them on
+    spool.close()
+
+    spool = Spool(tmp_path / "s.db")
+    file = Recorded("jsonl")
+    sinks = SinkSet([file], logging.getLogger("test.sinks"))
+    sinks.attach(spool)
+    sinks.pump()
+    assert file.emitted == ["P-0", "P-1"]
