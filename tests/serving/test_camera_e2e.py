@@ -59,8 +59,36 @@ def serve(home: Path, port: int) -> subprocess.Popen[str]:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def gateway_log(home: Path, port: int) -> Path:
-    return home.parent / f"gateway-{port}.log"
+def serving(plant: LocalPlant) -> tuple[subprocess.Popen[str], int]:
+    """A gateway on ``plant``'s home, SERVING (its log beside the home), and its port."""
+    port = free_port()
+    gateway = serve(plant.home, port)
+    log = plant.home.parent / f"gateway-{port}.log"
+    try:
+        wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 90, process=gateway, log=log)
+    except BaseException:
+        stop(gateway)
+        raise
+    return gateway, port
+
+
+def run_to_end(agent: subprocess.Popen[str]) -> str:
+    """The agent's output once it has judged everything and exited cleanly."""
+    log, _ = agent.communicate(timeout=300)
+    assert agent.returncode == 0, log[-3000:]
+    return log
+
+
+def stop_both(gateway: subprocess.Popen[str], agent: subprocess.Popen[str] | None) -> None:
+    stop(gateway)
+    if agent is not None and agent.poll() is None:
+        agent.kill()
+
+
+def wait_for_lines(out: Path, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while line_count(out) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def camera(
@@ -124,16 +152,10 @@ def line_count(out: Path) -> int:
 
 def test_a_folder_gives_one_verdict_per_image_in_order(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     plant, token, folder = make_home(tmp_path, tiny_models["yolo11n"], 25)
-    port = free_port()
-    gateway = serve(plant.home, port)
+    gateway, port = serving(plant)
     try:
-        wait_until_serving(
-            f"localhost:{port}", plant.channel_credentials(), 90, process=gateway, log=gateway_log(plant.home, port)
-        )
         out = tmp_path / "verdicts.jsonl"
-        agent = camera(plant.home, token, folder, port, out)
-        log, _ = agent.communicate(timeout=300)
-        assert agent.returncode == 0, log[-3000:]
+        run_to_end(camera(plant.home, token, folder, port, out))
     finally:
         stop(gateway)
     lines = verdict_lines(out)
@@ -147,28 +169,19 @@ def test_a_folder_gives_one_verdict_per_image_in_order(tiny_models: dict[str, Pa
 
 def test_gateway_down_mid_run_spools_and_drains_exactly_once(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     plant, token, folder = make_home(tmp_path, tiny_models["yolo11n"], 40)
-    port = free_port()
-    gateway = serve(plant.home, port)
+    gateway, port = serving(plant)
     out = tmp_path / "verdicts.jsonl"
     agent = None
     try:
-        wait_until_serving(
-            f"localhost:{port}", plant.channel_credentials(), 90, process=gateway, log=gateway_log(plant.home, port)
-        )
         agent = camera(plant.home, token, folder, port, out, "--fps", "5")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 8):
-            time.sleep(0.2)
+        wait_for_lines(out, 8)
         stop(gateway)  # drains what is in flight, then exits: the camera keeps capturing into its spool
         judged_before_restart = len(verdict_lines(out))
         time.sleep(3)
         gateway = serve(plant.home, port)
-        log, _ = agent.communicate(timeout=300)
-        assert agent.returncode == 0, log[-3000:]
+        log = run_to_end(agent)
     finally:
-        stop(gateway)
-        if agent is not None and agent.poll() is None:
-            agent.kill()
+        stop_both(gateway, agent)
     lines = verdict_lines(out)
     assert 8 <= judged_before_restart < 40
     assert delivered_once(lines, [f"part{i}" for i in range(40)]) == {"lost": 0, "duplicated": 0}
@@ -186,14 +199,10 @@ def test_mqtt_part_in_position_trigger_and_verdict_topic(  # type: ignore[no-unt
     the line's verdict topic, through the real gateway and the real Mosquitto."""
     tenant = f"t{uuid.uuid4().hex[:10]}"
     plant, token, _ = make_home(tmp_path, tiny_models["yolo11n"], 0, tenant=tenant)
-    port = free_port()
-    gateway = serve(plant.home, port)
+    gateway, port = serving(plant)
     agent = None
     host, mqtt_port = broker
     try:
-        wait_until_serving(
-            f"localhost:{port}", plant.channel_credentials(), 90, process=gateway, log=gateway_log(plant.home, port)
-        )
         with subscribed(broker, f"lineqa/{tenant}/line-1/+/verdict") as verdicts:
             agent = camera(
                 plant.home,
@@ -258,13 +267,9 @@ def test_agent_sigkilled_at_random_instants_hands_each_verdict_on_once(  # type:
     done, out = tmp_path / "done", tmp_path / "verdicts.jsonl"
     host, mqtt_port = broker
     options = ("--fps", "8", "--done-dir", str(done), "--mqtt", f"{host}:{mqtt_port}", "--mqtt-verdicts")
-    port = free_port()
-    gateway = serve(plant.home, port)
+    gateway, port = serving(plant)
     instants: Counter[str] = Counter()
     try:
-        wait_until_serving(
-            f"localhost:{port}", plant.channel_credentials(), 90, process=gateway, log=gateway_log(plant.home, port)
-        )
         started = time.monotonic()
         with subscribed(broker, f"lineqa/{tenant}/line-1/cam-1/verdict") as messages:
             for _ in range(KILLS):
@@ -282,9 +287,7 @@ def test_agent_sigkilled_at_random_instants_hands_each_verdict_on_once(  # type:
                 agent.kill()
                 agent.communicate()
             killed_after = line_count(out)
-            agent = camera(plant.home, token, folder, port, out, *options, tenant=tenant)
-            log, _ = agent.communicate(timeout=300)
-            assert agent.returncode == 0, log[-3000:]
+            run_to_end(camera(plant.home, token, folder, port, out, *options, tenant=tenant))
             time.sleep(1)  # the broker passes on the last verdicts
             received = []
             while not messages.empty():
@@ -319,28 +322,19 @@ def test_triton_killed_mid_run_frames_are_answered_then_judged_late(
     once (the gate's answer, marked retrying), kept in the spool, sent again, and judged late once the
     gateway's supervisor has Triton back; every part ends with one verdict."""
     plant, token, folder = make_home(tmp_path, tiny_models["yolo11n"], 40)
-    port = free_port()
-    gateway = serve(plant.home, port)
+    gateway, port = serving(plant)
     out = tmp_path / "verdicts.jsonl"
     agent = None
     try:
-        wait_until_serving(
-            f"localhost:{port}", plant.channel_credentials(), 90, process=gateway, log=gateway_log(plant.home, port)
-        )
         agent = camera(plant.home, token, folder, port, out, "--fps", "4", "--retry-max-s", "2")
-        deadline = time.monotonic() + 60
-        while line_count(out) < 6 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for_lines(out, 6)
         tritons = [p for p in psutil.Process(gateway.pid).children(recursive=True) if p.name() == "tritonserver"]
         assert tritons, "no tritonserver under the gateway"
         for triton in tritons:
             triton.kill()
-        log, _ = agent.communicate(timeout=300)
-        assert agent.returncode == 0, log[-3000:]
+        run_to_end(agent)
     finally:
-        stop(gateway)
-        if agent is not None and agent.poll() is None:
-            agent.kill()
+        stop_both(gateway, agent)
     lines = verdict_lines(out)
     assert delivered_once(lines, [f"part{i}" for i in range(40)]) == {"lost": 0, "duplicated": 0}
     retrying = [line for line in lines if line["retrying"]]
