@@ -105,8 +105,9 @@ class HotFolderSource:
         self._throttle = LogThrottle(logger)
         self._seen: dict[str, tuple[int, int, float]] = {}  # path -> size, mtime, when first seen so
         if not self.settings.watch and not self._listing() and not spool.files_in_flight:
+            # Not an error: a restarted agent finds the folder it has emptied into its done folder.
             wanted = f" matching {pattern!r}" if pattern else ""
-            raise HotFolderError(f"camera source {str(folder)!r}: no .jpg/.jpeg/.png images{wanted}")
+            logger.warning("hot folder %s: no .jpg/.jpeg/.png images%s to capture", folder, wanted)
 
     def captures(self) -> Iterator[Capture]:
         while not self._stop.is_set():
