@@ -195,8 +195,9 @@ class JsonLinesSink:
 
     The file is its own record of what it holds: whenever it is opened (at the first delivery, and again after a
     failed write) it is read back (:func:`last_delivery_in`, which also cuts a torn last line), and deliveries
-    it already has are skipped, so a verdict handed on again after a crash is written once. Several agents may
-    append to one file (their lines carry tenant and camera).
+    it already has are skipped, so a verdict handed on again after a crash is written once. Only this camera's
+    lines count as its record, but give each agent a file of its own: a line another process is writing at the
+    moment of the read-back would be taken for a torn one.
     """
 
     name = "jsonl"
