@@ -240,8 +240,11 @@ def create_server(inspector: Inspector, settings: GatewaySettings, tokens: Token
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Dead peers (RELIABILITY.md 14): a ping every 20 s; no answer within 10 s drops the connection and
+        # frees its calls. grpc 1.85 needs the HTTP/2 ping timeout too for that to happen.
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.ping_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]

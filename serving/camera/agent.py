@@ -1,12 +1,21 @@
 """The camera agent's core: captures go through the spool to one ``StreamInspect`` call per camera, and
-verdicts come back out to the sinks, in capture order, exactly once each.
+verdicts come back out through the spool's outbox to the sinks.
 
 The stream keeps up to ``window`` frames in flight. Results may come back in any order (the gateway judges
-frames of a stream concurrently); they are handed on in sequence order, so a PLC and the JSON-lines file see
-parts in the order the line made them. A frame leaves the spool only after its verdict was handed on. When
-the stream breaks (gateway restart, network), the agent reconnects with backoff and sends again every frame
-still in the spool, oldest first; the gateway answers any it had already judged with the original verdict.
-A refused token or camera (UNAUTHENTICATED, PERMISSION_DENIED) stops the agent: retrying cannot fix it.
+frames of a stream concurrently); a frame's first answer is taken in sequence order, so a PLC and the
+JSON-lines file see parts in the order the line made them. Taking a verdict is one spool transaction: the
+verdict goes to the outbox and the frame leaves the spool (:meth:`Spool.finish`); the sinks then deliver from
+the outbox, each exactly once (or, for the console, at most once) across crashes of the agent at any instant.
+
+A transient ERROR (see :mod:`~lineqa.serving.camera.retry`) keeps its frame in the spool, marked answered;
+by default the ERROR is handed on at once (the gate's answer, in time), and the frame is sent again with
+backoff until judged, its verdict handed on marked late. A final ERROR is handed on once, counted.
+
+When the stream breaks (gateway restart, network, a keepalive ping unanswered, the call's deadline), the agent
+reconnects with backoff and sends again every frame still in the spool, oldest first; the gateway answers any
+it had already judged with the original verdict. Each call is half-closed after 80 % of its deadline, so it
+ends cleanly (in-flight frames answered) and a new one is opened. A refused token or camera
+(UNAUTHENTICATED, PERMISSION_DENIED) stops the agent: retrying cannot fix it.
 """
 
 from __future__ import annotations
@@ -21,20 +30,23 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import Enum
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from lineqa.serving.camera.model import AgentStatus, Context, FrameSource, VerdictSink
-from lineqa.serving.camera.sinks import verdict_label
+from lineqa.serving.camera.model import AgentStatus, Context, Delivery, FrameSource
+from lineqa.serving.camera.retry import RetryPolicy, TransientAnswer, is_transient
+from lineqa.serving.camera.sinks import SinkSet, verdict_label
 from lineqa.serving.camera.spool import Spool, SpooledFrame
 from lineqa.serving.errors import ServingError
 
 logger = logging.getLogger(__name__)
 
-STATUS_EVERY_S = 1.0
+STATUS_EVERY_S = 1.0  # the console and the retained MQTT status are refreshed this often
+SAVE_EVERY_S = 1.0  # the sinks' confirmed positions are saved (and the outbox pruned) this often
 FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT}
 
 
@@ -43,15 +55,49 @@ class AgentError(ServingError):
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    """How the agent talks to the gateway. A dead gateway or a half-open connection (a switch lost its state,
+    a cable was pulled) is noticed by an HTTP/2 ping sent every ``keepalive_s`` and unanswered for
+    ``keepalive_timeout_s``; a gateway that stops answering frames while answering pings, by the call's
+    ``deadline_s``. The gateway must let pings through that often (it allows one per 5 s)."""
+
+    window: int = 8
+    max_backoff_s: float = 5.0
+    keepalive_s: float = 10.0
+    keepalive_timeout_s: float = 5.0
+    deadline_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or min(self.max_backoff_s, self.keepalive_s, self.keepalive_timeout_s, self.deadline_s) <= 0:
+            raise ValueError(f"invalid stream settings {self}")
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.keepalive_time_ms", int(self.keepalive_s * 1000)),
+            ("grpc.keepalive_timeout_ms", int(self.keepalive_timeout_s * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),  # keep pinging while the line is idle
+            # gRPC 1.6x and later time an unanswered ping out by this; keepalive_timeout_ms alone never fires.
+            ("grpc.http2.ping_timeout_ms", int(self.keepalive_timeout_s * 1000)),
+        ]
+
+
+@dataclass(frozen=True)
 class GatewayTarget:
     address: str
     credentials: grpc.ChannelCredentials | None  # None: plaintext, only when asked for explicitly
     token: str
 
-    def channel(self) -> grpc.aio.Channel:
+    def channel(self, options: list[tuple[str, int]]) -> grpc.aio.Channel:
         if self.credentials is None:
-            return grpc.aio.insecure_channel(self.address)
-        return grpc.aio.secure_channel(self.address, self.credentials)
+            return grpc.aio.insecure_channel(self.address, options=options)
+        return grpc.aio.secure_channel(self.address, self.credentials, options=options)
+
+
+class _Ending(Enum):
+    FINISHED = "finished"  # the source ended and every frame was judged
+    ROTATED = "rotated"  # half-closed before the deadline: open the next call at once
+    ENDED = "ended"  # the gateway ended the call on its own: reconnect with backoff
 
 
 def _request(context: Context, recipe_id: str, frame: SpooledFrame) -> pb.StreamInspectRequest:
@@ -69,6 +115,12 @@ def _request(context: Context, recipe_id: str, frame: SpooledFrame) -> pb.Stream
     return pb.StreamInspectRequest(frame=pb.Frame(identity=identity, recipe_id=recipe_id, image=image))
 
 
+@dataclass
+class _InFlight:
+    sent_at: float
+    attempts: int  # attempts before this one
+
+
 class CameraAgent:
     def __init__(
         self,
@@ -76,24 +128,24 @@ class CameraAgent:
         context: Context,
         recipe_id: str,
         spool: Spool,
-        sink: VerdictSink,
+        sinks: SinkSet,
         *,
-        window: int = 8,
-        max_backoff_s: float = 5.0,
+        stream: StreamSettings | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.target = target
         self.context = context
         self.recipe_id = recipe_id
         self.spool = spool
-        self.sink = sink
-        self.window = window
-        self.max_backoff_s = max_backoff_s
+        self.sinks = sinks
+        self.settings = stream or StreamSettings()
+        self.retry = retry or RetryPolicy()
         self.status = AgentStatus(state="connecting")
         self._latencies: deque[float] = deque(maxlen=200)
         self._judged_times: deque[float] = deque(maxlen=50)
-        self._reported_at = 0.0
         self._new_frame = asyncio.Event()
         self._source_done = asyncio.Event()
+        self._delivered = asyncio.Event()
 
     # -- capture ------------------------------------------------------------------------------------------
 
@@ -108,17 +160,20 @@ class CameraAgent:
         finally:
             loop.call_soon_threadsafe(self._source_done.set)
 
-    # -- the stream ---------------------------------------------------------------------------------------
+    # -- the run ------------------------------------------------------------------------------------------
 
     async def run(self, source: FrameSource | None, stop: asyncio.Event) -> AgentStatus:
-        """Capture from ``source`` and stream until the source ends and the spool is empty, or ``stop``."""
+        """Capture from ``source`` and stream until the source ends and the spool is empty, or ``stop``. The
+        outputs are first handed whatever an earlier run left undelivered in the outbox."""
         loop = asyncio.get_running_loop()
         halt = threading.Event()
         capture = None
+        self.sinks.attach(self.spool)
         if source is None:
             self._source_done.set()
         else:
             capture = asyncio.create_task(asyncio.to_thread(self._capture, source, loop, halt))
+        outputs = asyncio.create_task(self._outputs())
         streaming = asyncio.create_task(self._stream_until_done())
         stopped = asyncio.create_task(stop.wait())
         try:
@@ -127,96 +182,180 @@ class CameraAgent:
             halt.set()
             if source is not None:
                 source.close()
-            for task in (streaming, stopped):
+            for task in (streaming, stopped, outputs):
                 task.cancel()
             if capture is not None:
                 await asyncio.gather(capture, return_exceptions=True)
+            await asyncio.to_thread(self._flush)
         if streaming.done() and not streaming.cancelled() and streaming.exception():
             raise streaming.exception()  # type: ignore[misc]
         self.status.state = "stopped"
-        self.status.spooled = len(self.spool)
-        self.sink.status(self.status)
+        self.sinks.status(self.status)
         return self.status
+
+    def _flush(self) -> None:
+        """Hand the sinks what is left in the outbox, save their positions, count what is still spooled."""
+        self.sinks.pump()
+        self.sinks.save()
+        self._count_spool()
+
+    def _count_spool(self) -> None:
+        self.status.spooled = len(self.spool)
+        self.status.retrying = self.spool.answered
+        self.status.dropped = self.spool.dropped
+
+    async def _outputs(self) -> None:
+        """Pump the outbox to the sinks after every verdict (and each second, for a sink that failed), save
+        their positions and refresh the status."""
+        saved_at = reported_at = 0.0
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._delivered.wait(), STATUS_EVERY_S)
+            self._delivered.clear()
+            await asyncio.to_thread(self.sinks.pump)
+            now = time.monotonic()
+            if now - saved_at >= SAVE_EVERY_S:
+                saved_at = now
+                await asyncio.to_thread(self.sinks.save)
+            if now - reported_at >= STATUS_EVERY_S:
+                reported_at = now
+                await asyncio.to_thread(self._count_spool)
+                self.sinks.status(self.status)
+
+    # -- the stream ---------------------------------------------------------------------------------------
 
     async def _stream_until_done(self) -> None:
         failures = 0
         while True:
             try:
-                finished = await self._session()
-                failures = 0
-                if finished:
+                ending = await self._session()
+                if ending is _Ending.FINISHED:
                     return
+                if ending is _Ending.ROTATED:
+                    failures = 0
+                    continue
+                failures += 1
+                logger.warning("gateway %s ended the stream; reconnecting", self.target.address)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in FATAL:
                     raise AgentError(f"the gateway refused camera {self.context.camera}: {exc.details()}") from None
                 failures += 1
                 logger.warning("gateway %s unreachable (%s): spooling", self.target.address, exc.code().name)
             self.status.state = "spooling"
-            self.status.spooled = len(self.spool)
-            self.sink.status(self.status)
-            await asyncio.sleep(min(self.max_backoff_s, 0.2 * 2**failures) * random.uniform(0.8, 1.2))
+            self.sinks.status(self.status)
+            delay = min(self.settings.max_backoff_s, 0.2 * 2 ** min(failures, 16))
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
 
-    async def _session(self) -> bool:
-        """One StreamInspect call; True when the source has ended and every frame was judged."""
-        in_flight: OrderedDict[int, float] = OrderedDict()  # sequence -> send time, in send order
+    def _next_frame(self, last: int, retrying: frozenset[int]) -> tuple[SpooledFrame | None, float]:
+        """Worker thread: an answered frame whose retry is due, else the next unanswered one after ``last``;
+        with it, how long to wait for a new frame if there is none (-1 when the spool is empty)."""
+        due = self.spool.due(time.time(), retrying, 1)
+        if due:
+            return due[0], 0.0
+        pending = self.spool.pending(last, 1)
+        if pending:
+            return pending[0], 0.0
+        if len(self.spool) == 0:
+            return None, -1.0
+        retry_at = self.spool.next_retry_at()
+        return None, 0.5 if retry_at is None else min(0.5, max(0.01, retry_at - time.time()))
+
+    async def _session(self) -> _Ending:
+        """One StreamInspect call, until the source has ended and every frame was judged, the call is rotated
+        before its deadline, or it breaks (an ``AioRpcError``)."""
+        first: OrderedDict[int, _InFlight] = OrderedDict()  # unanswered frames in flight, in send order
+        retries: dict[int, _InFlight] = {}  # answered frames sent again
         results: dict[int, pb.InspectionResult] = {}
-        slots = asyncio.Semaphore(self.window)
+        slots = asyncio.Semaphore(self.settings.window)
         metadata = (("authorization", f"Bearer {self.target.token}"),)
+        rotate_at = time.monotonic() + 0.8 * self.settings.deadline_s
+        rotated = False
 
         async def requests() -> AsyncIterator[pb.StreamInspectRequest]:
+            nonlocal rotated
             last = -1
             while True:
                 await slots.acquire()
-                frames = await asyncio.to_thread(self.spool.pending, last, 1)
-                while not frames:
-                    if self._source_done.is_set():
-                        return  # half-close: the gateway answers what is in flight, then ends the call
+                while True:
+                    if time.monotonic() >= rotate_at:
+                        rotated = True
+                        return  # half-close before the deadline: in-flight frames are answered, then a new call
                     self._new_frame.clear()
+                    frame, wait_s = await asyncio.to_thread(self._next_frame, last, frozenset(retries))
+                    if frame is not None:
+                        break
+                    if wait_s < 0 and self._source_done.is_set() and not first and not retries:
+                        return  # every frame judged: half-close, the gateway ends the call
+                    wait_s = min(wait_s if wait_s > 0 else 0.5, max(0.0, rotate_at - time.monotonic()))
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._new_frame.wait(), 0.5)
-                    frames = await asyncio.to_thread(self.spool.pending, last, 1)
-                frame = frames[0]
-                last = frame.sequence
-                in_flight[frame.sequence] = time.monotonic()
+                        await asyncio.wait_for(self._new_frame.wait(), wait_s)
+                if frame.answered:
+                    retries[frame.sequence] = _InFlight(time.monotonic(), frame.attempts)
+                else:
+                    last = frame.sequence
+                    first[frame.sequence] = _InFlight(time.monotonic(), frame.attempts)
                 self.status.sent += 1
                 yield _request(self.context, self.recipe_id, frame)
 
-        async with self.target.channel() as channel:
+        async with self.target.channel(self.settings.channel_options()) as channel:
             stub = pb_grpc.InspectionServiceStub(channel)  # type: ignore[no-untyped-call]
-            call = stub.StreamInspect(requests(), metadata=metadata)
+            call = stub.StreamInspect(requests(), metadata=metadata, timeout=self.settings.deadline_s)
             self.status.state = "streaming"
-            self.sink.status(self.status)
+            self.sinks.status(self.status)
             async for response in call:
                 sequence = response.result.frame.sequence
-                if sequence not in in_flight:
+                if sequence in retries:
+                    await self._settle(sequence, response.result, retries.pop(sequence), answered=True)
+                    slots.release()
+                    continue
+                if sequence not in first:
                     logger.warning("result for frame %d that was not sent on this stream: ignored", sequence)
                     continue
                 results[sequence] = response.result
-                while in_flight and next(iter(in_flight)) in results:
-                    done, sent_at = in_flight.popitem(last=False)
-                    await self._hand_on(results.pop(done), sent_at)
+                while first and next(iter(first)) in results:
+                    done, flight = first.popitem(last=False)
+                    await self._settle(done, results.pop(done), flight, answered=False)
                     slots.release()
-        return self._source_done.is_set() and not in_flight and len(self.spool) == 0
+        if rotated:
+            return _Ending.ROTATED
+        if self._source_done.is_set() and not first and not retries and not await asyncio.to_thread(len, self.spool):
+            return _Ending.FINISHED
+        return _Ending.ENDED
 
-    async def _hand_on(self, result: pb.InspectionResult, sent_at: float) -> None:
-        """Give a verdict to the sinks, then let its frame leave the spool."""
+    async def _settle(self, sequence: int, result: pb.InspectionResult, flight: _InFlight, *, answered: bool) -> None:
+        """Take one result: the frame's verdict (to the outbox, the frame leaves the spool), or a transient
+        ERROR (the frame stays for a retry; its first one may be handed on as the answer)."""
+        if result.verdict == pb.VERDICT_ERROR:
+            code = pb.ErrorCode.Name(result.error.code).removeprefix("ERROR_CODE_")
+            self.status.errors[code] = self.status.errors.get(code, 0) + 1
+        delivery: Delivery | None
+        if not is_transient(result):
+            delivery = await asyncio.to_thread(self.spool.finish, sequence, result, late=answered)
+            self.status.judged += 1
+        else:
+            retry_at = time.time() + self.retry.backoff.delay_s(flight.attempts + 1)
+            hand_on = not answered and self.retry.answer is TransientAnswer.ANSWER
+            delivery = await asyncio.to_thread(self.spool.defer, sequence, result, retry_at=retry_at, hand_on=hand_on)
+            if not answered:
+                logger.warning(
+                    "frame %d (part %s): %s; kept for a retry", sequence, result.frame.part_id, result.error.message
+                )
+        if delivery is not None:
+            self._handed(delivery, flight.sent_at)
+
+    def _handed(self, delivery: Delivery, sent_at: float) -> None:
         now = time.monotonic()
-        self._latencies.append((now - sent_at) * 1e3)
-        self._judged_times.append(now)
         status = self.status
-        verdict = verdict_label(result)
-        status.judged += 1
+        if not delivery.late:
+            self._latencies.append((now - sent_at) * 1e3)
+            status.latency_ms_p50 = statistics.median(self._latencies)
+        self._judged_times.append(now)
+        verdict = verdict_label(delivery.result)
         status.verdicts[verdict] = status.verdicts.get(verdict, 0) + 1
-        status.latency_ms_p50 = statistics.median(self._latencies)
+        status.late += delivery.late
         if len(self._judged_times) > 1:
             span = self._judged_times[-1] - self._judged_times[0]
             status.rate_fps = (len(self._judged_times) - 1) / span if span > 0 else 0.0
-        if result.defects:
-            status.last_defects = [f"{d.class_name} {d.confidence:.2f}" for d in result.defects][:5]
-        self.sink.emit(result)
-        await asyncio.to_thread(self.spool.done, result.frame.sequence)
-        if now - self._reported_at >= STATUS_EVERY_S:  # keep the console and the retained status current
-            self._reported_at = now
-            status.spooled = len(self.spool)
-            status.dropped = self.spool.dropped
-            self.sink.status(status)
+        if delivery.result.defects:
+            status.last_defects = [f"{d.class_name} {d.confidence:.2f}" for d in delivery.result.defects][:5]
+        self._delivered.set()

@@ -25,12 +25,15 @@ from pathlib import Path
 import grpc
 
 from lineqa.home import default_home
-from lineqa.serving.camera.agent import CameraAgent, GatewayTarget
+from lineqa.serving.camera.agent import CameraAgent, GatewayTarget, StreamSettings
 from lineqa.serving.camera.console import ConsoleSink
+from lineqa.serving.camera.hot_folder import HotFolderSettings
 from lineqa.serving.camera.model import Capture, Context, FrameSource, VerdictSink
 from lineqa.serving.camera.mqtt import MqttSink, MqttTrigger
+from lineqa.serving.camera.pacing import Backoff
+from lineqa.serving.camera.retry import RetryPolicy, TransientAnswer
 from lineqa.serving.camera.sinks import JsonLinesSink, SinkSet
-from lineqa.serving.camera.sources import open_source
+from lineqa.serving.camera.sources import is_folder_spec, open_source
 from lineqa.serving.camera.spool import Spool, SpoolFullPolicy
 from lineqa.serving.camera.triggers import LatestFrame, RateTrigger
 from lineqa.serving.errors import ServingError
@@ -57,7 +60,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", required=True, help="camera id (as registered with 'lineqa admin camera add')")
     parser.add_argument("--recipe", required=True, help="recipe id that judges this camera's parts")
     parser.add_argument("--source", required=True, help="folder, video file, rtsp://..., usb:0, synthetic:metal")
-    parser.add_argument("--loop", action="store_true", help="repeat a folder or video file")
+    parser.add_argument(
+        "--loop", action="store_true", help="repeat a video file, or replay a folder's images over and over (a demo)"
+    )
+    parser.add_argument("--done-dir", type=Path, help="hot folder: move each judged file here")
+    parser.add_argument("--error-dir", type=Path, help="hot folder: move files not judged (final ERROR, unreadable)")
+    parser.add_argument("--watch", action="store_true", help="hot folder: keep watching for new files until stopped")
+    parser.add_argument("--settle-s", type=float, help="hot folder: take a file once unchanged this long (default 1 s)")
     parser.add_argument("--count", type=int, help="stop a synthetic source after this many parts")
     parser.add_argument("--fps", type=float, help="pace a folder, video file or synthetic source (frames/s)")
     parser.add_argument("--trigger", choices=["every", "rate", "mqtt"], default="every")
@@ -76,6 +85,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="when the spool is full: block the trigger, or drop the oldest frame (counted)",
     )
     parser.add_argument("--window", type=int, default=8, help="frames in flight on the stream")
+    parser.add_argument(
+        "--on-transient-error",
+        choices=[a.value for a in TransientAnswer],
+        default="answer",
+        help="model down or slow, storage failing: hand the ERROR on at once as the part's answer and the late "
+        "verdict after (answer, default), or hand on nothing until judged (wait: no gate waiting)",
+    )
+    parser.add_argument("--retry-max-s", type=float, default=30.0, help="longest wait between retries of a frame")
+    parser.add_argument("--keepalive-s", type=float, default=10.0, help="ping the gateway this often (seconds)")
+    parser.add_argument(
+        "--stream-deadline-s", type=float, default=300.0, help="each stream call ends by then; a new one is opened"
+    )
 
 
 def _broker(args: argparse.Namespace) -> tuple[str, int]:
@@ -106,12 +127,31 @@ def _target(args: argparse.Namespace, home: Path) -> GatewayTarget:
     return GatewayTarget(args.gateway, credentials, token)
 
 
-def _source(args: argparse.Namespace, context: Context) -> FrameSource:
+def _hot_folder(args: argparse.Namespace) -> HotFolderSettings | None:
+    if not (args.done_dir or args.error_dir or args.watch or args.settle_s is not None):
+        return None
+    settle_s = 1.0 if args.settle_s is None else args.settle_s
+    return HotFolderSettings(done_dir=args.done_dir, error_dir=args.error_dir, watch=args.watch, settle_s=settle_s)
+
+
+def _source(args: argparse.Namespace, context: Context, spool: Spool) -> FrameSource:
     options: dict[str, object] = {"loop": args.loop} if args.loop else {}
     if args.count is not None:
         options["count"] = args.count
     if args.fps is not None:
         options["rate_fps"] = args.fps
+    hot = _hot_folder(args)
+    if is_folder_spec(args.source) and not args.loop:
+        if args.trigger != "every":
+            raise CameraConfigError(
+                "a folder source gives every file once (pace it with --fps); --trigger rate and mqtt take frames "
+                "from a camera or video (or a folder replayed with --loop)"
+            )
+        options["spool"] = spool
+        if hot is not None:
+            options["hot"] = hot
+    elif hot is not None:
+        raise CameraConfigError("--done-dir, --error-dir, --watch and --settle-s apply to a folder without --loop")
     source = open_source(args.source, **options)
     if args.trigger == "rate":
         return RateTrigger(source, args.rate)
@@ -162,14 +202,23 @@ def run(args: argparse.Namespace) -> int:
     home = args.home or default_home()
     context = Context(args.tenant, args.line, args.camera)
     target = _target(args, home)
+    try:
+        stream = StreamSettings(window=args.window, keepalive_s=args.keepalive_s, deadline_s=args.stream_deadline_s)
+        retry = RetryPolicy(TransientAnswer(args.on_transient_error), Backoff(initial_s=1.0, max_s=args.retry_max_s))
+    except ValueError as exc:
+        raise CameraConfigError(str(exc)) from None
     spool = Spool(
         (args.spool_dir or home / "spool") / f"{args.tenant}-{args.camera}.db",
         max_frames=args.spool_max_frames,
         policy=SpoolFullPolicy(args.spool_full),
     )
-    sinks = _sinks(args, context)
-    source = _source(args, context)
-    agent = CameraAgent(target, context, args.recipe, spool, sinks, window=args.window)
+    try:
+        source = _source(args, context, spool)
+        sinks = _sinks(args, context)
+    except BaseException:
+        spool.close()
+        raise
+    agent = CameraAgent(target, context, args.recipe, spool, sinks, stream=stream, retry=retry)
     try:
         asyncio.run(_run(agent, source))
     finally:
@@ -177,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
         spool.close()
     status = agent.status
     print(
-        f"lineqa camera {args.camera}: {status.judged} judged {status.verdicts}, {status.spooled} still spooled, "
+        f"lineqa camera {args.camera}: {status.judged} judged, verdicts handed on {status.verdicts} "
+        f"({status.late} late), {status.spooled} still spooled ({status.retrying} waiting for a retry), "
         f"{status.dropped} dropped",
         file=sys.stderr,
     )

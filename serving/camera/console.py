@@ -18,24 +18,25 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from lineqa.serving.camera.model import AgentStatus, Context
+from lineqa.serving.camera.model import AgentStatus, Context, Delivery
 from lineqa.serving.camera.sinks import verdict_label
 
 _VERDICT_STYLES = {"PASS": "green", "FAIL": "bold red", "REVIEW": "yellow", "ERROR": "magenta"}
 _LAST_DEFECTS = 5
 
 
-def _describe(result: pb.InspectionResult) -> str:
+def _describe(delivery: Delivery) -> str:
+    result = delivery.result
     part = result.frame.part_id or f"#{result.frame.sequence}"
     defects = ", ".join(f"{defect.class_name} {defect.confidence:.2f}" for defect in result.defects)
-    return f"{part} {verdict_label(result)}: {defects}"
+    return f"{part} {verdict_label(result)}{' (late)' if delivery.late else ''}: {defects}"
 
 
 class ConsoleSink:
     """A :class:`~lineqa.serving.camera.model.VerdictSink` for people: ``emit`` counts verdicts and remembers the last
     defects (the counts are the console's own, so they are current between status updates); ``status``
-    brings state, rate, latency and sink failures; the view shows both."""
+    brings state, rate, latency, retries and sink failures; the view shows both. It keeps no record, so it
+    shows each verdict at most once: one that a crash left unshown is not shown after the restart."""
 
     name = "console"
 
@@ -53,11 +54,11 @@ class ConsoleSink:
             self._live = Live(console=self._console, get_renderable=self._render, refresh_per_second=4)
             self._live.start()
 
-    def emit(self, result: pb.InspectionResult) -> None:
+    def emit(self, delivery: Delivery) -> None:
         with self._lock:
-            self._verdicts[verdict_label(result)] += 1
-            if result.defects:
-                self._last_defects.appendleft(_describe(result))
+            self._verdicts[verdict_label(delivery.result)] += 1
+            if delivery.result.defects:
+                self._last_defects.appendleft(_describe(delivery))
         self._print_if_due()
 
     def status(self, status: AgentStatus) -> None:
@@ -83,6 +84,8 @@ class ConsoleSink:
             f"camera {self._context.tenant}/{self._context.line}/{self._context.camera} {status.state}: "
             f"{status.rate_fps:.1f} frames/s, p50 {status.latency_ms_p50:.0f} ms, {counts}"
         )
+        if status.retrying or status.late:
+            line += f"; retrying {status.retrying}, late {status.late}"
         if last:
             line += f"; last defects {last[0]}"
         failing = {name: count for name, count in status.sink_failures.items() if count}
@@ -116,6 +119,9 @@ class ConsoleSink:
             Text(f"{verdict} {count}", style=_VERDICT_STYLES[verdict]) for verdict, count in verdicts.items()
         )
         table.add_row("verdicts", counts)
+        table.add_row("retries", f"waiting {status.retrying}  judged late {status.late}")
+        errors = ", ".join(f"{code} {count}" for code, count in sorted(status.errors.items()))
+        table.add_row("errors", errors or "none")
         table.add_row("last defects", "\n".join(last) if last else "none")
         failing = {name: count for name, count in status.sink_failures.items() if count}
         table.add_row(

@@ -9,12 +9,10 @@ jittered exponential backoff and never ends until closed; finite sources (a fold
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,17 +23,19 @@ import numpy as np
 
 from lineqa.datasets.synth import Surface, generate_part
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.hot_folder import HotFolderError, HotFolderSettings, HotFolderSource
+from lineqa.serving.camera.image_files import image_capture, is_image_name, natural_key
 from lineqa.serving.camera.model import Capture, FrameSource
+from lineqa.serving.camera.pacing import Backoff, Pacer, check_rate
+from lineqa.serving.camera.spool import Spool
 from lineqa.serving.errors import ServingError
 from lineqa.vision.errors import ImageError
-from lineqa.vision.image import ImageEncoding, read_header
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
-_PB_ENCODING = {ImageEncoding.JPEG: pb.IMAGE_ENCODING_JPEG, ImageEncoding.PNG: pb.IMAGE_ENCODING_PNG}
 _DEVICE_PATH = re.compile(r"/dev/video(\d+)")
+_RECONNECT = Backoff()
 
 
 class SourceError(ServingError):
@@ -53,43 +53,6 @@ def _jpeg(image: np.ndarray, quality: int) -> bytes:
     return bytes(encoded.tobytes())
 
 
-def _check_rate(rate_fps: float | None) -> None:
-    if rate_fps is not None and not rate_fps > 0:
-        raise ValueError(f"rate_fps must be positive, got {rate_fps}")
-
-
-class Pacer:
-    """Spaces frames ``1/rate_fps`` apart on a fixed schedule, so a slow frame does not shift all later ones;
-    a consumer that fell behind restarts the schedule instead of getting a burst. Waits on ``stop`` so that
-    closing a source never waits out a tick."""
-
-    def __init__(self, rate_fps: float | None, stop: threading.Event) -> None:
-        _check_rate(rate_fps)
-        self._period = 1.0 / rate_fps if rate_fps else 0.0
-        self._stop = stop
-        self._next = time.monotonic()
-
-    def wait(self) -> bool:
-        """Sleep until the next tick; False once ``stop`` is set (the caller should end)."""
-        if self._period:
-            now = time.monotonic()
-            if self._next > now and self._stop.wait(self._next - now):
-                return False
-            self._next = max(self._next, now) + self._period
-        return not self._stop.is_set()
-
-
-def _natural_key(path: Path) -> list[tuple[int, int | str]]:
-    """Sort key putting ``img2`` before ``img10``: digit runs compare as numbers, the rest case-insensitively."""
-    key: list[tuple[int, int | str]] = []
-    for part in path.parts:
-        for token in re.split(r"(\d+)", part):
-            if token:
-                key.append((0, int(token)) if token.isdigit() else (1, token.lower()))
-        key.append((2, ""))  # a folder boundary sorts before any continuation of a longer name
-    return key
-
-
 class FolderSource:
     """The images in a folder, in natural order, sent as their file bytes unchanged (no re-encoding, so the
     gateway judges exactly what is on disk). ``pattern`` is a glob relative to the folder (``**/*.png``
@@ -104,14 +67,14 @@ class FolderSource:
             raise SourceError(f"camera source {str(folder)!r}: no such folder")
         matches = self.folder.glob(pattern or "*")
         self.files = sorted(
-            (p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-            key=lambda p: _natural_key(p.relative_to(self.folder)),
+            (p for p in matches if is_image_name(p) and p.is_file()),
+            key=lambda p: natural_key(p.relative_to(self.folder)),
         )
         if not self.files:
             wanted = f" matching {pattern!r}" if pattern else ""
             raise SourceError(f"camera source {str(folder)!r}: no .jpg/.jpeg/.png images{wanted}")
         self.loop = loop
-        _check_rate(rate_fps)
+        check_rate(rate_fps)
         self._rate_fps = rate_fps
         self._stop = threading.Event()
 
@@ -136,40 +99,13 @@ class FolderSource:
     def _read(self, path: Path) -> Capture | None:
         relative = path.relative_to(self.folder).as_posix()
         try:
-            data = path.read_bytes()
-            header = read_header(data)
+            return image_capture(path.read_bytes(), relative, path.stem)
         except (OSError, ImageError) as exc:
             logger.warning("skipping %s: %s", path, exc)
             return None
-        return Capture(
-            data, _PB_ENCODING[header.encoding], path.stem, _now(), relative, width=header.width, height=header.height
-        )
 
     def close(self) -> None:
         self._stop.set()
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """How a live source waits between reconnect attempts: ``initial_s`` doubling (``factor``) up to
-    ``max_s``, each delay scaled by a random factor in ``1 ± jitter`` so that the cameras of a line that lost
-    the network together do not all reconnect in the same instant."""
-
-    initial_s: float = 0.5
-    max_s: float = 10.0
-    factor: float = 2.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if not 0 < self.initial_s <= self.max_s or self.factor < 1 or not 0 <= self.jitter < 1:
-            raise ValueError(f"invalid backoff {self}")
-
-    def delays(self) -> Iterator[float]:
-        """The delay before each successive attempt, forever."""
-        delay = self.initial_s
-        while True:
-            yield delay * random.uniform(1 - self.jitter, 1 + self.jitter)
-            delay = min(delay * self.factor, self.max_s)
 
 
 class VideoCaptureLike(Protocol):
@@ -230,14 +166,14 @@ class VideoSource:
         jpeg_quality: int = 95,
         rate_fps: float | None = None,
         loop: bool = False,
-        reconnect: Backoff = Backoff(),
+        reconnect: Backoff = _RECONNECT,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
         capture_factory: CaptureFactory = open_capture,
     ) -> None:
         if not 1 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be 1-100, got {jpeg_quality}")
-        _check_rate(rate_fps)
+        check_rate(rate_fps)
         self._target, self.name, self.live = self._resolve(target)
         if self.live and (loop or rate_fps):
             # Pacing a live stream would let frames queue up in the decoder: a rate trigger keeps the newest.
@@ -388,7 +324,7 @@ class SyntheticSource:
             raise SourceError(f"camera source 'synthetic:{surface}': unknown surface (known: {names})") from None
         if count is not None and count < 0:
             raise ValueError(f"count must not be negative, got {count}")
-        _check_rate(rate_fps)
+        check_rate(rate_fps)
         self.seed, self.count, self.size = seed, count, size
         self._rate_fps = rate_fps
         self._stop = threading.Event()
@@ -416,20 +352,39 @@ class SyntheticSource:
         self._stop.set()
 
 
+def _folder(
+    target: str,
+    *,
+    spool: Spool | None = None,
+    hot: HotFolderSettings | None = None,
+    loop: bool = False,
+    pattern: str | None = None,
+    rate_fps: float | None = None,
+) -> FrameSource:
+    """A folder is a hot folder, each file captured once, when a spool keeps its ledger; with ``loop`` (a
+    demo) or without a spool, its images are replayed as they are, again on every pass."""
+    if spool is None or loop:
+        if hot is not None:
+            raise ValueError("a done or error folder, watching and a settle time are for a hot folder, not --loop")
+        return FolderSource(target, loop=loop, pattern=pattern, rate_fps=rate_fps)
+    return HotFolderSource(target, spool, hot, pattern=pattern, rate_fps=rate_fps)
+
+
 _FACTORIES: dict[str, Callable[..., FrameSource]] = {
-    "folder": FolderSource,
+    "folder": _folder,
     "video": VideoSource,
     "synthetic": SyntheticSource,
 }
 _OPTIONS: dict[str, frozenset[str]] = {
-    "folder": frozenset({"loop", "pattern", "rate_fps"}),
+    "folder": frozenset({"loop", "pattern", "rate_fps", "spool", "hot"}),
     "video": frozenset({"loop", "rate_fps", "jpeg_quality", "reconnect", "open_timeout_s", "read_timeout_s"}),
     "synthetic": frozenset({"seed", "count", "rate_fps", "size"}),
 }
 
 
 def open_source(spec: str, **options: Any) -> FrameSource:
-    """The source a ``--source`` spec names: a folder of images; ``synthetic:metal`` or ``synthetic:pcb``;
+    """The source a ``--source`` spec names: a folder of images (a hot folder given a ``spool``, see
+    :func:`_folder`); ``synthetic:metal`` or ``synthetic:pcb``;
     an ``rtsp://``, ``http://`` or ``https://`` stream; ``usb:N`` or ``/dev/videoN``; or a video file.
 
     ``options`` are the keyword arguments of the chosen source class; one that does not apply to it (say
@@ -444,6 +399,13 @@ def open_source(spec: str, **options: Any) -> FrameSource:
         return _FACTORIES[kind](target, **options)
     except ValueError as exc:
         raise SourceError(f"camera source {_shown(spec)!r}: {exc}") from None
+    except HotFolderError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def is_folder_spec(spec: str) -> bool:
+    """Whether ``--source`` names a folder (raises :class:`SourceError` for a spec that names nothing)."""
+    return _classify(spec)[0] == "folder"
 
 
 def _shown(spec: str) -> str:

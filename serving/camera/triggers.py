@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 
 from lineqa.serving.camera.model import Capture, FrameSource
-from lineqa.serving.camera.sources import Pacer
+from lineqa.serving.camera.pacing import Pacer
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""MQTT verdicts, status, last will and part-in-position triggers against the real Mosquitto on loopback.
+"""MQTT verdicts (once each across a crash of the agent), status, last will and part-in-position triggers
+against the real Mosquitto on loopback.
 
 Each test uses its own tenant, so topics (and retained messages, cleared afterwards) never meet another test's.
 Without a broker the broker tests skip on a developer's machine and fail in CI (CI=true), where it must run.
@@ -28,8 +29,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
-from lineqa.serving.camera.model import AgentStatus, Capture, Context
+from lineqa.serving.camera.model import AgentStatus, Capture, Context, Delivery
 from lineqa.serving.camera.mqtt import MqttSink, MqttTrigger, TriggerCounts, parse_part_id, status_topic, verdict_topic
+from lineqa.serving.camera.pacing import Backoff
 
 REPO = Path(__file__).resolve().parents[2]
 Broker = tuple[str, int]
@@ -70,7 +72,8 @@ def subscribed(broker: Broker, topic: str) -> Iterator[queue.Queue[dict[str, Any
 def clear_retained(broker: Broker, context: Context) -> Iterator[None]:
     yield
     client = connected_client(broker)
-    client.publish(status_topic(context), b"", qos=1, retain=True).wait_for_publish(5)
+    for topic in (status_topic(context), verdict_topic(context)):
+        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
 
@@ -84,10 +87,11 @@ def next_matching(messages: queue.Queue[dict[str, Any]], check: Callable[[dict[s
     raise AssertionError("no matching message within 5 s")
 
 
-def result(verdict: pb.Verdict, part_id: str, reasons: list[str], record_id: str = "") -> pb.InspectionResult:
+def result(verdict: pb.Verdict, part_id: str, reasons: list[str], record_id: str = "", number: int = 1) -> Delivery:
     message = pb.InspectionResult(verdict=verdict, reasons=reasons, record_id=record_id)
     message.frame.part_id = part_id
-    return message
+    message.frame.sequence = 1000 + number
+    return Delivery(number, message)
 
 
 def test_verdicts_go_to_the_line_topic_and_the_status_is_retained(
@@ -95,16 +99,16 @@ def test_verdicts_go_to_the_line_topic_and_the_status_is_retained(
 ) -> None:
     sink = MqttSink(*broker, context)
     try:
-        with subscribed(broker, f"lineqa/{context.tenant}/{context.line}/verdict") as verdicts:
-            sink.emit(result(pb.VERDICT_PASS, "P-1", ["no defect found"], "rec-1"))
-            sink.emit(result(pb.VERDICT_FAIL, "P-2", ["scratch 0.91 >= 0.50"], "rec-2"))
-            sink.emit(result(pb.VERDICT_ERROR, "P-3", ["not judged: model server down"]))
+        with subscribed(broker, f"lineqa/{context.tenant}/{context.line}/+/verdict") as verdicts:
+            sink.emit(result(pb.VERDICT_PASS, "P-1", ["no defect found"], "rec-1", 1))
+            sink.emit(result(pb.VERDICT_FAIL, "P-2", ["scratch 0.91 >= 0.50"], "rec-2", 2))
+            sink.emit(result(pb.VERDICT_ERROR, "P-3", ["not judged: model server down"], number=3))
             got = [verdicts.get(timeout=5) for _ in range(3)]
 
-        assert [(m["part_id"], m["verdict"], m["reasons"], m["record_id"]) for m in got] == [
-            ("P-1", "PASS", ["no defect found"], "rec-1"),
-            ("P-2", "FAIL", ["scratch 0.91 >= 0.50"], "rec-2"),
-            ("P-3", "ERROR", ["not judged: model server down"], ""),
+        assert [(m["part_id"], m["verdict"], m["reasons"], m["record_id"], m["sequence"]) for m in got] == [
+            ("P-1", "PASS", ["no defect found"], "rec-1", 1001),
+            ("P-2", "FAIL", ["scratch 0.91 >= 0.50"], "rec-2", 1002),
+            ("P-3", "ERROR", ["not judged: model server down"], "", 1003),
         ]
         assert got[2]["error"] == {"code": "UNSPECIFIED", "message": ""}
 
@@ -264,20 +268,22 @@ def test_verdicts_queued_while_the_broker_is_down_arrive_when_it_comes_up(
     broker: Broker, context: Context, clear_retained: None
 ) -> None:
     port = free_port()
-    sink = MqttSink("127.0.0.1", port, context)
+    sink = MqttSink("127.0.0.1", port, context, reconnect=Backoff(initial_s=0.2, max_s=0.5))
     try:
         with subscribed(broker, verdict_topic(context)) as verdicts:
             started = time.monotonic()
             for number in range(3):
-                sink.emit(result(pb.VERDICT_PASS, f"P-{number}", ["no defect found"]))
+                sink.emit(result(pb.VERDICT_PASS, f"P-{number}", ["no defect found"], number=number + 1))
             sink.status(AgentStatus(state="spooling", spooled=3))
             assert time.monotonic() - started < 0.5
+            assert sink.room == 1000 - 3 and sink.delivered == 0
             with relay(port, broker), subscribed(broker, status_topic(context)) as statuses:
                 assert [verdicts.get(timeout=5)["part_id"] for _ in range(3)] == ["P-0", "P-1", "P-2"]
                 # The newest status is sent on connect (it was not queued).
                 assert next_matching(statuses, lambda message: message["state"] == "spooling")["spooled"] == 3
                 sink.close()
-        assert sink.dropped == 0
+            assert verdicts.empty()
+        assert sink.delivered == 3
     finally:
         sink.close()
 
@@ -286,15 +292,62 @@ def test_sink_neither_blocks_nor_raises_without_a_broker(context: Context) -> No
     sink = MqttSink("127.0.0.1", free_port(), context, max_queued=10)
     try:
         started = time.monotonic()
-        for number in range(30):
-            sink.emit(result(pb.VERDICT_FAIL, f"P-{number}", ["scratch"]))
+        for number in range(10):
+            sink.emit(result(pb.VERDICT_FAIL, f"P-{number}", ["scratch"], number=number + 1))
             sink.status(AgentStatus(state="spooling"))
         assert time.monotonic() - started < 0.5
-        assert sink.dropped == 20  # the first 10 wait in paho's queue for the broker
+        assert sink.room == 0  # the rest wait in the agent's outbox
     finally:
         started = time.monotonic()
         sink.close()
     assert time.monotonic() - started < 2
+
+
+CRASHING_AGENT = """
+import os, signal, sys
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.model import Context, Delivery
+from lineqa.serving.camera.mqtt import MqttSink
+sink = MqttSink(sys.argv[1], int(sys.argv[2]), Context(sys.argv[3], "line-1", "cam-1"))
+for number in range(1, int(sys.argv[4]) + 1):
+    result = pb.InspectionResult(verdict=pb.VERDICT_PASS)
+    result.frame.sequence = 1000 + number
+    sink.emit(Delivery(number, result))
+while sys.argv[5] == "acknowledged" and sink.delivered < int(sys.argv[4]):
+    pass
+os.kill(os.getpid(), signal.SIGKILL)  # no goodbye: the next agent must find out what the broker has
+"""
+
+
+@pytest.mark.parametrize("died", ["acknowledged", "in flight"])
+def test_a_restarted_sink_publishes_each_verdict_once(
+    broker: Broker, context: Context, clear_retained: None, died: str
+) -> None:
+    """An agent died right after publishing verdicts 1-3 (acknowledged by the broker, or still on their way: it
+    cannot know which arrived); after its restart it is handed 1-5 again: it reads the broker's retained last
+    verdict back and publishes only what the broker does not have."""
+    with subscribed(broker, verdict_topic(context)) as verdicts:
+        agent = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(CRASHING_AGENT), *map(str, broker), context.tenant, "3", died],
+            cwd=REPO,
+            timeout=30,
+        )
+        assert agent.returncode == -signal.SIGKILL
+        restarted = MqttSink(*broker, context)
+        try:
+            for number in range(1, 6):
+                restarted.emit(result(pb.VERDICT_PASS, f"P-{number}", [], number=number))
+            deadline = time.monotonic() + 5
+            while restarted.delivered < 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            restarted.close()
+        time.sleep(0.3)
+        got = []
+        while not verdicts.empty():
+            got.append(verdicts.get())
+    assert [message["sequence"] for message in got] == [1001, 1002, 1003, 1004, 1005]
+    assert restarted.delivered == 5
 
 
 @pytest.mark.parametrize(
@@ -319,6 +372,6 @@ def test_part_id_from_a_trigger_payload(payload: bytes, part_id: str | None) -> 
 
 
 def test_topics_refuse_wildcards_in_names() -> None:
-    assert verdict_topic(Context("acme", "line-1", "cam-1")) == "lineqa/acme/line-1/verdict"
+    assert verdict_topic(Context("acme", "line-1", "cam-1")) == "lineqa/acme/line-1/cam-1/verdict"
     with pytest.raises(ValueError, match="topic level"):
         MqttSink("127.0.0.1", 1, Context("acme", "line/#", "cam-1"))

@@ -1,4 +1,5 @@
-"""The verdict payload, the JSON-lines file, the console view and the fan-out that keeps sinks independent."""
+"""The verdict payload, the JSON-lines file (its own record of what it holds, a torn last line cut), the
+console view, and the pump from the spool's outbox that keeps sinks independent and each delivery once."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from rich.console import Console
 
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.serving.camera.console import ConsoleSink
-from lineqa.serving.camera.model import AgentStatus, Context
-from lineqa.serving.camera.sinks import JsonLinesSink, LogThrottle, SinkSet, verdict_payload
+from lineqa.serving.camera.model import AgentStatus, Capture, Context, Delivery
+from lineqa.serving.camera.sinks import JsonLinesSink, LogThrottle, SinkSet, last_delivery_in, verdict_payload
+from lineqa.serving.camera.spool import Spool
 
 CONTEXT = Context(tenant="acme", line="line-1", camera="cam-1")
 CAPTURED = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=timezone.utc)
@@ -55,8 +57,12 @@ SCRATCH = pb.Defect(
 )
 
 
+def delivered(message: pb.InspectionResult, number: int = 1, **flags: bool) -> Delivery:
+    return Delivery(number, message, **flags)
+
+
 def test_pass_payload_has_every_key_and_no_error() -> None:
-    payload = verdict_payload(judged(pb.VERDICT_PASS, [], ["no defect found"]), CONTEXT)
+    payload = verdict_payload(delivered(judged(pb.VERDICT_PASS, [], ["no defect found"]), 41), CONTEXT)
 
     assert payload == {
         "tenant": "acme",
@@ -74,6 +80,9 @@ def test_pass_payload_has_every_key_and_no_error() -> None:
         "capture_time": "2025-03-04T05:06:07.123456Z",
         "receive_time": "2025-03-04T05:06:08.000000Z",
         "replay": False,
+        "late": False,
+        "retrying": False,
+        "delivery": 41,
     }
     assert json.loads(json.dumps(payload)) == payload
 
@@ -86,7 +95,9 @@ def test_fail_payload_lists_defects_with_box_areas_and_disposition() -> None:
         area_px=4.0,
         disposition=pb.DEFECT_DISPOSITION_REVIEW,
     )
-    payload = verdict_payload(judged(pb.VERDICT_FAIL, [SCRATCH, unscaled], ["scratch 0.90 >= 0.50"]), CONTEXT)
+    payload = verdict_payload(
+        delivered(judged(pb.VERDICT_FAIL, [SCRATCH, unscaled], ["scratch 0.90 >= 0.50"])), CONTEXT
+    )
 
     assert payload["verdict"] == "FAIL"
     assert payload["reasons"] == ["scratch 0.90 >= 0.50"]
@@ -106,9 +117,10 @@ def test_fail_payload_lists_defects_with_box_areas_and_disposition() -> None:
 
 def test_error_payload_names_the_error_and_has_no_model_or_recipe() -> None:
     error = pb.InspectionError(code=pb.ERROR_CODE_MODEL_UNAVAILABLE, message="model server down; retry later")
-    payload = verdict_payload(result(pb.VERDICT_ERROR, error=error, replay=True), CONTEXT)
+    payload = verdict_payload(delivered(result(pb.VERDICT_ERROR, error=error, replay=True), retrying=True), CONTEXT)
 
     assert payload["verdict"] == "ERROR"
+    assert (payload["retrying"], payload["late"]) == (True, False)
     assert payload["error"] == {"code": "MODEL_UNAVAILABLE", "message": "model server down; retry later"}
     assert payload["model"] is None
     assert payload["recipe"] is None
@@ -117,7 +129,7 @@ def test_error_payload_names_the_error_and_has_no_model_or_recipe() -> None:
 
 
 def test_unset_verdict_is_reported_as_error_never_pass() -> None:
-    payload = verdict_payload(result(pb.VERDICT_UNSPECIFIED), CONTEXT)
+    payload = verdict_payload(delivered(result(pb.VERDICT_UNSPECIFIED)), CONTEXT)
 
     assert payload["verdict"] == "ERROR"
     assert payload["error"]["code"] == "UNSPECIFIED"
@@ -126,16 +138,50 @@ def test_unset_verdict_is_reported_as_error_never_pass() -> None:
 def test_jsonl_sink_appends_one_parsable_line_per_verdict(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "dir" / "verdicts.jsonl"
     sink = JsonLinesSink(path, CONTEXT)
-    sink.emit(judged(pb.VERDICT_FAIL, [SCRATCH], ["line one\nline two"]))
-    sink.emit(result(pb.VERDICT_PASS, part_id="P-2", sequence=8))
+    sink.emit(delivered(judged(pb.VERDICT_FAIL, [SCRATCH], ["line one\nline two"]), 1))
+    sink.emit(delivered(result(pb.VERDICT_PASS, part_id="P-2", sequence=8), 2))
     sink.close()
     reopened = JsonLinesSink(path, CONTEXT)
-    reopened.emit(result(pb.VERDICT_REVIEW, part_id="P-3", sequence=9))  # appends to what is there
+    reopened.emit(delivered(result(pb.VERDICT_REVIEW, part_id="P-3", sequence=9), 3))  # appends to what is there
     reopened.close()
 
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["part_id"] for line in lines] == ["P-1", "P-2", "P-3"]
-    assert json.loads(lines[0]) == verdict_payload(judged(pb.VERDICT_FAIL, [SCRATCH], ["line one\nline two"]), CONTEXT)
+    first = verdict_payload(delivered(judged(pb.VERDICT_FAIL, [SCRATCH], ["line one\nline two"]), 1), CONTEXT)
+    assert json.loads(lines[0]) == first
+
+
+def test_jsonl_file_is_its_own_record_after_a_crash(tmp_path: Path) -> None:
+    """A restarted agent hands on again what the file may not have: the file is read back, so what it has is
+    skipped, and a line torn by a crash mid-write is cut off first (its delivery is then written whole)."""
+    path = tmp_path / "verdicts.jsonl"
+    other = Context("acme", "line-1", "cam-2")
+    first = JsonLinesSink(path, CONTEXT)
+    for number in (1, 2, 3):
+        first.emit(delivered(result(pb.VERDICT_PASS, part_id=f"P-{number}", sequence=number), number))
+    JsonLinesSink(path, other).emit(delivered(result(pb.VERDICT_FAIL, part_id="Q-1"), 90))  # another camera
+    first.close()
+    line_4 = json.dumps(verdict_payload(delivered(result(pb.VERDICT_PASS, part_id="P-4", sequence=4), 4), CONTEXT))
+    with path.open("a") as file:
+        file.write(line_4[:37])  # the agent died in the middle of this line
+    assert last_delivery_in(path, CONTEXT) == 3
+    assert path.read_text().endswith("\n") and path.read_text().count("\n") == 4
+
+    restarted = JsonLinesSink(path, CONTEXT)
+    for number in (2, 3, 4, 5):  # what the spool still had: 2 and 3 are in the file already
+        restarted.emit(delivered(result(pb.VERDICT_PASS, part_id=f"P-{number}", sequence=number), number))
+    restarted.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["camera"], line["part_id"]) for line in lines] == [
+        ("cam-1", "P-1"),
+        ("cam-1", "P-2"),
+        ("cam-1", "P-3"),
+        ("cam-2", "Q-1"),
+        ("cam-1", "P-4"),
+        ("cam-1", "P-5"),
+    ]
+    assert restarted.delivered == 5
+    assert last_delivery_in(tmp_path / "missing.jsonl", CONTEXT) == 0
 
 
 def test_jsonl_sink_recovers_after_a_failed_write(tmp_path: Path) -> None:
@@ -143,10 +189,10 @@ def test_jsonl_sink_recovers_after_a_failed_write(tmp_path: Path) -> None:
     blocker.write_text("a file where the directory should be")
     sink = JsonLinesSink(blocker / "verdicts.jsonl", CONTEXT)
     with pytest.raises(OSError):
-        sink.emit(result(pb.VERDICT_PASS))
+        sink.emit(delivered(result(pb.VERDICT_PASS), 1))
 
     blocker.unlink()
-    sink.emit(result(pb.VERDICT_PASS, part_id="P-2"))
+    sink.emit(delivered(result(pb.VERDICT_PASS, part_id="P-2"), 2))
     sink.close()
     assert json.loads((blocker / "verdicts.jsonl").read_text())["part_id"] == "P-2"
 
@@ -158,8 +204,8 @@ class Recording:
         self.statuses: list[AgentStatus] = []
         self.closed = False
 
-    def emit(self, result: pb.InspectionResult) -> None:
-        self.emitted.append(result.frame.part_id)
+    def emit(self, delivery: Delivery) -> None:
+        self.emitted.append(delivery.result.frame.part_id)
 
     def status(self, status: AgentStatus) -> None:
         self.statuses.append(status)
@@ -171,7 +217,7 @@ class Recording:
 class Broken:
     name = "broken"
 
-    def emit(self, result: pb.InspectionResult) -> None:
+    def emit(self, delivery: Delivery) -> None:
         raise OSError("disk full")
 
     def status(self, status: AgentStatus) -> None:
@@ -181,29 +227,99 @@ class Broken:
         raise OSError("already gone")
 
 
-class Dropping(Recording):
-    dropped = 4
+class Flaky(Recording):
+    """Fails until told otherwise (a full disk that is cleared)."""
+
+    failing = True
+
+    def emit(self, delivery: Delivery) -> None:
+        if self.failing:
+            raise OSError("disk full")
+        super().emit(delivery)
 
 
-def test_one_failing_sink_never_stops_the_others(caplog: pytest.LogCaptureFixture) -> None:
-    before, after, dropping = Recording("before"), Recording("after"), Dropping("mqtt")
-    sinks = SinkSet([before, Broken(), after, dropping], logging.getLogger("test.sinks"))
+class Recorded(Recording):
+    """A sink that keeps its own record (as the JSON-lines file does)."""
 
-    for number in range(20):
-        sinks.emit(result(pb.VERDICT_PASS, part_id=f"P-{number}"))
+    def __init__(self, name: str, holds: int = 0) -> None:
+        super().__init__(name)
+        self.holds = holds
+
+    @property
+    def delivered(self) -> int:
+        return self.holds
+
+    def emit(self, delivery: Delivery) -> None:
+        if delivery.id > self.holds:
+            super().emit(delivery)
+            self.holds = delivery.id
+
+
+def judge(spool: Spool, parts: list[str]) -> list[int]:
+    """Frames through the spool to its outbox, as the agent takes their verdicts; their delivery ids."""
+    ids = []
+    for part in parts:
+        capture = Capture(b"jpeg", pb.IMAGE_ENCODING_JPEG, part, CAPTURED, f"{part}.jpg")
+        sequence = spool.append(capture)
+        ids.append(spool.finish(sequence, result(pb.VERDICT_PASS, part_id=part, sequence=sequence), late=False).id)
+    return ids
+
+
+def test_one_failing_sink_never_stops_the_others(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = Spool(tmp_path / "s.db")
+    before, after, flaky = Recording("before"), Recording("after"), Flaky("flaky")
+    sinks = SinkSet([before, Broken(), after, flaky], logging.getLogger("test.sinks"))
+    sinks.attach(spool)
+
+    parts = [f"P-{number}" for number in range(20)]
+    for part in parts:
+        judge(spool, [part])
+        sinks.pump()
     sinks.status(AgentStatus(state="streaming"))
+    flaky.failing = False  # the disk has room again: what it missed comes now, in order
+    sinks.pump()
     sinks.close()
 
-    expected = [f"P-{number}" for number in range(20)]
-    assert before.emitted == expected
-    assert after.emitted == expected
+    assert before.emitted == after.emitted == flaky.emitted == parts
     assert before.closed and after.closed
-    # 20 emits + 1 status + 1 close raised; the dropping sink's own count is reported too.
-    assert sinks.failures == {"before": 0, "broken": 22, "after": 0, "mqtt": 4}
+    # Each pump tried the broken sink once (at its first delivery, where it stays), plus 1 status and 1 close.
+    assert sinks.failures == {"before": 0, "broken": 23, "after": 0, "flaky": 20}
     # The status carries the failures counted before it went out.
-    assert after.statuses[0].sink_failures == {"before": 0, "broken": 20, "after": 0, "mqtt": 4}
+    assert after.statuses[0].sink_failures == {"before": 0, "broken": 20, "after": 0, "flaky": 20}
     # Throttled: the first failure is logged, the flood is not.
     assert len([record for record in caplog.records if "broken" in record.getMessage()]) == 1
+
+
+def test_a_restart_hands_on_again_only_to_sinks_with_a_record(tmp_path: Path) -> None:
+    """After a crash, a sink that keeps a record is handed everything the spool saw it not confirm, and skips
+    what its record has (exactly once); the console is not (at most once); the outbox is pruned of what all
+    have."""
+    spool = Spool(tmp_path / "s.db")
+    file, console = Recorded("jsonl"), Recording("console")
+    sinks = SinkSet([file, console], logging.getLogger("test.sinks"))
+    sinks.attach(spool)
+    ids = judge(spool, ["P-0", "P-1"])
+    sinks.pump()
+    sinks.save()  # positions as saved: both have P-1
+    ids += judge(spool, ["P-2", "P-3"])
+    sinks.pump()  # the file got P-2 and P-3, then the agent died before saving
+    ids += judge(spool, ["P-4"])  # in the outbox, handed to no one
+    spool.close()
+
+    spool = Spool(tmp_path / "s.db")
+    assert [delivery.id for delivery in spool.deliveries(0)] == ids[2:]  # pruned what both confirmed
+    file_again, console_again = Recorded("jsonl", holds=ids[3]), Recording("console")
+    sinks = SinkSet([file_again, console_again, Recording("new")], logging.getLogger("test.sinks"))
+    sinks.attach(spool)
+    sinks.pump()
+    assert file_again.emitted == ["P-4"]  # P-2 and P-3 were handed again and skipped by its record
+    assert console_again.emitted == []  # P-4 was never shown, and never will be
+    ids += judge(spool, ["P-5"])
+    sinks.pump()
+    sinks.close()
+    assert file_again.emitted == ["P-4", "P-5"] and console_again.emitted == ["P-5"]
+    assert spool.deliveries(0) == []
+    assert spool.cursor("jsonl") == ids[-1]
 
 
 def test_sink_names_must_be_unique() -> None:
@@ -228,9 +344,18 @@ def test_log_throttle_reports_what_it_held_back(caplog: pytest.LogCaptureFixture
 def test_console_sink_draws_the_live_view_on_a_terminal() -> None:
     out = StringIO()
     sink = ConsoleSink(CONTEXT, Console(file=out, force_terminal=True, width=100))
-    sink.emit(judged(pb.VERDICT_FAIL, [SCRATCH], ["scratch"]))
-    sink.emit(result(pb.VERDICT_PASS, part_id="P-2"))
-    sink.status(AgentStatus(state="streaming", rate_fps=12.5, latency_ms_p50=41.0, sink_failures={"mqtt": 3}))
+    sink.emit(delivered(judged(pb.VERDICT_FAIL, [SCRATCH], ["scratch"]), 1, late=True))
+    sink.emit(delivered(result(pb.VERDICT_PASS, part_id="P-2"), 2))
+    sink.status(
+        AgentStatus(
+            state="streaming",
+            rate_fps=12.5,
+            latency_ms_p50=41.0,
+            sink_failures={"mqtt": 3},
+            retrying=2,
+            errors={"MODEL_TIMEOUT": 4},
+        )
+    )
     sink.close()
 
     text = out.getvalue()
@@ -241,8 +366,10 @@ def test_console_sink_draws_the_live_view_on_a_terminal() -> None:
         "41 ms",
         "PASS 1",
         "FAIL 1",
-        "P-1 FAIL: scratch 0.90",
+        "P-1 FAIL (late): scratch 0.90",
         "mqtt 3",
+        "waiting 2",
+        "MODEL_TIMEOUT 4",
     ):
         assert shown in text
 
@@ -251,7 +378,7 @@ def test_console_sink_prints_a_plain_line_when_not_a_terminal() -> None:
     out = StringIO()
     sink = ConsoleSink(CONTEXT, Console(file=out, force_terminal=False), plain_interval_s=3600)
     sink.status(AgentStatus(state="connecting"))
-    sink.emit(judged(pb.VERDICT_FAIL, [SCRATCH], ["scratch"]))  # within the interval: no line
+    sink.emit(delivered(judged(pb.VERDICT_FAIL, [SCRATCH], ["scratch"])))  # within the interval: no line
     sink.close()
 
     lines = out.getvalue().splitlines()
@@ -261,3 +388,20 @@ def test_console_sink_prints_a_plain_line_when_not_a_terminal() -> None:
         "last defects P-1 FAIL: scratch 0.90",
     ]
     assert "\x1b" not in out.getvalue()
+
+
+def test_a_sink_new_to_the_spool_is_positioned_once_and_for_all(tmp_path: Path) -> None:
+    """The first run dies before it ever saved positions: the sink's start, recorded when it was attached,
+    still tells the next run what it was never handed."""
+    spool = Spool(tmp_path / "s.db")
+    judge(spool, ["old"])  # from before the file was configured: not the file's business
+    SinkSet([Recorded("jsonl")], logging.getLogger("test.sinks")).attach(spool)
+    judge(spool, ["P-0", "P-1"])  # committed, then the agent died before handing them on
+    spool.close()
+
+    spool = Spool(tmp_path / "s.db")
+    file = Recorded("jsonl")
+    sinks = SinkSet([file], logging.getLogger("test.sinks"))
+    sinks.attach(spool)
+    sinks.pump()
+    assert file.emitted == ["P-0", "P-1"]

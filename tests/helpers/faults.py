@@ -5,8 +5,8 @@
   with the wrong shape or with NaN, or refuse. A stand-in, because a real Triton cannot be made to do these on
   purpose; its good answers hold one confident detection, so every frame it judges is FAIL and a PASS
   anywhere means a fault was taken for a model result.
-- :class:`TcpProxy`: between camera agent and gateway, forwards bytes both ways; can reset every connection
-  or stall them all.
+- :class:`tests.helpers.tcp_proxy.TcpProxy` (its own module): between camera agent and gateway; stalls or
+  resets the connections.
 - :func:`small_filesystem`: a size-limited file system (tmpfs) to put a lineqa home on, which can fill up.
 - :class:`ChaosSchedule`: a seeded list of (time, fault) for a run.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import socket
 import subprocess
 import threading
 import time
@@ -121,69 +120,6 @@ class StandInTriton(triton_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return triton_pb.ModelInferResponse(
             model_name=self.name, model_version="1", outputs=[contents], raw_output_contents=[output.tobytes()]
         )
-
-
-class TcpProxy:
-    """Forwards ``listen port`` → ``target`` on loopback, a thread per direction; :meth:`reset` cuts every
-    connection (RST), :meth:`stall` holds every byte for a while."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self._connections: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._open = threading.Event()
-        self._open.set()
-        self._stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
-        self.resets = 0
-
-    def _accept(self) -> None:
-        while not self._stopped:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := source.recv(65536):
-                self._open.wait()
-                sink.sendall(chunk)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-    def reset(self) -> None:
-        """Cut every connection now, with a TCP reset (SO_LINGER 0), as a switch that drops a cable would."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                conn.close()
-        self.resets += 1
-
-    def stall(self, seconds: float) -> None:
-        self._open.clear()
-        threading.Timer(seconds, self._open.set).start()
-
-    def close(self) -> None:
-        self._stopped = True
-        self._open.set()
-        self._listener.close()
-        self.reset()
 
 
 @contextlib.contextmanager
