@@ -7,14 +7,15 @@ how that copy was made, and what ``lineqa demo --train`` runs to make one on the
     python -m lineqa.training.demo_model lineqa/assets/demo-metal-yolo11n-320.onnx
 
 200 synthetic parts (seeded, with labelled scratches, dents and stains) at 320 px, 30 epochs on the CPU
-(about 6 minutes on two idle cores), exported to ONNX with a dynamic batch. Measured on the demo's 24 line
-parts (never in the training set): every defective part flagged, no good part failed.
+(about 6 minutes on two idle cores; the shipped copy took 37 minutes on cores shared with other work),
+exported to ONNX with a dynamic batch. Its validation mAP50 at the last epoch: 0.868 (40 parts, 73 defects).
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from lineqa.datasets.synth import Surface, write_yolo_dataset
@@ -56,8 +57,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m lineqa.training.demo_model OUT.onnx", file=sys.stderr)
         return 2
     out = Path(argv[0]).resolve()
-    work = out.parent / f".{out.stem}-training"
-    print(f"wrote {train_demo_model(work, out)} (training files in {work})")
+    with tempfile.TemporaryDirectory(prefix="lineqa-demo-model-") as work:
+        print(f"wrote {train_demo_model(Path(work), out)}")
     return 0
 
 

@@ -1,11 +1,11 @@
 """Which ERROR answers are worth sending again, and what the line gets meanwhile.
 
-A transient error (the model server unavailable or slow, the record store failing, the gateway overloaded)
-says nothing about the part: the same frame sent later can be judged. The agent keeps such a frame in its
-spool and sends it again with exponential backoff until it is judged; the verdict then reaches the outputs
-marked ``late``. Every other error is final for that frame (a corrupt or oversized image, an encoding or
-recipe the gateway does not know, a sequence conflict, the model's output unusable, an internal error): the
-same frame would fail the same way, so it is handed on once and counted.
+A transient error (the model server unavailable, slow, or answering with output it should never give: the
+wrong shape, NaN; the record store failing; the gateway overloaded) says nothing about the part: the same
+frame sent later can be judged. The agent keeps such a frame in its spool and sends it again with exponential
+backoff until it is judged; the verdict then reaches the outputs marked ``late``. Every other error is final
+for that frame (a corrupt or oversized image, an encoding or recipe the gateway does not know, a sequence
+conflict, an internal error): the same frame would fail the same way, so it is handed on once and counted.
 
 A reject gate cannot wait for the model server to come back, so by default (:attr:`TransientAnswer.ANSWER`)
 the transient ERROR itself is handed on at once as the part's answer (marked ``retrying``), which a gate
@@ -25,6 +25,7 @@ TRANSIENT_ERRORS = frozenset(
     {
         pb.ERROR_CODE_MODEL_UNAVAILABLE,
         pb.ERROR_CODE_MODEL_TIMEOUT,
+        pb.ERROR_CODE_INVALID_MODEL_OUTPUT,
         pb.ERROR_CODE_STORAGE_FAILURE,
         pb.ERROR_CODE_OVERLOADED,
     }
