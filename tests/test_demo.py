@@ -32,7 +32,7 @@ def test_the_demo_judges_its_parts_with_the_shipped_detector(tmp_path: Path) -> 
     assert "defective parts flagged" in done.stdout and "review-password.txt" in done.stdout
     again = _demo(tmp_path, "--parts", "4")  # a second run reuses the home, the model version included
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "model repository" not in again.stdout
+    assert ": metal-defects v" not in again.stdout  # the same model file is not added again
 
 
 def test_a_failing_step_says_why_and_which_log_to_read(tmp_path: Path) -> None:
