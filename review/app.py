@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineqa.content_store import ContentStore
+from lineqa.db import tenant_scope
 from lineqa.review import audit, dashboards
 from lineqa.review.access import ROUTE_ROLES, authorize
 from lineqa.review.auth import Principal, Role, SignInThrottle, UserStore
@@ -452,5 +453,5 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 def _audit_user(
     engine: Engine, tenant: str, actor: str, action: audit.AuditAction, username: str, old: Any, new: Any
 ) -> None:
-    with engine.begin() as conn:
+    with tenant_scope(engine, tenant).begin() as conn:
         audit.append(conn, tenant, actor, action, f"user:{username}", old, new)

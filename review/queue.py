@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from lineqa.db import tenant_scope
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.clock import as_utc
 from lineqa.review.errors import BadInputError, NotFoundError
@@ -207,7 +208,7 @@ class ReviewQueue:
             .limit(PAGE_SIZE)
             .offset((f.page - 1) * PAGE_SIZE)
         )
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             total = int(conn.execute(select(func.count()).select_from(inspections).where(*where)).scalar_one())
             rows = conn.execute(query).all()
         latest = self._latest_kinds(tenant, [r.record_id for r in rows])
@@ -217,7 +218,7 @@ class ReviewQueue:
         """Values the filter form offers: the tenant's lines, cameras and models."""
         c = inspections.c
         out: dict[str, list[str]] = {}
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             for key, column in (("line", c.line_id), ("camera", c.camera_id)):
                 query = select(column).where(c.tenant == tenant).distinct().order_by(column)
                 out[key] = list(conn.execute(query).scalars())
@@ -230,7 +231,7 @@ class ReviewQueue:
     def part(self, tenant: str, record_id: str) -> Part:
         """One part of this tenant; another tenant's part is :class:`NotFoundError` like a missing one."""
         query = select(inspections).where(inspections.c.tenant == tenant, inspections.c.record_id == record_id)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             r = conn.execute(query).first()
         if r is None:
             raise NotFoundError(f"no part {record_id!r}")
@@ -255,7 +256,7 @@ class ReviewQueue:
         """A part's decisions, oldest first: the last one is in force."""
         d = decisions.c
         query = select(decisions).where(d.tenant_id == tenant, d.record_id == record_id).order_by(d.decision_id)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             return [
                 DecisionView(
                     r.decision_id,
@@ -274,7 +275,7 @@ class ReviewQueue:
         """The newest pending part other than ``after``: where "decide and next" goes."""
         where = [*self._conditions(tenant, QueueFilter()), inspections.c.record_id != after]
         query = select(inspections.c.record_id).where(*where).order_by(inspections.c.receive_time.desc()).limit(1)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             found = conn.execute(query).scalar()
         return str(found) if found is not None else None
 
@@ -284,7 +285,7 @@ class ReviewQueue:
         d = decisions.c
         latest = select(func.max(d.decision_id)).where(d.tenant_id == tenant, d.record_id.in_(record_ids))
         query = select(d.record_id, d.kind).where(d.decision_id.in_(latest.group_by(d.record_id)))
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             return {record_id: kind for record_id, kind in conn.execute(query)}
 
     @staticmethod

@@ -1,10 +1,12 @@
 """One frame in, one result out: validate, decode, letterbox, infer on Triton, decode, decide, record.
 
 Every frame gets exactly one result. A frame that cannot be judged gets verdict ERROR with an error code and a
-message a person can act on; nothing that fails along the way can turn into PASS (RELIABILITY.md 1). A
-judged result is returned only after its record is committed (6); a frame seen before returns its stored
+message a person can act on (never a server path or a traceback: those go to the log under the frame's record
+id, :mod:`lineqa.serving.frame_errors`); nothing that fails along the way can turn into PASS (RELIABILITY.md 1).
+A judged result is returned only after its record is committed (6); a frame seen before returns its stored
 result marked as a replay (7). ERROR outcomes are not stored as the frame's record, so that a camera agent
-replaying a frame after an outage gets it judged.
+replaying a frame after an outage gets it judged. A frame is judged with its tenant's recipe in force
+(:mod:`lineqa.serving.recipes`), whose model the tenant must be allowed to use.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from lineqa import __version__
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.database import DatabaseError
 from lineqa.serving.errors import ModelRepositoryError
+from lineqa.serving.frame_errors import camera_message
 from lineqa.serving.image_store import ImagePolicy, ImageStore, ImageStoreError
 from lineqa.serving.metrics import GatewayMetrics
 from lineqa.serving.model_repository import ModelRepository, ModelVersion
@@ -64,6 +68,7 @@ ERROR_CODES: tuple[tuple[type[Exception], pb.ErrorCode], ...] = (
     (ModelRepositoryError, pb.ERROR_CODE_MODEL_UNAVAILABLE),
     (ModelOutputError, pb.ERROR_CODE_INVALID_MODEL_OUTPUT),
     (RecordStoreError, pb.ERROR_CODE_STORAGE_FAILURE),
+    (DatabaseError, pb.ERROR_CODE_STORAGE_FAILURE),
     (ImageStoreError, pb.ERROR_CODE_STORAGE_FAILURE),
 )
 
@@ -183,18 +188,21 @@ class Inspector:
     async def _inspect(self, tenant: str, frame: pb.Frame) -> pb.InspectionResult:
         started = time.perf_counter()
         result = pb.InspectionResult(frame=frame.identity, receive_time=_now())
+        record_id = str(uuid.uuid4())  # the frame's record, or its failure's entry in the log
         try:
             _check_frame(frame)
             stored = await asyncio.to_thread(self.store.find, tenant, frame.identity.camera_id, frame.identity.sequence)
             if stored is not None:
                 return self._replay(stored)
-            await self._judge(tenant, frame, result, started)
+            await self._judge(tenant, frame, result, started, record_id)
         except Exception as exc:  # every failure becomes this frame's ERROR result, never a PASS
             result.ClearField("defects")
             del result.reasons[:]
             result.verdict = pb.VERDICT_ERROR
             result.record_id = ""
-            result.error.CopyFrom(pb.InspectionError(code=error_code_for(exc), message=str(exc)))
+            code = error_code_for(exc)
+            where = f"{tenant}/{frame.identity.camera_id}#{frame.identity.sequence}"
+            result.error.CopyFrom(pb.InspectionError(code=code, message=camera_message(exc, code, record_id, where)))
         result.timings.total_ms = (time.perf_counter() - started) * 1e3
         return result
 
@@ -203,8 +211,10 @@ class Inspector:
         result.replay = True
         return result
 
-    async def _judge(self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, started: float) -> None:
-        recipe = self.recipes.get(frame.recipe_id)
+    async def _judge(
+        self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, started: float, record_id: str
+    ) -> None:
+        recipe = await self.recipes.get(tenant, frame.recipe_id)
         version = self.resolve_version(recipe.model.name, recipe.model.version)
         spec = version.metadata.spec(version.name, max_batch=self.repository.settings(version.name).max_batch_size)
         recipe.check_classes(spec.class_names)
@@ -218,7 +228,7 @@ class Inspector:
         result.reasons.extend(decision.reasons)
         result.model.CopyFrom(pb.ModelRef(name=version.name, version=version.version))
         result.recipe.CopyFrom(pb.RecipeRef(id=recipe.id, version=recipe.version))
-        result.record_id = str(uuid.uuid4())
+        result.record_id = record_id
         timings = result.timings
         timings.decode_ms = (decoded - started) * 1e3
         timings.decision_ms = (time.perf_counter() - after_inference) * 1e3

@@ -272,6 +272,16 @@ class ModelRepository:
         self._write_config(name, "onnxruntime", metadata, settings or self.settings(name))
         return self.version(name, number)
 
+    def rename(self, name: str, new_name: str) -> None:
+        """Give a model another name (its folder, and the name in its generated config): Triton sees the old
+        model go and a new one come, so the gateways serving it are restarted after this."""
+        check_model_name(new_name)
+        latest = self.latest(name)
+        if (self.root / new_name).exists():
+            raise ModelRepositoryError(f"{self.root / new_name} exists already")
+        os.rename(self.root / name, self.root / new_name)
+        self._write_config(new_name, latest.backend, latest.metadata, self.settings(new_name))
+
     def _write_config(self, name: str, backend: str, metadata: VersionMetadata, settings: ModelSettings) -> None:
         for file_name, text in (
             (SETTINGS_NAME, settings.to_json()),

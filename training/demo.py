@@ -46,7 +46,7 @@ from lineqa.serving.local_plant import LocalPlant, provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.readiness import wait_until_serving
 from lineqa.training.ultralytics_adapter import TrainSpec, export_onnx, train
-from lineqa.vision.recipe import load_recipe
+from lineqa.vision.recipe import parse_recipe
 
 logger = logging.getLogger(__name__)
 MODEL_NAME = "metal-defects"
@@ -154,9 +154,8 @@ def _prepare_home(home: Path, model_path: Path, retrain: bool) -> LocalPlant:
     repository = ModelRepository(home / "models")
     if MODEL_NAME not in repository.model_names() or retrain:
         repository.add_version(MODEL_NAME, model_path)
-    (home / "recipes").mkdir(parents=True, exist_ok=True)
-    (home / "recipes" / f"{RECIPE_ID}.yaml").write_text(RECIPE)
-    return provision_local_plant(home, tenant="demo", line="line-1", cameras=("cam-1",))
+    recipes = {RECIPE_ID: RECIPE}
+    return provision_local_plant(home, tenant="demo", line="line-1", cameras=("cam-1",), recipes=recipes)
 
 
 async def _stream(plant: LocalPlant, address: str, folder: Path, results: Path) -> AgentStatus:
@@ -179,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
     home = demo / "home"
     _step(3, f"recipe, model repository and camera credentials in {home}")
     plant = _prepare_home(home, model_path, args.retrain)
-    recipe = home / "recipes" / f"{RECIPE_ID}.yaml"
-    print(f"  recipe {recipe} (version {load_recipe(recipe).version[:12]})")
+    print(f"  recipe {plant.tenant}/{RECIPE_ID} (version {parse_recipe(RECIPE).version[:12]}; "
+          f"'lineqa recipes history {plant.tenant}/{RECIPE_ID} --home {home}')")  # fmt: skip
     truth = _line_parts(demo / "line", args.parts)
     port = free_port()
     log = demo / "gateway.log"
