@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 
 class DatabaseOpenError(Exception):
     """The database cannot be reached or its schema cannot be brought up to date."""
+
+
+def as_utc(value: datetime) -> datetime:
+    """A time read back from the database, in UTC: SQLite returns the stored UTC time without its zone,
+    PostgreSQL in the session's zone."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def sqlite_url(path: Path) -> str:

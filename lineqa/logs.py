@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -33,9 +34,10 @@ class EscapingFormatter(logging.Formatter):
             record.message = saved
 
 
-def configure(verbose: bool = False) -> None:
-    """The root handler of a lineqa command: stderr, :class:`EscapingFormatter`, DEBUG with ``verbose``."""
-    handler = logging.StreamHandler()
+def configure(verbose: bool = False, stream: TextIO | None = None) -> None:
+    """The root handler of a lineqa command: ``stream`` (stderr), :class:`EscapingFormatter`, DEBUG with
+    ``verbose``."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(EscapingFormatter(FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

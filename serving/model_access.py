@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from lineqa.content_store import TENANT_ID
-from lineqa.db import tenant_scope
+from lineqa.db import as_utc, tenant_scope
 from lineqa.serving.access import AccessError
 from lineqa.serving.schema import model_grants
 
@@ -86,6 +86,13 @@ class ModelGrants:
         query = select(model_grants).where(g.model_name == model).order_by(g.event_id)
         with self.engine.connect() as conn:
             return [
-                GrantEvent(r.tenant_id, r.model_name, r.allowed, r.granted_by, r.granted_at, r.reason)
+                GrantEvent(
+                    r.tenant_id,
+                    r.model_name,
+                    r.allowed,
+                    r.granted_by,
+                    as_utc(r.granted_at),
+                    r.reason,
+                )
                 for r in conn.execute(query)
             ]

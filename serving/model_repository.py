@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from lineqa.home import private_folder
 from lineqa.serving.errors import ModelRepositoryError
 from lineqa.serving.promotions import PromotionLog
 from lineqa.vision.detector import ModelSpec
@@ -258,6 +259,7 @@ class ModelRepository:
         check_model_name(name)
         metadata = read_onnx_metadata(Path(model_file), lineage)
         folder = self.root / name
+        private_folder(self.root.parent)  # a home made by this is private; the repository is Triton's to read
         folder.mkdir(parents=True, exist_ok=True)
         existing = [v.version for v in self.versions(name)]
         number = max(existing, default=0) + 1

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineqa.content_store import TENANT_ID
-from lineqa.db import tenant_scope
+from lineqa.db import as_utc, tenant_scope
 from lineqa.serving.database import DatabaseError, database_url, open_database
 from lineqa.serving.model_access import may_use
 from lineqa.serving.schema import recipe_versions
@@ -177,7 +177,7 @@ def _version(data: Mapping[Any, Any]) -> RecipeVersion:
         sha256=data["sha256"],
         yaml=data["yaml"],
         set_by=data["set_by"],
-        set_at=data["set_at"],
+        set_at=as_utc(data["set_at"]),
         reason=data["reason"],
     )
 
