@@ -9,12 +9,16 @@ with a tenant column but no policy fails here, so a new tenant table cannot be f
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Boolean, DateTime, Engine, Integer, LargeBinary, String, Table, func, select
+from alembic import command
+from sqlalchemy import Boolean, DateTime, Engine, Integer, LargeBinary, String, Table, create_engine, func, select
 from sqlalchemy.exc import DBAPIError
 
 from lineqa.datasets.schema import metadata as catalog_metadata
@@ -23,6 +27,7 @@ from lineqa.review.database import open_review_database
 from lineqa.review.schema import metadata as review_metadata
 from lineqa.row_security import APP_ROLE
 from lineqa.serving.access import AccessStore
+from lineqa.serving.database import DatabaseError, alembic_config, open_database
 from lineqa.serving.schema import metadata as gateway_metadata
 from tests.conftest import app_role_url
 
@@ -166,3 +171,28 @@ def test_the_gateways_token_check_works_as_the_application_role(database: tuple[
     issued = AccessStore(owner).issue_token("acme", "acme-x")
     principal = AccessStore(app).authenticate(issued.token)
     assert (principal.tenant_id, principal.camera_id, principal.line_id) == ("acme", "acme-x", "acme-x")
+
+
+def test_the_owner_migrates_and_the_application_role_only_opens(empty_postgres_url: str) -> None:
+    """A service logging in as the application role cannot migrate: before ``lineqa db migrate`` it is told to
+    run it; after, it opens. The password that command sets reaches the server as a SCRAM verifier only."""
+    app_url = app_role_url(empty_postgres_url)
+    older = open_review_database(empty_postgres_url)  # so that the role exists and could log in
+    with older.begin() as conn:  # then the gateway's schema goes back to before the application role
+        command.downgrade(alembic_config(conn), "0003")
+    older.dispose()
+    with pytest.raises(DatabaseError, match="run 'lineqa db migrate' with the owner's URL"):
+        open_database(app_url)
+    password = "correct-horse-battery-staple"
+    env = {**os.environ, "LINEQA_APP_DB_PASSWORD": password}
+    cmd = [sys.executable, "-m", "lineqa.cli", "db", "--db", empty_postgres_url, "migrate", "--app-password-env",
+           "LINEQA_APP_DB_PASSWORD"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and "every schema is current; lineqa_app's password set" in done.stdout, done.stderr
+    assert password not in done.stdout + done.stderr
+    open_database(app_url).dispose()
+    owner = create_engine(empty_postgres_url)
+    with owner.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_ROLE,)).scalar()
+    owner.dispose()
+    assert stored.startswith("SCRAM-SHA-256$") and password not in stored
