@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,8 +30,10 @@ from lineqa.review.schema import metadata as review_metadata
 from lineqa.row_security import APP_ROLE
 from lineqa.serving.access import AccessStore
 from lineqa.serving.database import DatabaseError, alembic_config, open_database
+from lineqa.serving.records import RecordStore
 from lineqa.serving.schema import metadata as gateway_metadata
 from tests.conftest import app_role_url
+from tests.serving.test_records import record
 
 TENANTS = ("acme", "globex")
 # Keyed by person, not tenant: signing in finds a user's roles in every tenant (review/migrations rv0002).
@@ -196,3 +200,17 @@ def test_the_owner_migrates_and_the_application_role_only_opens(empty_postgres_u
         stored = conn.exec_driver_sql("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_ROLE,)).scalar()
     owner.dispose()
     assert stored.startswith("SCRAM-SHA-256$") and password not in stored
+
+
+def test_the_gateways_records_work_as_the_application_role(database: tuple[Engine, Engine]) -> None:
+    """Commit, replay and find, as the gateway does them, logged in as the application role."""
+    _, app = database
+    store = RecordStore(app)
+    first = record(1, camera="cam-rls")
+    stored, existed = store.commit(first)
+    assert not existed and stored == first
+    again, existed = store.commit(replace(first, record_id=str(uuid.uuid4()), verdict="PASS"))
+    assert existed and again.record_id == first.record_id and again.verdict == "FAIL"  # the original result
+    found = store.find("acme", "cam-rls", 1)
+    assert found is not None and found.record_id == first.record_id
+    assert store.find("globex", "cam-rls", 1) is None

@@ -28,6 +28,7 @@ import cv2
 import grpc
 import httpx
 import pytest
+from google.protobuf.text_encoding import CEscape
 
 from lineqa import logs
 from lineqa.datasets.synth import Surface, generate_part
@@ -49,9 +50,11 @@ RTSP_PASSWORD = "Opr-4711-s3cret"
 
 
 def image_markers(data: bytes) -> list[str]:
-    """How an image's bytes would look in a log line: repr, hex, base64 of its first bytes."""
-    head = data[:12]
-    return [repr(head)[2:-1], head.hex(), base64.b64encode(head).decode(), head.decode("latin-1")]
+    """How an image's bytes would look in a log line: a piece from the middle of its Python repr, hex, base64,
+    protobuf text (a logged message) and raw text."""
+    encodings = [repr(data)[2:-1], data.hex(), base64.b64encode(data).decode(), CEscape(data, as_utf8=False),
+                 data.decode("latin-1")]  # fmt: skip
+    return [text[len(text) // 2 : len(text) // 2 + 24] for text in encodings]
 
 
 def assert_clean(log: str, secrets: dict[str, str], images: list[bytes], what: str) -> None:
