@@ -2,6 +2,7 @@
 
 - RELIABILITY.md 9: each record carries exactly the traceability fields listed, equal to what the frame, the
   served model and the recipe in force say (defects: what ONNX Runtime finds on the same image, run apart);
+- RELIABILITY.md 15: with mutual TLS, a camera without a certificate of the plant CA does not get in;
 - RELIABILITY.md 16 and 17: a token proves one camera of one tenant; a tenant's camera names only its own
   recipes, its recipes only its own models or platform models it was allowed, and a withdrawn grant stops
   the next frames; a frame claiming another tenant's camera is refused and leaves no trace;
@@ -97,11 +98,13 @@ class Plant:
     inspector: Inspector
     acme: LocalPlant
     globex: LocalPlant
+    client_ca: bytes | None = None  # set: mutual TLS
 
     def server(self) -> grpc.aio.Server:
         cert, key = self.acme.server_tls()
         tokens = TokenCache(AccessStore(self.inspector.store.engine))
-        gateway = create_server(self.inspector, GatewaySettings(port=0, tls_cert=cert, tls_key=key), tokens)
+        settings = GatewaySettings(port=0, tls_cert=cert, tls_key=key, tls_client_ca=self.client_ca)
+        gateway = create_server(self.inspector, settings, tokens)
         self.port = gateway.port
         return gateway.server
 
@@ -128,11 +131,13 @@ def frame(camera: str, sequence: int, image: bytes, recipe: str = "pcb", line: s
     return pb.Frame(identity=identity, recipe_id=recipe, image=pb.Image(encoding=pb.IMAGE_ENCODING_JPEG, data=image))
 
 
-async def _stream(plant: Plant, token: str | None, frames: list[pb.Frame]) -> tuple[list[pb.InspectionResult], str]:
+async def _stream(
+    plant: Plant, token: str | None, frames: list[pb.Frame], credentials: grpc.ChannelCredentials | None = None
+) -> tuple[list[pb.InspectionResult], str]:
     server = plant.server()
     await server.start()
     try:
-        credentials = plant.acme.channel_credentials()
+        credentials = credentials or plant.acme.channel_credentials()
         async with grpc.aio.secure_channel(f"localhost:{plant.port}", credentials) as channel:
 
             async def requests() -> AsyncIterator[pb.StreamInspectRequest]:
@@ -314,3 +319,18 @@ def test_a_camera_is_told_what_it_can_act_on_and_the_log_keeps_the_rest(served: 
         assert entry, (name, lines)
         assert any("Traceback" in line for line in lines[entry[0] :]), (name, lines)  # the details are in the log
     assert any(str(served.repository.root) in line for line in logged)  # where the missing version was looked for
+
+
+def test_mutual_tls_refuses_a_camera_without_a_plant_certificate(served: Served, tmp_path: Path) -> None:
+    """RELIABILITY.md 15: TLS always; with mutual TLS, a client certificate of the plant CA as well."""
+    plant = make_plant(served, tmp_path)
+    pki = plant.acme.pki
+    plant.client_ca = pki.ca_cert.read_bytes()
+    cert, key = pki.client("cam-1")
+    token, image = plant.acme.tokens["cam-1"], served.images[0]
+    anonymous = grpc.ssl_channel_credentials(plant.client_ca)
+    results, ended = asyncio.run(_stream(plant, token, [frame("cam-1", 1, image)], anonymous))
+    assert (results, ended) == ([], "UNAVAILABLE")  # the handshake itself fails
+    certified = grpc.ssl_channel_credentials(plant.client_ca, key.read_bytes(), cert.read_bytes())
+    (judged,), ended = asyncio.run(_stream(plant, token, [frame("cam-1", 2, image)], certified))
+    assert ended == "OK" and judged.verdict != pb.VERDICT_ERROR, judged.error.message
