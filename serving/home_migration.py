@@ -33,6 +33,7 @@ LEGACY_RECIPES = "recipes"
 IMPORTED_RECIPES = "recipes.imported"
 PRIVATE = {"": 0o700, "lineqa.db": 0o600, "lineqa.db-wal": 0o600, "lineqa.db-shm": 0o600, "images": 0o700,
            "pki": 0o700}  # fmt: skip
+WATCHED = ("lineqa.db", "lineqa.db-wal", "lineqa.db-shm", "images")
 
 
 def home_problems(home: Path) -> list[str]:
@@ -44,7 +45,7 @@ def home_problems(home: Path) -> list[str]:
     legacy = sorted((home / LEGACY_RECIPES).glob("*.yaml"))
     if legacy:
         problems.append(f"{len(legacy)} recipe file(s) in {home / LEGACY_RECIPES} are not read: recipes are records")
-    for name in PRIVATE:
+    for name in WATCHED:  # the home and pki/ may be a container's mounts, whose modes are not lineqa's to judge
         path = home / name
         if path.exists() and path.stat().st_mode & 0o077:
             problems.append(f"{path} is readable by other users (mode {path.stat().st_mode & 0o777:o})")

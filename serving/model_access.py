@@ -85,14 +85,7 @@ class ModelGrants:
         g = model_grants.c
         query = select(model_grants).where(g.model_name == model).order_by(g.event_id)
         with self.engine.connect() as conn:
-            return [
-                GrantEvent(
-                    r.tenant_id,
-                    r.model_name,
-                    r.allowed,
-                    r.granted_by,
-                    as_utc(r.granted_at),
-                    r.reason,
-                )
-                for r in conn.execute(query)
-            ]
+            rows = conn.execute(query).all()
+        return [
+            GrantEvent(r.tenant_id, r.model_name, r.allowed, r.granted_by, as_utc(r.granted_at), r.reason) for r in rows
+        ]

@@ -99,8 +99,11 @@ def test_migrate_home_moves_the_key_imports_recipes_and_scopes_models(old_home: 
     assert lineqa(home, "admin", "migrate-home", "--tenant", "acme").stdout.strip() == "nothing to do"
 
 
-def test_serve_names_what_migrate_home_would_fix(old_home: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "lineqa.cli", "serve", "--home", str(old_home), "--port", "0"],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+def test_serve_names_what_migrate_home_would_fix(old_home: Path, tmp_path: Path) -> None:
+    """The warnings come at start, before anything is served (an empty repository then stops it here)."""
+    cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--home", str(old_home), "--port", "0", "--models",
+           str(tmp_path / "no-models")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "cannot be served" in done.stderr, done.stderr
     assert "warning: the plant CA's private key is inside the home" in done.stderr
-    assert "lineqa admin migrate-home" in done.stderr
+    assert "recipe file(s)" in done.stderr and "lineqa admin migrate-home" in done.stderr

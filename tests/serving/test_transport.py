@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import subprocess
@@ -32,8 +33,9 @@ def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def plaintext_gateway(tmp_path: Path, host: str, plaintext_any: bool = False) -> int:
-    """Build a plaintext gateway on ``host`` (port 0); the port it bound."""
+def plaintext_gateway(tmp_path: Path, host: str, plaintext_any: bool = False) -> list[str]:
+    """Build a plaintext gateway on ``host`` (port 0), in an event loop as gRPC's asyncio server wants it; the
+    addresses it bound."""
     engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
     inspector = Inspector(
         ModelRepository(tmp_path / "models"),
@@ -42,16 +44,26 @@ def plaintext_gateway(tmp_path: Path, host: str, plaintext_any: bool = False) ->
         RecordStore(engine),
     )
     settings = GatewaySettings(host=host, port=0, plaintext_any=plaintext_any)
-    return create_server(inspector, settings, TokenCache(AccessStore(engine))).port
+
+    async def bind() -> list[str]:
+        gateway = create_server(inspector, settings, TokenCache(AccessStore(engine)))
+        connections = psutil.Process().net_connections("inet")
+        bound = [c.laddr.ip for c in connections if c.laddr.port == gateway.port]
+        await gateway.server.stop(None)
+        return bound
+
+    try:
+        return asyncio.run(bind())
+    finally:
+        engine.dispose()
 
 
 def test_the_gateway_refuses_plaintext_off_loopback(tmp_path: Path) -> None:
     with pytest.raises(ServingError, match="loopback only"):
         plaintext_gateway(tmp_path, "0.0.0.0")
-    port = plaintext_gateway(tmp_path, "127.0.0.1")
-    bound = [ipaddress.ip_address(c.laddr.ip) for c in psutil.Process().net_connections("inet") if c.laddr.port == port]
+    bound = [ipaddress.ip_address(ip) for ip in plaintext_gateway(tmp_path, "127.0.0.1")]
     assert bound and all((getattr(ip, "ipv4_mapped", None) or ip).is_loopback for ip in bound), bound
-    assert plaintext_gateway(tmp_path, "0.0.0.0", plaintext_any=True) > 0  # asked for by its unmistakable name
+    assert plaintext_gateway(tmp_path, "0.0.0.0", plaintext_any=True)  # asked for by its unmistakable name
 
 
 def serve(tmp_path: Path, *args: str, host: str | None = None) -> subprocess.CompletedProcess[str]:
