@@ -160,9 +160,15 @@ class PlantPki:
         """Create the CA (key in :attr:`ca_dir`) and a server certificate for ``hosts``; never replaces a CA."""
         if self.ca_cert.exists() or self.ca_key.exists():
             raise PkiError(f"{self.root} already has a CA; cameras trust it, so it is not replaced")
-        private_folder(self.root)
+        try:
+            private_folder(self.root)
+            private_folder(self.ca_dir)
+        except OSError as exc:
+            raise PkiError(
+                f"cannot create {exc.filename}: {exc.strerror}; choose the CA's folder with --ca-dir"
+            ) from exc
         ca = create_ca(name)
-        _write(private_folder(self.ca_dir) / "ca.key", ca.key_pem, secret=True)
+        _write(self.ca_key, ca.key_pem, secret=True)
         _write(self.ca_dir / "ca.pem", ca.cert_pem)
         _write(self.ca_cert, ca.cert_pem)
         self.server(hosts)
