@@ -26,7 +26,7 @@ from pathlib import Path
 
 import cv2
 import grpc
-import httpx
+import httpx2 as httpx
 import pytest
 from google.protobuf.text_encoding import CEscape
 
