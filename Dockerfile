@@ -12,7 +12,7 @@
 # docker' keeps the HEALTHCHECK (the OCI image format has no field for it).
 #
 # Configuration is by environment and mounted files: LINEQA_HOME (the data volume: database, images,
-# models, recipes, pki), LINEQA_DB (a PostgreSQL URL instead of SQLite in the home), LINEQA_TRITON_URL
+# models, pki), LINEQA_DB (a PostgreSQL URL instead of SQLite in the home), LINEQA_TRITON_URL
 # (NVIDIA's Triton instead of the embedded one), LINEQA_HOST (listen address).
 
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim

@@ -2,8 +2,9 @@
 
 A :class:`Catalog` is opened for one tenant and every query it makes is filtered on that tenant, so a tenant
 cannot name, list, read or export another tenant's datasets or images: asking for one gives the same "no
-such dataset" as asking for one that does not exist. The only way across tenants is the pool
-(:mod:`lineqa.datasets.pool`), built from versions their owners consented to contribute.
+such dataset" as asking for one that does not exist. Its queries also run in the tenant's database scope
+(:func:`lineqa.db.tenant_scope`), where PostgreSQL's row-level security enforces the same. The only way across
+tenants is the pool (:mod:`lineqa.datasets.pool`), built from versions their owners consented to contribute.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lineqa.datasets.manifest import Manifest, ManifestSample
 from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 from lineqa.datasets.probe import probe_image
 from lineqa.datasets.schema import contributions, datasets, images, samples, versions
+from lineqa.db import tenant_scope
 from lineqa.progress import ProgressFn
 
 logger = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ class Catalog:
     def __init__(self, engine: Engine, store: ContentStore, tenant: str) -> None:
         if not TENANT_ID.match(tenant):
             raise DatasetError(f"invalid tenant id {tenant!r}")
-        self.engine = engine
+        self.engine = tenant_scope(engine, tenant)
         self.store = store
         self.tenant = tenant
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from dataclasses import dataclass
 
-from lineqa import __version__
+from lineqa import __version__, logs
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,10 @@ COMMANDS: dict[str, Command] = {
         "lineqa.serving.bench_cli", "frames/s and latency of the gateway vs raw ONNX Runtime and Ultralytics"
     ),
     "models": Command(
-        "lineqa.serving.models_cli", "the model registry (Triton's repository): publish, promote, rollback"
+        "lineqa.serving.models_cli", "the model registry (Triton's repository): publish, promote, rollback, allow"
     ),
+    "recipes": Command("lineqa.serving.recipes_cli", "a tenant's recipes: set, show, history, diff (audited)"),
+    "db": Command("lineqa.db_cli", "the database: migrate it as its owner, the application role's password"),
     "datasets": Command("lineqa.datasets.cli", "labelled datasets: import, check, split, version, export, pool"),
     "train": Command("lineqa.training.train_cli", "train a YOLO detector on a dataset version (offline, recorded run)"),
     "evaluate": Command("lineqa.training.evaluate_cli", "mAP, per-class AP, PR curves, escape and false-reject rates"),
@@ -57,6 +58,8 @@ USER_ERROR_ROOTS = (
     "lineqa.datasets.errors:DatasetError",
     "lineqa.training.errors:TrainingError",
     "lineqa.review.errors:ReviewError",
+    "lineqa.db:DatabaseOpenError",
+    "lineqa.db_cli:DbCommandError",
 )
 
 
@@ -94,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     module.configure(parser)
     args = parser.parse_args(rest)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.verbose)
     try:
         return int(module.run(args))
     except _user_errors() as exc:

@@ -4,7 +4,8 @@ dataset catalog (labelled images).
 Keys are made by the store, never taken from a client: ``<tenant>/<sha256[:2]>/<sha256>.<ext>``. A tenant
 can only ever read under its own prefix, and a key that tries to leave it (``..``, absolute paths, another
 tenant) is refused (RELIABILITY.md 17). The same image stored twice is one file. Writes go to a temporary
-file, are flushed to disk, then renamed, so a crash never leaves half an image under a key.
+file, are flushed to disk, then renamed, so a crash never leaves half an image under a key. Folders the store
+creates are its user's only (0700), images 0600.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import re
 import tempfile
 from pathlib import Path
+
+from lineqa.home import private_folder
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 EXTENSIONS = ("jpg", "png", "bmp", "tif", "webp")
@@ -42,7 +45,7 @@ class ContentStore:
         if path.is_file():
             return key
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
             _write_durably(path, data)
         except OSError as exc:
             raise ContentStoreError(f"cannot store image {key}: {exc.strerror or exc}") from exc
@@ -51,7 +54,7 @@ class ContentStore:
     def writable(self) -> bool:
         """For health: does a file write reach the disk now (a full or read-only disk says no)?"""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_folder(self.root)
             probe = self.root / ".health-probe"
             _write_durably(probe, b"ok")
             probe.unlink()

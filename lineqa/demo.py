@@ -47,7 +47,7 @@ from lineqa.serving.embedded_triton import free_port
 from lineqa.serving.local_plant import LocalPlant, provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.readiness import NotServingError, wait_until_serving
-from lineqa.vision.recipe import load_recipe
+from lineqa.vision.recipe import parse_recipe
 
 logger = logging.getLogger(__name__)
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "demo-metal-yolo11n-320.onnx"
@@ -120,11 +120,10 @@ def _prepare_home(home: Path, model_path: Path) -> LocalPlant:
     if not versions or versions[-1].metadata.sha256 != _sha256(model_path):
         version = repository.add_version(MODEL_NAME, model_path)
         print(f"      model repository {repository.root}: {MODEL_NAME} v{version.version}")
-    (home / "recipes").mkdir(parents=True, exist_ok=True)
-    recipe = home / "recipes" / f"{RECIPE_ID}.yaml"
-    recipe.write_text(RECIPE)
-    print(f"      recipe {recipe} (version {load_recipe(recipe).version[:12]})")
-    return provision_local_plant(home, tenant="demo", line="line-1", cameras=("cam-1",))
+    plant = provision_local_plant(home, tenant="demo", line="line-1", cameras=("cam-1",), recipes={RECIPE_ID: RECIPE})
+    print(f"      recipe {plant.tenant}/{RECIPE_ID} (version {parse_recipe(RECIPE).version[:12]}; "
+          f"'lineqa recipes history {plant.tenant}/{RECIPE_ID} --home {home}')")  # fmt: skip
+    return plant
 
 
 def _sha256(path: Path) -> str:

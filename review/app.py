@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineqa.content_store import ContentStore
+from lineqa.db import tenant_scope
 from lineqa.review import app_log, audit, dashboards, label_diff, part_view
 from lineqa.review.access import ROUTE_ROLES, authorize
 from lineqa.review.auth import Principal, Role, SignInThrottle, UserStore
@@ -48,7 +49,7 @@ from lineqa.review.queue_filter import (
     parse_filter,
     parse_query_string,
 )
-from lineqa.review.uncertainty import recipe_folder
+from lineqa.review.uncertainty import recipe_versions
 from lineqa.review.web import (
     AUDIT_COLUMNS,
     SECURITY_HEADERS,
@@ -61,6 +62,7 @@ from lineqa.review.web import (
 )
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.pass_sample import PassSample
+from lineqa.serving.recipes import RecipeStore
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,6 @@ class ReviewSettings(BaseModel):
     database_url: str
     images: Path
     models: Path | None = None
-    recipes: Path | None = Field(None, description="the gateway's recipe folder, for the thresholds that judged a part")
     dataset: str = Field(
         "reviewed", pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="the working dataset reviewed parts go into"
     )
@@ -109,7 +110,7 @@ def _services(settings: ReviewSettings) -> Services:
     shifts = dashboards.parse_shifts(settings.shifts)
     engine = open_review_database(settings.database_url)
     store = ContentStore(settings.images)
-    queue = ReviewQueue(engine, PassSample(settings.pass_sample_percent), recipe_folder(settings.recipes))
+    queue = ReviewQueue(engine, PassSample(settings.pass_sample_percent), recipe_versions(RecipeStore(engine)))
     models = ModelRepository(settings.models) if settings.models else None
     return Services(
         engine,
@@ -517,5 +518,5 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 def _audit_user(
     engine: Engine, tenant: str, actor: str, action: audit.AuditAction, username: str, old: Any, new: Any
 ) -> None:
-    with engine.begin() as conn:
+    with tenant_scope(engine, tenant).begin() as conn:
         audit.append(conn, tenant, actor, action, f"user:{username}", old, new)

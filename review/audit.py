@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from lineqa.db import tenant_scope
 from lineqa.review.clock import as_utc, now
 from lineqa.review.schema import audit_log
 
@@ -62,7 +63,7 @@ def entries(engine: Engine, tenant: str, *, obj: str | None = None, limit: int =
     if obj is not None:
         query = query.where(audit_log.c.object == obj)
     query = query.order_by(audit_log.c.entry_id.desc()).limit(limit)
-    with engine.connect() as conn:
+    with tenant_scope(engine, tenant).connect() as conn:
         return [
             AuditEntry(
                 r.entry_id,

@@ -7,8 +7,8 @@
     lineqa review user list acme
     lineqa review serve --port 8443                        # HTTPS with <home>/pki/server.pem by default
 
-The app uses the same database (``--db`` or ``<home>/lineqa.db``), image store (``<home>/images``) and recipe
-folder (``<home>/recipes``) as ``lineqa serve``. It serves HTTPS; plain HTTP only with ``--insecure-http``
+The app uses the same database (``--db`` or ``<home>/lineqa.db``: records, recipe versions) and image store
+(``<home>/images``) as ``lineqa serve``. It serves HTTPS; plain HTTP only with ``--insecure-http``
 (local use: session cookies then lose their Secure flag). It logs one JSON line per request and per decision
 (who, what, status, time) on standard error.
 """
@@ -50,9 +50,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local use only")
     serve.add_argument("--images", type=Path, help="image store (default: <home>/images)")
     serve.add_argument("--models", type=Path, help="model repository, for class names (default: <home>/models)")
-    serve.add_argument("--recipes", type=Path,
-                       help="the gateway's recipe folder, for the thresholds the queue order measures doubt against "
-                       "(default: <home>/recipes)")  # fmt: skip
     serve.add_argument("--dataset", default="reviewed", help="working dataset reviewed parts go into")
     serve.add_argument("--pass-sample", type=float, default=5.0,
                        help="percent of PASS parts shown in the queue (default 5; at most the gateway's --pass-sample, "
@@ -134,12 +131,10 @@ def _serve(args: argparse.Namespace, home: Path, url: str) -> int:
                               "or use --insecure-http for local use")  # fmt: skip
         cert, key = pki.server_cert, pki.server_key
     models = args.models or home / "models"
-    recipes = args.recipes or home / "recipes"
     settings = ReviewSettings(
         database_url=url,
         images=args.images or home / "images",
         models=models if models.is_dir() else None,
-        recipes=recipes if recipes.is_dir() else None,
         dataset=args.dataset,
         pass_sample_percent=args.pass_sample,
         secure_cookies=not args.insecure_http,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from lineqa.db import as_utc
+
+__all__ = ["as_utc", "now"]
+
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def as_utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from matplotlib.figure import Figure
 from sqlalchemy import Engine, func, select
 
+from lineqa.db import tenant_scope
 from lineqa.review.clock import as_utc
 from lineqa.review.errors import BadInputError, NotFoundError
 from lineqa.review.schema import decisions
@@ -138,7 +139,7 @@ def compute(
     latest = select(func.max(d.decision_id)).where(d.tenant_id == tenant).group_by(d.record_id)
     board = Dashboard(since, until)
     classes: Counter[str] = Counter()
-    with engine.connect() as conn:
+    with tenant_scope(engine, tenant).connect() as conn:
         decided = {
             rid: kind for rid, kind in conn.execute(select(d.record_id, d.kind).where(d.decision_id.in_(latest)))
         }

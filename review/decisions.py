@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from lineqa.content_store import ContentStore, ContentStoreError
 from lineqa.datasets.catalog import Catalog, DatasetNotFoundError
 from lineqa.datasets.model import Annotation, Box, LabelledImage
+from lineqa.db import tenant_scope
 from lineqa.review import audit
 from lineqa.review.boxes import boxes_json
 from lineqa.review.clock import now
@@ -145,7 +146,7 @@ class Decisions:
             "dataset": self.dataset if sample else None,
             "sample": sample,
         }
-        with self.engine.begin() as conn:
+        with tenant_scope(self.engine, tenant).begin() as conn:
             decision_id = conn.execute(
                 decisions.insert()
                 .values(

@@ -20,6 +20,7 @@ from lineqa.datasets.manifest import Manifest, ManifestSample
 from lineqa.datasets.model import Box
 from lineqa.datasets.probe import probe_images
 from lineqa.datasets.validate import ValidationReport, validate
+from lineqa.db import tenant_scope
 from lineqa.review import audit
 from lineqa.review.boxes import boxes_json
 from lineqa.review.errors import BadInputError, NotFoundError
@@ -93,7 +94,7 @@ class Labelling:
             new = self.catalog(tenant).revise(name, str(info.number), sample, boxes, note=f"label fix by {by}")
         except DatasetError as exc:
             raise BadInputError(str(exc)) from exc
-        with self.engine.begin() as conn:
+        with tenant_scope(self.engine, tenant).begin() as conn:
             audit.append(
                 conn,
                 tenant,
@@ -112,7 +113,7 @@ class Labelling:
             info = self.catalog(tenant).snapshot(name, note)
         except DatasetError as exc:
             raise NotFoundError(str(exc)) from exc
-        with self.engine.begin() as conn:
+        with tenant_scope(self.engine, tenant).begin() as conn:
             audit.append(
                 conn,
                 tenant,

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from lineqa.db import tenant_scope
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.clock import as_utc
 from lineqa.review.errors import NotFoundError
@@ -187,7 +188,7 @@ class ReviewQueue:
     def page(self, tenant: str, f: QueueFilter) -> QueuePage:
         """One page of the queue in the filter's order, and how many parts match in all."""
         where = self._conditions(tenant, f)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             total = int(conn.execute(select(func.count()).select_from(inspections).where(*where)).scalar_one())
         start = (f.page - 1) * PAGE_SIZE
         if f.order == "uncertain":
@@ -195,7 +196,7 @@ class ReviewQueue:
             rows = ranked[start : start + PAGE_SIZE]
             return QueuePage(self._with_decisions(tenant, rows), total, len(ranked))
         query = select(*_ROW_COLUMNS).where(*where).order_by(*_NEWEST).limit(PAGE_SIZE).offset(start)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             found = conn.execute(query).all()
         return QueuePage(self._with_decisions(tenant, self._rows(tenant, found)), total, total)
 
@@ -213,7 +214,7 @@ class ReviewQueue:
             following = ranked[after].record_id if after < len(ranked) else None
             return previous, following
         c = inspections.c
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             at = conn.execute(select(c.receive_time).where(c.record_id == record_id)).scalar_one()
             newer = or_(c.receive_time > at, and_(c.receive_time == at, c.record_id < record_id))
             older = or_(c.receive_time < at, and_(c.receive_time == at, c.record_id > record_id))
@@ -234,7 +235,7 @@ class ReviewQueue:
         """Values the filter form offers: the tenant's lines, cameras and models."""
         c = inspections.c
         out: dict[str, list[str]] = {}
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             for key, column in (("line", c.line_id), ("camera", c.camera_id)):
                 query = select(column).where(c.tenant == tenant).distinct().order_by(column)
                 out[key] = list(conn.execute(query).scalars())
@@ -247,7 +248,7 @@ class ReviewQueue:
     def part(self, tenant: str, record_id: str) -> Part:
         """One part of this tenant; another tenant's part is :class:`NotFoundError` like a missing one."""
         query = select(inspections).where(inspections.c.tenant == tenant, inspections.c.record_id == record_id)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             r = conn.execute(query).first()
         if r is None:
             raise NotFoundError(f"no part {record_id!r}")
@@ -273,7 +274,7 @@ class ReviewQueue:
         """A part's decisions, oldest first: the last one is in force."""
         d = decisions.c
         query = select(decisions).where(d.tenant_id == tenant, d.record_id == record_id).order_by(d.decision_id)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             return [_decision_view(r) for r in conn.execute(query)]
 
     def decision(self, tenant: str, decision_id: int) -> tuple[DecisionView, str]:
@@ -284,7 +285,7 @@ class ReviewQueue:
             .join(inspections, c.record_id == d.record_id)
             .where(d.tenant_id == tenant, c.tenant == tenant, d.decision_id == decision_id)
         )
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             r = conn.execute(query).first()
         if r is None:
             raise NotFoundError(f"no decision {decision_id}")
@@ -292,7 +293,7 @@ class ReviewQueue:
 
     def _one(self, tenant: str, record_id: str) -> QueueRow:
         query = select(*_ROW_COLUMNS).where(inspections.c.tenant == tenant, inspections.c.record_id == record_id)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             found = conn.execute(query).all()
         if not found:
             raise NotFoundError(f"no part {record_id!r}")
@@ -301,7 +302,7 @@ class ReviewQueue:
     def _ranked(self, tenant: str, where: list[ColumnElement[bool]]) -> list[QueueRow]:
         """The newest :data:`RANK_LIMIT` matching parts in the uncertainty order."""
         query = select(*_ROW_COLUMNS).where(*where).order_by(*_NEWEST).limit(RANK_LIMIT)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             found = conn.execute(query).all()
         return sorted(self._rows(tenant, found), key=_sort_key)
 
@@ -313,7 +314,7 @@ class ReviewQueue:
         for r in found:
             recipe_key = (r.recipe_id, r.recipe_version)
             if recipe_key not in rules:
-                recipe = self.recipes(*recipe_key)
+                recipe = self.recipes(tenant, *recipe_key)
                 rules[recipe_key] = functools.cache(recipe.rule_for) if recipe is not None else None
             defects = _defects(r.defects_json)
             judged = doubt(
@@ -345,7 +346,7 @@ class ReviewQueue:
             query = select(c.part_id, c.camera_id, c.model_name, c.model_version, c.verdict).where(
                 judged, c.part_id.in_(twice)
             )
-            with self.engine.connect() as conn:
+            with tenant_scope(self.engine, tenant).connect() as conn:
                 for part, camera, name, version, verdict in conn.execute(query.distinct()):
                     if (part, camera) in views:
                         seen.setdefault((part, camera), {}).setdefault((name, version), set()).add(verdict)
@@ -362,7 +363,7 @@ class ReviewQueue:
         latest = select(func.max(d.decision_id)).where(d.tenant_id == tenant,
                                                        d.record_id.in_([r.record_id for r in rows]))  # fmt: skip
         query = select(d.record_id, d.kind).where(d.decision_id.in_(latest.group_by(d.record_id)))
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant).connect() as conn:
             kinds = {record_id: kind for record_id, kind in conn.execute(query)}
         return [replace(r, decision=kinds.get(r.record_id)) for r in rows]
 

@@ -5,9 +5,9 @@ Three signals add up to a part's doubt; each comes with the sentence the queue s
 - **Near a threshold** (0 to 1): the flagged detection whose score is nearest one of its class's thresholds
   in the recipe version that judged the part (``fail_confidence``, and ``review_confidence`` where the recipe
   has a REVIEW band). ``1 - margin / NEAR``: 1 on the threshold, 0 at :data:`NEAR` or further. Thresholds come
-  from the recipe folder when its recipe has the record's version; when it has changed since (or is not
-  there), a detection in the REVIEW band counts :data:`UNKNOWN_BAND`, and the reason says the thresholds are
-  unknown.
+  from the recipe's versions in the database, found by the content hash the record names (every version is
+  kept); where that version cannot be found, a detection in the REVIEW band counts :data:`UNKNOWN_BAND`, and
+  the reason says the thresholds are unknown.
 - **Anomaly regions** (+ :data:`ANOMALY`): findings of golden-sample comparison, regions no detection explains
   (a defect recorded with disposition ``anomaly``): nobody has labelled that kind of defect yet.
 - **Model versions disagree** (+ :data:`DISAGREEMENT`): another model version judged the same view of the
@@ -21,13 +21,13 @@ flagged ones), so only a disagreement raises it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from lineqa.serving.recipes import RecipeBook
-from lineqa.vision.errors import RecipeError
+from lineqa.serving.database import DatabaseError
+from lineqa.serving.recipes import RecipeStore
 from lineqa.vision.recipe import ClassRule, Recipe
 
 NEAR = 0.15
@@ -36,8 +36,8 @@ ANOMALY = 0.75
 DISAGREEMENT = 1.0
 ANOMALY_DISPOSITION = "anomaly"
 
-RecipeLookup = Callable[[str, str], Recipe | None]
-"""(recipe id, recipe version) -> that version's rules, or None when they are not known here."""
+RecipeLookup = Callable[[str, str, str], Recipe | None]
+"""(tenant, recipe id, recipe version) -> that version, or None when it is not known here."""
 Rules = Callable[[str], ClassRule]
 """class name -> its rule in one recipe version (``Recipe.rule_for``)."""
 
@@ -66,18 +66,16 @@ class Doubt:
         return "; ".join(self.reasons)
 
 
-def recipe_folder(folder: Path | None) -> RecipeLookup:
-    """Recipe versions as the folder the gateway judges with has them: only the version now in the file."""
-    book = RecipeBook(folder) if folder is not None else None
+def recipe_versions(store: RecipeStore) -> RecipeLookup:
+    """Recipe versions as the database keeps them, found by the content hash a record names (versions never
+    change, so each is read once)."""
 
-    def lookup(recipe_id: str, version: str) -> Recipe | None:
-        if book is None:
-            return None
+    @functools.lru_cache(maxsize=1024)
+    def lookup(tenant: str, recipe_id: str, version: str) -> Recipe | None:
         try:
-            recipe = book.get(recipe_id)
-        except RecipeError:
+            return store.with_hash(tenant, recipe_id, version)
+        except DatabaseError:
             return None
-        return recipe if recipe.version == version else None
 
     return lookup
 
@@ -106,7 +104,7 @@ def _threshold_signal(defects: list[Judged], rules: Rules | None, recipe_name: s
             return 0.0, None
         d = max(banded, key=lambda j: j.confidence)
         return UNKNOWN_BAND, (f"{d.class_name} {d.confidence:.2f} in the REVIEW band (thresholds unknown: recipe "
-                              f"{recipe_name} is not in the recipe folder)")  # fmt: skip
+                              f"{recipe_name} is not in the recipe versions)")  # fmt: skip
     nearest = _near_threshold(defects, rules)
     if nearest is None:
         return 0.0, None

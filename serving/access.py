@@ -4,6 +4,11 @@ A camera token is bound to one camera of one tenant, and through it to that came
 ``lqa_<token id>_<secret>``: the id finds the row, the secret is checked against its stored SHA-256 in
 constant time. Tokens are shown once when issued and can be revoked; a revoked token is refused from the
 next check on (the gateway caches a good answer for a few seconds at most, see :class:`TokenCache`).
+
+What concerns one tenant runs in that tenant's scope (:func:`lineqa.db.tenant_scope`), so it works, under
+row-level security, from the application role too. Checking a token runs in the token's own scope: on
+PostgreSQL it can see that token's row and camera and nothing else. Listing every tenant, camera or token and
+revoking by token id are the plant admin's, on the owner's login.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineqa.content_store import TENANT_ID
+from lineqa.db import tenant_scope, token_scope
 from lineqa.serving.database import DatabaseError
 from lineqa.serving.errors import ServingError
 from lineqa.serving.schema import camera_tokens, cameras, lines, tenants
@@ -90,9 +96,13 @@ class AccessStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _write(self, what: str, statement: object) -> None:
+    def _scope(self, tenant_id: str | None) -> Engine:
+        """One tenant's scope, or the platform's (every tenant, for the owner) for ``None``."""
+        return self.engine if tenant_id is None else tenant_scope(self.engine, tenant_id)
+
+    def _write(self, tenant_id: str, what: str, statement: object) -> None:
         try:
-            with self.engine.begin() as conn:
+            with tenant_scope(self.engine, tenant_id).begin() as conn:
                 conn.execute(statement)  # type: ignore[call-overload]
         except IntegrityError as exc:
             raise AccessError(f"cannot add {what}: it exists already or what it belongs to does not") from exc
@@ -103,23 +113,25 @@ class AccessStore:
         if not TENANT_ID.match(tenant_id):  # it prefixes storage keys: lower case, no dots
             raise AccessError(f"tenant id {tenant_id!r} must be 1-64 lower-case letters, digits, '_' or '-'")
         values = {"tenant_id": tenant_id, "display_name": display_name or tenant_id, "created_at": _now()}
-        self._write(f"tenant {tenant_id!r}", tenants.insert().values(**values))
+        self._write(tenant_id, f"tenant {tenant_id!r}", tenants.insert().values(**values))
 
     def add_line(self, tenant_id: str, line_id: str) -> None:
         _check_id("line", line_id)
         self._require_tenant(tenant_id)
         values = {"tenant_id": tenant_id, "line_id": line_id, "created_at": _now()}
-        self._write(f"line {line_id!r} of tenant {tenant_id!r}", lines.insert().values(**values))
+        self._write(tenant_id, f"line {line_id!r} of tenant {tenant_id!r}", lines.insert().values(**values))
 
     def add_camera(self, tenant_id: str, line_id: str, camera_id: str) -> None:
         _check_id("camera", camera_id)
         self._require_tenant(tenant_id)
         query = select(lines.c.line_id).where(lines.c.tenant_id == tenant_id, lines.c.line_id == line_id)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant_id).connect() as conn:
             if conn.execute(query).first() is None:
                 raise AccessError(f"tenant {tenant_id!r} has no line {line_id!r} (add it with 'lineqa admin line add')")
         values = {"tenant_id": tenant_id, "camera_id": camera_id, "line_id": line_id, "created_at": _now()}
-        self._write(f"camera {camera_id!r} on line {line_id!r} of {tenant_id!r}", cameras.insert().values(**values))
+        self._write(
+            tenant_id, f"camera {camera_id!r} on line {line_id!r} of {tenant_id!r}", cameras.insert().values(**values)
+        )
 
     def issue_token(self, tenant_id: str, camera_id: str) -> IssuedToken:
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
@@ -131,7 +143,7 @@ class AccessStore:
             "secret_sha256": _sha256(secret),
             "created_at": _now(),
         }
-        self._write(f"a token for camera {camera_id!r}", camera_tokens.insert().values(**values))
+        self._write(tenant_id, f"a token for camera {camera_id!r}", camera_tokens.insert().values(**values))
         return IssuedToken(token_id, f"{TOKEN_PREFIX}_{token_id}_{secret}")
 
     def revoke_token(self, token_id: str) -> None:
@@ -154,7 +166,7 @@ class AccessStore:
         ).order_by(camera_tokens.c.created_at)
         if tenant_id is not None:
             query = query.where(camera_tokens.c.tenant_id == tenant_id)
-        with self.engine.connect() as conn:
+        with self._scope(tenant_id).connect() as conn:
             return [TokenInfo(**row) for row in conn.execute(query).mappings()]
 
     def cameras(self, tenant_id: str | None = None) -> list[tuple[str, str, str]]:
@@ -164,12 +176,12 @@ class AccessStore:
         )
         if tenant_id is not None:
             query = query.where(cameras.c.tenant_id == tenant_id)
-        with self.engine.connect() as conn:
+        with self._scope(tenant_id).connect() as conn:
             return [(t, line, c) for t, line, c in conn.execute(query).all()]
 
     def lines(self, tenant_id: str) -> list[str]:
         query = select(lines.c.line_id).where(lines.c.tenant_id == tenant_id).order_by(lines.c.line_id)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant_id).connect() as conn:
             return list(conn.execute(query).scalars())
 
     def tenants(self) -> list[tuple[str, str]]:
@@ -190,7 +202,7 @@ class AccessStore:
             .where(camera_tokens.c.token_id == token_id)
         )
         try:
-            with self.engine.connect() as conn:
+            with token_scope(self.engine, token_id).connect() as conn:
                 row = conn.execute(query).first()
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot check a camera token: {exc}") from exc
@@ -201,13 +213,13 @@ class AccessStore:
         return Principal(row.tenant_id, row.camera_id, row.line_id, token_id)
 
     def _require_tenant(self, tenant_id: str) -> None:
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant_id).connect() as conn:
             if conn.execute(select(tenants.c.tenant_id).where(tenants.c.tenant_id == tenant_id)).first() is None:
                 raise AccessError(f"no tenant {tenant_id!r} (add it with 'lineqa admin tenant add')")
 
     def _require_camera(self, tenant_id: str, camera_id: str) -> None:
         query = select(cameras.c.camera_id).where(cameras.c.tenant_id == tenant_id, cameras.c.camera_id == camera_id)
-        with self.engine.connect() as conn:
+        with tenant_scope(self.engine, tenant_id).connect() as conn:
             if conn.execute(query).first() is None:
                 raise AccessError(f"tenant {tenant_id!r} has no camera {camera_id!r}")
 

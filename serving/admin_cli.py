@@ -6,9 +6,14 @@
     lineqa admin camera add acme press-3 cam-07
     lineqa admin token issue acme cam-07        # prints the token once; store it on the camera host
     lineqa admin token revoke <token id>
+    lineqa admin migrate-home --tenant acme     # a home from before tenant-scoped recipes and models
 
 Everything goes to the same database as ``lineqa serve`` (``--db`` or ``<home>/lineqa.db``), so a running
-gateway sees new cameras at once and a revoked token within seconds.
+gateway sees new cameras at once and a revoked token within seconds. On PostgreSQL this is the plant admin's
+tool, for the owner's login: listing every tenant and revoking by token id cross tenants.
+
+The CA's private key goes to ``--ca-dir`` (default ``<home>-ca``, beside the home, never inside it): keep it
+there, or on an admin machine; ``pki server`` and ``pki client`` need it, the gateway does not.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from lineqa.home import default_home, env_default
 from lineqa.serving.access import AccessStore
 from lineqa.serving.database import database_url, open_database
+from lineqa.serving.home_migration import HomeMigration, migrate_home
 from lineqa.serving.pki import PlantPki
 
 
@@ -43,6 +49,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     server.add_argument("--host", action="append", default=[], required=True)
     client = pki.add_parser("client", help="issue a client certificate for mutual TLS")
     client.add_argument("name")
+    for step in (init, server, client):
+        step.add_argument("--ca-dir", type=Path, help="where the CA key is kept (default: <home>-ca, beside the home)")
+
+    migrate = area.add_parser("migrate-home", help="tenant-scoped recipes and models, the CA key out, private modes")
+    migrate.add_argument("--tenant", required=True, help="the tenant the home's recipes and models belong to")
+    migrate.add_argument("--models", choices=["tenant", "platform"], default="tenant",
+                         help="models become the tenant's (default), or stay platform models it may use")  # fmt: skip
+    migrate.add_argument("--ca-dir", type=Path, help="where the CA key goes (default: <home>-ca, beside the home)")
 
     tenant = area.add_parser("tenant", help="tenants (manufacturers)").add_subparsers(dest="action", required=True)
     add = tenant.add_parser("add")
@@ -78,13 +92,14 @@ def _emit(args: argparse.Namespace, data: object, text: str) -> None:
 
 
 def _pki(args: argparse.Namespace, home: Path) -> int:
-    pki = PlantPki(home / "pki")
+    pki = PlantPki(home / "pki", args.ca_dir)
     if args.action == "init":
         hosts = args.host or ["localhost", "127.0.0.1"]
         pki.init(hosts)
-        _emit(args, {"ca": str(pki.ca_cert), "server_cert": str(pki.server_cert), "hosts": hosts},
-              f"CA: {pki.ca_cert} (give it to cameras)\nserver certificate for {', '.join(hosts)}: "
-              f"{pki.server_cert}")  # fmt: skip
+        _emit(args, {"ca": str(pki.ca_cert), "ca_key": str(pki.ca_key), "server_cert": str(pki.server_cert),
+                     "hosts": hosts},
+              f"CA: {pki.ca_cert} (give it to cameras); its key: {pki.ca_key} (keep it out of the gateway's "
+              f"reach)\nserver certificate for {', '.join(hosts)}: {pki.server_cert}")  # fmt: skip
     elif args.action == "server":
         pki.server(args.host)
         _emit(args, {"server_cert": str(pki.server_cert), "hosts": args.host}, f"reissued {pki.server_cert}")
@@ -100,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
         return _pki(args, home)
     engine = open_database(database_url(home, args.db))
     try:
+        if args.area == "migrate-home":
+            plan = HomeMigration(args.tenant, models_as_tenant=args.models == "tenant")
+            done = migrate_home(home, engine, plan, PlantPki(home / "pki", args.ca_dir))
+            _emit(args, done, "\n".join(done) or "nothing to do")
+            return 0
         store = AccessStore(engine)
         match (args.area, args.action):
             case ("tenant", "add"):

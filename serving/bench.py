@@ -87,7 +87,9 @@ class Connection:
 def provision(home: Path, cameras: list[str]) -> Connection:
     """Make ``home`` ready for ``cameras`` to connect and say how they do: as in production, TLS with the
     home's plant certificate and one token per camera (what a camera costs the gateway includes both)."""
-    plant = provision_local_plant(home, tenant="bench", line=LINE_ID, cameras=tuple(cameras))
+    plant = provision_local_plant(
+        home, tenant="bench", line=LINE_ID, cameras=tuple(cameras), recipes={RECIPE_ID: RECIPE}
+    )
     port = free_port()
     return Connection(
         f"localhost:{port}", plant.channel_credentials(), plant.tokens, ("--host", LOOPBACK, "--port", str(port))
@@ -96,15 +98,12 @@ def provision(home: Path, cameras: list[str]) -> Connection:
 
 def prepare_home(home: Path, onnx: Path, *, gpu: bool = False) -> ModelVersion:
     """A fresh lineqa home with the model as the only one served (on the GPU with ``gpu``: ONNX Runtime's CUDA
-    provider in the embedded Triton) and one recipe using it.
+    provider in the embedded Triton); :func:`provision` sets the recipe using it.
 
     Fresh per run, so every (camera, sequence) is new to the records database and nothing is a replay.
     """
     settings = ModelSettings(gpu=True) if gpu else None
-    version = ModelRepository(home / "models").add_version(MODEL_NAME, onnx, settings=settings)
-    (home / "recipes").mkdir(parents=True)
-    (home / "recipes" / f"{RECIPE_ID}.yaml").write_text(RECIPE)
-    return version
+    return ModelRepository(home / "models").add_version(MODEL_NAME, onnx, settings=settings)
 
 
 class GatewayProcess:

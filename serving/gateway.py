@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import time
@@ -43,6 +44,7 @@ from lineqa.serving.auth import (
     status_for,
 )
 from lineqa.serving.database import DatabaseError
+from lineqa.serving.errors import ServingError
 from lineqa.serving.inspector import Inspector, identity_problem
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class GatewaySettings:
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
     tls_client_ca: bytes | None = None  # set: mutual TLS, client certificates required
+    plaintext_any: bool = False  # without TLS the gateway listens on loopback only, unless this is set
 
 
 class InspectionServicer(pb_grpc.InspectionServiceServicer):
@@ -236,7 +239,10 @@ class Gateway:
 
 def create_server(inspector: Inspector, settings: GatewaySettings, tokens: TokenCache) -> Gateway:
     """Build the server (not started) with its bound port (``settings.port`` 0: any free port); every call
-    but health and reflection needs a camera token that ``tokens`` accepts."""
+    but health and reflection needs a camera token that ``tokens`` accepts. Without TLS it listens on a
+    loopback address only, unless ``settings.plaintext_any`` says otherwise (RELIABILITY.md 15)."""
+    if not ((settings.tls_cert and settings.tls_key) or settings.plaintext_any or is_loopback(settings.host)):
+        raise ServingError(f"plaintext on {settings.host}: without TLS the gateway listens on loopback only")
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -269,6 +275,16 @@ def create_server(inspector: Inspector, settings: GatewaySettings, tokens: Token
     else:
         port = server.add_insecure_port(address)
     return Gateway(server, port, HealthReporter(health_servicer, inspector, settings.health_period_s), servicer)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a listen address) reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 async def run_until_signal(gateway: Gateway, grace_s: float) -> None:

@@ -1,10 +1,12 @@
 """One frame in, one result out: validate, decode, letterbox, infer on Triton, decode, decide, record.
 
 Every frame gets exactly one result. A frame that cannot be judged gets verdict ERROR with an error code and a
-message a person can act on; nothing that fails along the way can turn into PASS (RELIABILITY.md 1). A
+message a person can act on (never a server path or a traceback: those go to the log under the record id,
+:mod:`lineqa.serving.frame_errors`); nothing that fails along the way can turn into PASS (RELIABILITY.md 1). A
 judged result is returned only after its record is committed (6). A frame seen before returns its stored
 result marked as a replay, with its identity as sent, and only for the same image: the same (camera,
-sequence) with another image is a SEQUENCE_CONFLICT, never another part's verdict (7).
+sequence) with another image is a SEQUENCE_CONFLICT, never another part's verdict (7). A frame is judged with
+its tenant's recipe in force (:mod:`lineqa.serving.recipes`), whose model the tenant must be allowed to use.
 
 An ERROR outcome is recorded as an attempt (its own table, its record id in the result), not as the frame's
 record: the part's history is complete, and a camera agent sending the frame again after an outage gets it
@@ -34,6 +36,7 @@ from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.serving.admission import InferenceSlots
 from lineqa.serving.database import DatabaseError
 from lineqa.serving.errors import ModelRepositoryError, ServingError
+from lineqa.serving.frame_errors import camera_message
 from lineqa.serving.image_store import ImagePolicy, ImageStore, ImageStoreError
 from lineqa.serving.metrics import GatewayMetrics
 from lineqa.serving.model_repository import ModelVersion
@@ -82,6 +85,7 @@ ERROR_CODES: tuple[tuple[type[Exception], pb.ErrorCode], ...] = (
     (ModelRepositoryError, pb.ERROR_CODE_MODEL_UNAVAILABLE),
     (ModelOutputError, pb.ERROR_CODE_INVALID_MODEL_OUTPUT),
     (RecordStoreError, pb.ERROR_CODE_STORAGE_FAILURE),
+    (DatabaseError, pb.ERROR_CODE_STORAGE_FAILURE),
     (ImageStoreError, pb.ERROR_CODE_STORAGE_FAILURE),
     (DatabaseError, pb.ERROR_CODE_STORAGE_FAILURE),
     (SequenceConflictError, pb.ERROR_CODE_SEQUENCE_CONFLICT),
@@ -257,13 +261,8 @@ class Inspector:
         code = error_code_for(exc)
         attempt_id = str(uuid.uuid4())
         identity = frame.identity
-        where = f"tenant {tenant} camera {identity.camera_id!r} sequence {identity.sequence} record {attempt_id}"
-        if code == pb.ERROR_CODE_INTERNAL:
-            logger.error("%s: not judged", where, exc_info=exc)
-            message = f"the gateway failed to judge this frame; its log has the details under record {attempt_id}"
-        else:
-            logger.warning("%s: %s: %s", where, pb.ErrorCode.Name(code), exc)
-            message = str(exc)
+        where = f"{tenant}/{identity.camera_id}#{identity.sequence}"
+        message = camera_message(exc, code, attempt_id, where)
         result.ClearField("defects")
         del result.reasons[:]
         result.verdict = pb.VERDICT_ERROR
@@ -296,7 +295,7 @@ class Inspector:
     async def _judge(
         self, tenant: str, frame: pb.Frame, result: pb.InspectionResult, started: float, image_sha256: str
     ) -> None:
-        recipe = self.recipes.get(frame.recipe_id)
+        recipe = await self.recipes.get(tenant, frame.recipe_id)
         image = await asyncio.to_thread(_decode, frame, self.settings.limits)
         decoded = time.perf_counter()
         # The version is chosen and held as one step: it stays loaded until this frame's inference is done.
@@ -311,7 +310,7 @@ class Inspector:
         result.reasons.extend(decision.reasons)
         result.model.CopyFrom(pb.ModelRef(name=version.name, version=version.version))
         result.recipe.CopyFrom(pb.RecipeRef(id=recipe.id, version=recipe.version))
-        result.record_id = str(uuid.uuid4())
+        result.record_id = record_id
         timings = result.timings
         timings.decode_ms = (decoded - started) * 1e3
         timings.decision_ms = (time.perf_counter() - after_inference) * 1e3

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from lineqa.home import private_folder
 from lineqa.serving.errors import ModelLoadError, ModelRepositoryError
 from lineqa.serving.promotions import PromotionLog
 from lineqa.vision.detector import ModelSpec
@@ -327,6 +328,7 @@ class ModelRepository:
         chosen = settings or (self.settings(name) if existing else default_settings(metadata))
         check_settings_fit(metadata, chosen)
         folder = self.root / name
+        private_folder(self.root.parent)  # a home made by this is private; the repository is Triton's to read
         folder.mkdir(parents=True, exist_ok=True)
         number = max((v.version for v in existing), default=0) + 1
         staging = Path(tempfile.mkdtemp(prefix=f".{number}-", dir=folder))
@@ -339,6 +341,16 @@ class ModelRepository:
             raise
         self._write_config(name, "onnxruntime", metadata, chosen)
         return self.version(name, number)
+
+    def rename(self, name: str, new_name: str) -> None:
+        """Give a model another name (its folder, and the name in its generated config): Triton sees the old
+        model go and a new one come, so the gateways serving it are restarted after this."""
+        check_model_name(new_name)
+        latest = self.latest(name)
+        if (self.root / new_name).exists():
+            raise ModelRepositoryError(f"{self.root / new_name} exists already")
+        os.rename(self.root / name, self.root / new_name)
+        self._write_config(new_name, latest.backend, latest.metadata, self.settings(new_name))
 
     def _write_config(self, name: str, backend: str, metadata: VersionMetadata, settings: ModelSettings) -> None:
         for file_name, text in (

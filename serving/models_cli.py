@@ -7,6 +7,12 @@ lineqa models list                      models and versions; * marks the one on 
 lineqa models show NAME[@VERSION]       lineage (dataset, base, hyperparameters, metrics, parity) and audit
 lineqa models add NAME MODEL.onnx       add any exported ONNX model as NAME's next version (no lineage)
 lineqa models repo --check              validate the repository (exit 1 on any problem)
+lineqa models allow NAME TENANT         let a tenant's recipes use platform model NAME (audited; disallow undoes)
+lineqa models grants NAME               who may use platform model NAME, and every change to that
+
+A model belongs to a tenant by its name, ``<tenant>.<model>`` (``acme.pcb-defects``); a name without a tenant
+prefix is a platform model (:mod:`lineqa.serving.model_access`). Promotions and rollbacks need ``--reason``:
+with who and when, and the version on the line before, they are the model's audit trail.
 
 A running gateway follows promotions and rollbacks by itself: the embedded Triton loads the new version beside
 the old one and unloads the old one once no frame uses it; NVIDIA's Triton serves what its version policy names.
@@ -20,7 +26,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from lineqa.home import default_home
+from lineqa.home import default_home, env_default
+from lineqa.serving.database import database_url, open_database
+from lineqa.serving.model_access import ModelGrants
 from lineqa.serving.model_repository import (
     DYNAMIC_EXPORT_HINT,
     ModelRepository,
@@ -29,6 +37,7 @@ from lineqa.serving.model_repository import (
     default_settings,
     read_onnx_metadata,
 )
+from lineqa.serving.promotions import current_user
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,13 +74,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     promote.add_argument("--force", action="store_true", help="override the gate (needs --reason; audited)")
     rollback = sub.add_parser("rollback", help="return to the version promoted before")
     rollback.add_argument("name")
-    for step in (publish, promote, rollback):
+    grant = sub.add_parser("allow", help="let a tenant's recipes use a platform model")
+    revoke = sub.add_parser("disallow", help="stop a tenant's recipes using a platform model")
+    for step in (grant, revoke):
+        step.add_argument("name")
+        step.add_argument("tenant")
+    grants = sub.add_parser("grants", help="which tenants may use a platform model, and every change")
+    grants.add_argument("name")
+    for step in (publish, promote, rollback, grant, revoke):
         step.add_argument("--by", default="", help="who does it (default: the user name)")
         if step is not publish:
-            step.add_argument("--reason", default="", help="why (recorded in the audit trail)")
-    for step in (publish, promote):
+            step.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    for step in (publish, promote, grant, revoke, grants):
         step.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
-        step.add_argument("--db", help="dataset catalog database URL (default: SQLite <home>/lineqa.db)")
+        step.add_argument("--db", default=env_default("LINEQA_DB"), help="database URL (default: <home>/lineqa.db)")
     repo = sub.add_parser("repo", help="repository-wide actions")
     repo.add_argument("--check", action="store_true", required=True, help="validate the repository")
 
@@ -153,10 +169,31 @@ def _add(repository: ModelRepository, args: argparse.Namespace) -> int:
     return 0
 
 
+def _grants(args: argparse.Namespace) -> int:
+    """allow, disallow and grants: the gateway database's grant events."""
+    engine = open_database(database_url(args.home or default_home(), args.db))
+    try:
+        grants = ModelGrants(engine)
+        if args.action == "grants":
+            for e in grants.history(args.name):
+                print(
+                    f"{e.at.isoformat()}  {'allow' if e.allowed else 'disallow':<8} {e.tenant}  by {e.by}: {e.reason}"
+                )
+            return 0
+        allowed = args.action == "allow"
+        grants.change(args.tenant, args.name, allowed=allowed, by=args.by or current_user(), reason=args.reason)
+        print(f"tenant {args.tenant} {'may' if allowed else 'may no longer'} use {args.name}")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     repository = ModelRepository(args.repo or default_home() / "models")
     if args.action in ("publish", "promote", "rollback"):
         return _registry(args, repository)
+    if args.action in ("allow", "disallow", "grants"):
+        return _grants(args)
     if args.action == "show":
         return _show(repository, args.model)
     if args.action == "add":

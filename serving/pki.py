@@ -3,6 +3,10 @@
 ``lineqa admin pki init`` makes a CA and a server certificate for the names the gateway is reached by;
 cameras trust the CA's certificate. For mutual TLS, ``lineqa admin pki client`` issues client certificates
 from the same CA. Keys are ECDSA P-256, written readable by the owner only.
+
+The gateway needs its own certificate and key and the CA's certificate (``<home>/pki``), never the CA's
+private key: that lives in a folder of its own (``<home>-ca`` beside the home by default, or ``--ca-dir``, e.g.
+on an admin machine), so a container given the home as its volume cannot sign anything.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from lineqa.home import private_folder
 from lineqa.serving.errors import ServingError
 
 CA_DAYS = 3650
@@ -109,11 +114,27 @@ def issue(ca: KeyPair, common_name: str, hosts: list[str] | None = None, *, clie
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem(key))
 
 
-class PlantPki:
-    """The CA and certificates of one plant, in a folder (``<home>/pki`` by default)."""
+def default_ca_dir(root: Path) -> Path:
+    """Where the CA key of the certificates in ``root`` (``<home>/pki``) lives: ``<home>-ca``, beside the home."""
+    home = root.parent
+    return home.with_name(f"{home.name}-ca")
 
-    def __init__(self, root: Path) -> None:
+
+class PlantPki:
+    """The certificates of one plant in a folder (``<home>/pki`` by default), and its CA in another."""
+
+    def __init__(self, root: Path, ca_dir: Path | None = None) -> None:
         self.root = root
+        self.ca_dir = ca_dir or default_ca_dir(root)
+
+    @property
+    def ca_key(self) -> Path:
+        return self.ca_dir / "ca.key"
+
+    @property
+    def stray_ca_key(self) -> Path:
+        """Where ``pki init`` once put the CA key, inside the home: it must not stay there."""
+        return self.root / "ca.key"
 
     @property
     def ca_cert(self) -> Path:
@@ -130,17 +151,38 @@ class PlantPki:
     def ca(self) -> KeyPair:
         if not self.ca_cert.is_file():
             raise PkiError(f"no CA in {self.root}: run 'lineqa admin pki init' first")
-        return KeyPair(self.ca_cert.read_bytes(), (self.root / "ca.key").read_bytes())
+        key = next((k for k in (self.ca_key, self.stray_ca_key) if k.is_file()), None)
+        if key is None:
+            raise PkiError(f"the CA key is not in {self.ca_dir}: run this where the CA is kept (--ca-dir)")
+        return KeyPair(self.ca_cert.read_bytes(), key.read_bytes())
 
     def init(self, hosts: list[str], name: str = "lineqa plant CA") -> None:
-        """Create the CA and a server certificate for ``hosts``; refuses to replace an existing CA."""
-        if self.ca_cert.exists():
+        """Create the CA (key in :attr:`ca_dir`) and a server certificate for ``hosts``; never replaces a CA."""
+        if self.ca_cert.exists() or self.ca_key.exists():
             raise PkiError(f"{self.root} already has a CA; cameras trust it, so it is not replaced")
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            private_folder(self.root)
+            private_folder(self.ca_dir)
+        except OSError as exc:
+            raise PkiError(
+                f"cannot create {exc.filename}: {exc.strerror}; choose the CA's folder with --ca-dir"
+            ) from exc
         ca = create_ca(name)
-        _write(self.root / "ca.key", ca.key_pem, secret=True)
+        _write(self.ca_key, ca.key_pem, secret=True)
+        _write(self.ca_dir / "ca.pem", ca.cert_pem)
         _write(self.ca_cert, ca.cert_pem)
         self.server(hosts)
+
+    def move_ca_key(self) -> Path | None:
+        """Move a CA key found in the home to :attr:`ca_dir` (homes made before it moved out); its new path."""
+        if not self.stray_ca_key.is_file():
+            return None
+        if self.ca_key.exists():
+            raise PkiError(f"both {self.stray_ca_key} and {self.ca_key} exist: keep the one that signed ca.pem")
+        _write(private_folder(self.ca_dir) / "ca.key", self.stray_ca_key.read_bytes(), secret=True)
+        _write(self.ca_dir / "ca.pem", self.ca_cert.read_bytes())
+        self.stray_ca_key.unlink()
+        return self.ca_key
 
     def server(self, hosts: list[str]) -> None:
         """(Re)issue the gateway's certificate, e.g. when it is reached by a new name."""
@@ -151,8 +193,7 @@ class PlantPki:
     def client(self, name: str) -> tuple[Path, Path]:
         """Issue a client certificate for mutual TLS; returns (certificate, key) paths."""
         pair = issue(self.ca(), name, client=True)
-        folder = self.root / "clients"
-        folder.mkdir(exist_ok=True)
+        folder = private_folder(self.root / "clients")
         cert, key = folder / f"{name}.pem", folder / f"{name}.key"
         _write(key, pair.key_pem, secret=True)
         _write(cert, pair.cert_pem)

@@ -7,6 +7,10 @@
 and the version on top is what a recipe that names no version gets. A model never promoted is served at its
 newest version, as Triton itself would. Triton ignores files beside the version folders, so NVIDIA's Triton
 and the embedded one read the same repository.
+
+It is the model's audit trail (RELIABILITY.md 10): each event says who, when (server UTC), what and why, and
+``previous`` is the version that was on the line before it, filled in by :meth:`PromotionLog.append` itself
+under the file's lock, so no writer can leave it out or get it wrong.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import fcntl
 import getpass
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ class PromotionEvent:
     reason: str = ""
     override: bool = False
     details: dict[str, Any] | None = None
+    previous: int | None = None  # on the line before this event (None: never promoted before)
 
 
 def current_user() -> str:
@@ -76,15 +81,17 @@ class PromotionLog:
         stack = self.stack()
         return stack[-1] if stack else None
 
-    def append(self, event: PromotionEvent) -> None:
-        """Append one event durably; a lock keeps two writers' lines whole."""
+    def append(self, event: PromotionEvent) -> PromotionEvent:
+        """Append one event durably, with the version on the line before it; a lock keeps two writers' lines
+        whole and their ``previous`` right. Returns the event as written."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({k: v for k, v in event.__dict__.items()}, sort_keys=True) + "\n"
         with self.path.open("a", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(line)
+            event = replace(event, previous=self.promoted())
+            handle.write(json.dumps(event.__dict__, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        return event
 
 
 def event(action: str, version: int, *, by: str | None = None, reason: str = "", override: bool = False,

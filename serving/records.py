@@ -4,6 +4,8 @@ Stored in the gateway database (:mod:`lineqa.serving.database`: SQLite with WAL 
 default, PostgreSQL by URL). Ingest is idempotent on (tenant, camera, sequence): the unique key decides,
 so two connections racing with the same frame store one row and both get the original result.
 The result sent to the camera is stored as its serialized message, so a replay returns it byte for byte.
+Records are append-only (the database refuses UPDATE and DELETE), and every read and write is scoped to its
+tenant (:func:`lineqa.db.tenant_scope`: row-level security on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from lineqa.db import tenant_scope
 from lineqa.serving.database import DatabaseError
 from lineqa.serving.schema import health_probes, inspection_attempts, inspections
 
@@ -79,7 +82,7 @@ class RecordStore:
             inspections.c.tenant == tenant, inspections.c.camera_id == camera_id, inspections.c.sequence == sequence
         )
         try:
-            with self.engine.connect() as conn:
+            with tenant_scope(self.engine, tenant).connect() as conn:
                 row = conn.execute(query).mappings().first()
         except SQLAlchemyError as exc:
             raise RecordStoreError(f"cannot read the record store: {exc}") from exc
@@ -88,7 +91,7 @@ class RecordStore:
     def commit(self, record: InspectionRecord) -> tuple[InspectionRecord, bool]:
         """Store a record durably; return (the stored record, True if it was already there)."""
         try:
-            with self.engine.begin() as conn:
+            with tenant_scope(self.engine, record.tenant).begin() as conn:
                 conn.execute(inspections.insert().values(**record.__dict__))
             return record, False
         except IntegrityError:
@@ -122,6 +125,7 @@ class RecordStore:
             return [AttemptRecord(**row) for row in conn.execute(query).mappings()]
 
     def count(self) -> int:
+        """Records of every tenant (the platform's view: on PostgreSQL only the tables' owner sees them all)."""
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(inspections)).scalar_one())
 

@@ -1,12 +1,18 @@
-"""The gateway database's tables: who may send frames (tenants, lines, cameras, camera tokens) and what was
-judged (inspection records). One schema for SQLite and PostgreSQL; Alembic migrations (``serving/migrations``)
-create and evolve it, and a test checks that they produce exactly these tables.
+"""The gateway database's tables: who may send frames (tenants, lines, cameras, camera tokens), what was
+judged (inspection records), the recipes it judged with and the platform models each tenant may use. One schema
+for SQLite and PostgreSQL; Alembic migrations (``serving/migrations``) create and evolve it, and a test checks
+that they produce exactly these tables.
+
+``inspections``, ``recipe_versions`` and ``model_grants`` are append-only: triggers refuse UPDATE and DELETE
+(RELIABILITY.md 10), so an original verdict or a past recipe can never be rewritten. On PostgreSQL every table
+here has row-level security by tenant (:mod:`lineqa.row_security`).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -92,6 +98,40 @@ inspections = Table(
     Column("result", LargeBinary, nullable=False),
     UniqueConstraint("tenant", "camera_id", "sequence", name="uq_inspections_frame"),
 )
+
+# Every version of every recipe, never rewritten: the newest number is the version in force. ``sha256`` is the
+# recipe's content version (what records name); ``yaml`` the text as it was set, comments included.
+recipe_versions = Table(
+    "recipe_versions",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("recipe_id", String(128), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("yaml", Text, nullable=False),
+    Column("set_by", String(128), nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "recipe_id", "number"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"]),
+)
+
+# Which tenants may use which platform model (one without a tenant prefix): allow and revoke events, never
+# rewritten; the newest event for a (tenant, model) decides.
+model_grants = Table(
+    "model_grants",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("granted_by", String(128), nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"]),
+)
+
+APPEND_ONLY = ("inspections", "recipe_versions", "model_grants", "inspection_attempts")
 
 # Every frame that could not be judged (an ERROR result), one row per attempt: a part's history is complete
 # even when it was judged later, or never. Its record id is the one the ERROR result names.

@@ -1,10 +1,11 @@
 """``lineqa serve``: the inspection gateway, with an embedded Triton unless ``--triton-url`` is given.
 
-Everything defaults to the lineqa home: models from ``<home>/models``, recipes from ``<home>/recipes``,
-records and camera access in ``<home>/lineqa.db``. TLS is the default, with the plant certificate from
-``lineqa admin pki init`` (``<home>/pki``) unless ``--tls-cert``/``--tls-key`` name others; ``--plaintext``
-is for local use only and must be asked for. Every camera needs a token (``lineqa admin token issue``),
-plaintext or not.
+Everything defaults to the lineqa home: models from ``<home>/models``; records, camera access and the
+tenants' recipes (``lineqa recipes set``) in ``<home>/lineqa.db``. TLS is the default, with the plant
+certificate from ``lineqa admin pki init`` (``<home>/pki``) unless ``--tls-cert``/``--tls-key`` name others.
+``--plaintext`` is for local use and listens on loopback only; plaintext on another address takes
+``--plaintext-any``, a name nobody types by accident. Every camera needs a token (``lineqa admin token
+issue``), plaintext or not.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from lineqa.serving.admission import InferenceSlots, default_concurrency
 from lineqa.serving.database import database_url, open_database
 from lineqa.serving.embedded_triton import EmbeddedTriton, EmbeddedTritonSettings
 from lineqa.serving.errors import ServingError
-from lineqa.serving.gateway import GatewaySettings, create_server, run_until_signal
+from lineqa.serving.gateway import GatewaySettings, create_server, is_loopback, run_until_signal
+from lineqa.serving.home_migration import home_problems
 from lineqa.serving.image_store import ImagePolicy, ImageStore
 from lineqa.serving.inspector import Inspector, InspectorSettings
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.model_supervisor import ModelSupervisor
 from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.pki import PlantPki
-from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
 from lineqa.serving.served_models import ServedModels
 from lineqa.serving.storage_calls import StorageCalls
@@ -46,11 +48,10 @@ class ServeConfigError(ServingError):
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
     parser.add_argument("--models", type=Path, help="model repository (default: <home>/models)")
-    parser.add_argument("--recipes", type=Path, help="recipe folder (default: <home>/recipes)")
     parser.add_argument(
         "--db",
         default=env_default("LINEQA_DB"),
-        help="database URL for records and camera access (default: $LINEQA_DB, else SQLite <home>/lineqa.db)",
+        help="database URL for records, camera access and recipes (default: $LINEQA_DB, else <home>/lineqa.db)",
     )
     parser.add_argument(
         "--triton-url",
@@ -67,7 +68,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM; default: <home>/pki/server.key)")
     parser.add_argument("--tls-client-ca", type=Path, help="mutual TLS: require client certificates of this CA")
     parser.add_argument("--mtls", action="store_true", help="mutual TLS with the plant CA (<home>/pki/ca.pem)")
-    parser.add_argument("--plaintext", action="store_true", help="no TLS: only for local use on a trusted host")
+    parser.add_argument("--plaintext", action="store_true", help="no TLS, on loopback only: for local use")
+    parser.add_argument("--plaintext-any", action="store_true", help="no TLS on --host, whatever it is: avoid")
     parser.add_argument("--triton-timeout-s", type=float, default=2.0, help="deadline of each Triton call")
     parser.add_argument(
         "--storage-timeout-s",
@@ -118,9 +120,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, home: Path) -> GatewaySettings:
     pki = PlantPki(home / "pki")
-    if args.plaintext:
+    if args.plaintext or args.plaintext_any:
         if args.tls_cert or args.tls_key or args.tls_client_ca or args.mtls:
             raise ServeConfigError("--plaintext cannot be combined with TLS options")
+        if not (args.plaintext_any or is_loopback(args.host)):
+            raise ServeConfigError(
+                f"--plaintext listens on loopback only, not on {args.host}: use TLS (the default), or --host "
+                "127.0.0.1; --plaintext-any serves plaintext on any address"
+            )
         cert = key = client_ca = None
     else:
         cert, key = args.tls_cert or pki.server_cert, args.tls_key or pki.server_key
@@ -133,6 +140,7 @@ def _settings(args: argparse.Namespace, home: Path) -> GatewaySettings:
     return GatewaySettings(
         host=args.host,
         port=args.port,
+        plaintext_any=args.plaintext_any,
         stream_in_flight=args.stream_in_flight,
         tls_cert=cert.read_bytes() if cert else None,
         tls_key=key.read_bytes() if key else None,
@@ -186,13 +194,10 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args, home)
     pass_sample = PassSample(args.pass_sample)  # checked before Triton starts
     repository = ModelRepository(args.models or home / "models")
-    recipes = RecipeBook(args.recipes or home / "recipes")
-    home.mkdir(parents=True, exist_ok=True)
     engine = open_database(database_url(home, args.db))
-    store, access = RecordStore(engine), AccessStore(engine)
-    if not access.cameras():
-        print("no cameras are registered yet: add them with 'lineqa admin camera add' and issue tokens",
-              file=sys.stderr, flush=True)  # fmt: skip
+    store, access, recipes = RecordStore(engine), AccessStore(engine), RecipeBook(RecipeStore(engine))
+    for problem in home_problems(home):
+        print(f"warning: {problem}", file=sys.stderr, flush=True)
     embedded = None if args.triton_url else _embedded(args, repository)
     inspector: Inspector | None = None
     try:

@@ -85,6 +85,16 @@ def empty_postgres_url() -> Iterator[str]:
         yield url
 
 
+def app_role_url(owner_url: str) -> str:
+    """The same database reached as the application role the migrations create (a non-owner login, under
+    row-level security; the loopback server trusts it without a password)."""
+    from sqlalchemy.engine import make_url
+
+    from lineqa.row_security import APP_ROLE
+
+    return make_url(owner_url).set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """Pictures the test run keeps for people to look at (overlays, screenshots): test-artifacts/."""

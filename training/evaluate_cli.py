@@ -1,7 +1,7 @@
 """``lineqa evaluate``: a model on a dataset split through the serving code, with pictures and plant metrics.
 
     lineqa evaluate --run pcb-20261125-101500                          # its dataset's test split (else val)
-    lineqa evaluate --model pcb-defects@3 --dataset acme/pcb@4 --split test --recipe pcb-top
+    lineqa evaluate --model pcb-defects@3 --dataset acme/pcb@4 --split test --recipe acme/pcb-top
     lineqa evaluate --model ./best.onnx --dataset acme/pcb@4 --out ./eval
 
 Writes ``metrics.json`` (mAP50, mAP50-95, per-class AP, the confusion matrix, escape and false-reject rates at
@@ -50,7 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="<tenant>/<name>@<version> or pool@<version> (default: the run's)")
     parser.add_argument("--split", help="split to evaluate on (default: test, else val)")
     parser.add_argument(
-        "--recipe", help="recipe id or file for the inspection metrics (default: 0.5 fail, 0.25 review)"
+        "--recipe",
+        help="recipe (<tenant>/<recipe>[@N] or a YAML file) for the inspection metrics (default: 0.5 "
+        "fail, 0.25 review)",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: <run>/eval/<split>, else ./eval)")
 
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if not chosen:
         raise TrainingError(f"{ref} has no {split!r} images (its splits: {sorted(s or 'none' for s in splits)})")
     model = OnnxModel(model_file)
-    recipe = find_recipe(args.recipe, home / "recipes") if args.recipe else default_recipe(model.spec.name)
+    recipe = find_recipe(args.recipe, home, args.db) if args.recipe else default_recipe(model.spec.name)
     evaluation = evaluate(
         model, chosen, tuple(manifest.classes), recipe, progress=ProgressBar(f"evaluating on {len(chosen)} images")
     )

@@ -1,7 +1,7 @@
 """``lineqa export``: a training run to ONNX (dynamic batch), then the parity gate against its weights.
 
     lineqa export pcb-20261125-101500                      # golden set: 32 held-out images of the run's dataset
-    lineqa export RUN --golden ./reference-parts --recipe pcb-top
+    lineqa export RUN --golden ./reference-parts --recipe acme/pcb-top
 
 Exit status 1 when the exported model differs from its weights beyond the tolerance; the differences are
 listed by image in ``<run>/export/parity.json``, and ``lineqa models publish`` refuses the run.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lineqa.home import default_home
+from lineqa.home import default_home, env_default
 from lineqa.serving.recipes import find_recipe
 from lineqa.training.export import export_run
 from lineqa.training.runs import find_run
@@ -25,13 +25,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
     parser.add_argument("--golden", type=Path, help="folder of golden images (default: held-out images)")
     parser.add_argument("--golden-count", type=int, default=32, help="at most this many golden images (32)")
-    parser.add_argument("--recipe", help="recipe id in <home>/recipes, or a file, whose verdicts must agree")
+    parser.add_argument("--db", default=env_default("LINEQA_DB"), help="database URL (default: <home>/lineqa.db)")
+    parser.add_argument("--recipe", help="recipe (<tenant>/<recipe>[@N] or a YAML file) whose verdicts must agree")
 
 
 def run(args: argparse.Namespace) -> int:
     home = args.home or default_home()
     run_ = find_run(args.run, home / "runs")
-    recipe = find_recipe(args.recipe, home / "recipes") if args.recipe else None
+    recipe = find_recipe(args.recipe, home, args.db) if args.recipe else None
     entry = export_run(run_, golden=args.golden, golden_count=args.golden_count, recipe=recipe)
     parity = entry["parity"]
     tol = parity["tolerance"]

@@ -1,5 +1,7 @@
 """The dataset catalog on SQLite and the loopback PostgreSQL: imports, immutable content-addressed versions,
-diffs, tenant isolation, and pooling with consent that can be withdrawn."""
+diffs, tenant isolation, and pooling with consent that can be withdrawn. On PostgreSQL the catalog also runs
+logged in as the application role, under row-level security, as the services do; pools are built by the
+platform (the owner), who alone reads every tenant's contributions."""
 
 from __future__ import annotations
 
@@ -20,14 +22,23 @@ from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImag
 from lineqa.datasets.pool import build_pool, pool_images, pool_manifest, tenant_pool_manifest
 from lineqa.datasets.synth import CLASSES, Surface, generate_part
 from lineqa.db import sqlite_url
+from tests.conftest import app_role_url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-application-role"])
+def engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    """(the engine tenants' work goes through, the platform's engine)."""
     url = sqlite_url(tmp_path / "c.db") if request.param == "sqlite" else request.getfixturevalue("empty_postgres_url")
-    engine = open_catalog_database(url)
-    yield engine
-    engine.dispose()
+    platform = open_catalog_database(url)
+    tenants = open_catalog_database(app_role_url(url)) if request.param.endswith("role") else platform
+    yield tenants, platform
+    tenants.dispose()
+    platform.dispose()
+
+
+@pytest.fixture
+def engine(engines: tuple[Engine, Engine]) -> Engine:
+    return engines[0]
 
 
 def synthetic(folder: Path, count: int, seed: int = 0, rename: dict[str, str] | None = None) -> ImportedDataset:
@@ -140,7 +151,10 @@ def test_a_tenant_cannot_see_another_tenants_datasets_or_images(engine: Engine, 
         globex.contribute("metal", "1", by="mallory")
 
 
-def test_pooling_maps_classes_records_consent_and_honours_withdrawal(engine: Engine, tmp_path: Path) -> None:
+def test_pooling_maps_classes_records_consent_and_honours_withdrawal(
+    engines: tuple[Engine, Engine], tmp_path: Path
+) -> None:
+    engine, platform = engines
     store = ContentStore(tmp_path / "images")
     acme, globex, initech = (Catalog(engine, store, t) for t in ("acme", "globex", "initech"))
     acme.import_images("metal", synthetic(tmp_path / "a", 4, seed=0, rename={"scratch": "scratches"}))
@@ -148,11 +162,11 @@ def test_pooling_maps_classes_records_consent_and_honours_withdrawal(engine: Eng
     acme.snapshot("metal")
     globex.snapshot("brackets")
     with pytest.raises(DatasetError, match="no tenant has contributed"):
-        build_pool(engine, {})
+        build_pool(platform, {})
     acme.contribute("metal", "1", by="qa-lead@acme")
     globex.contribute("brackets", "latest", by="ml@globex")
 
-    first = build_pool(engine, {"scratches": "scratch"})
+    first = build_pool(platform, {"scratches": "scratch"})
     assert first.number == 1 and first.images == 7
     assert set(first.classes) == {"scratch", "dent", "stain"}
     manifest = pool_manifest(engine, "1")
@@ -163,13 +177,13 @@ def test_pooling_maps_classes_records_consent_and_honours_withdrawal(engine: Eng
     assert all(b.class_name != "scratches" for s in manifest.samples for b in s.boxes)
     files = pool_images(manifest, store)
     assert {f.name.split("/")[0] for f in files} == {"acme", "globex"} and all(f.path.is_file() for f in files)
-    assert build_pool(engine, {"scratches": "scratch"}).number == 1  # same content: same pool version
+    assert build_pool(platform, {"scratches": "scratch"}).number == 1  # same content: same pool version
     assert tenant_pool_manifest(engine, "globex", "1").sha256 == manifest.sha256
     with pytest.raises(DatasetNotFoundError):
         tenant_pool_manifest(engine, "initech", "1")  # not a participant: sees nothing
 
     acme.withdraw("metal", "1")
-    second = build_pool(engine, {"scratches": "scratch"})
+    second = build_pool(platform, {"scratches": "scratch"})
     assert second.number == 2 and second.images == 3
     assert {s.tenant for s in pool_manifest(engine, "2").samples} == {"globex"}
     assert pool_manifest(engine, "1").sha256 == manifest.sha256  # the built pool is unchanged

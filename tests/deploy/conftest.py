@@ -46,9 +46,7 @@ def plant_home(tmp_path: Path, deeppcb_onnx: Path) -> PlantHome:
     line-1, the DeepPCB model in the repository, recipe 'pcb'; owned by the image's user."""
     home = tmp_path / "home"
     ModelRepository(home / "models").add_version("deeppcb", deeppcb_onnx)
-    (home / "recipes").mkdir(parents=True)
-    (home / "recipes" / "pcb.yaml").write_text(RECIPE)
-    plant = provision_local_plant(home, tenant="acme", cameras=("cam-1",))
+    plant = provision_local_plant(home, tenant="acme", cameras=("cam-1",), recipes={"pcb": RECIPE})
     token = tmp_path / "cam-1.token"
     token.write_text(plant.tokens["cam-1"])
     own_for_image(home)

@@ -31,6 +31,7 @@ from lineqa.serving.embedded_triton import free_port
 from lineqa.serving.readiness import wait_until_serving
 from tests.deploy.conftest import PlantHome
 from tests.deploy.containers import REPO, Built, podman
+from tests.deploy.triton_release import check_command, check_release
 
 COMPOSE = REPO / "deploy" / "compose.yaml"
 
@@ -54,23 +55,28 @@ def test_laptop_profile_is_one_gateway_and_the_review_app_on_one_home() -> None:
 
 def test_plant_profile_is_triton_on_a_gpu_behind_replicated_gateways() -> None:
     plant = services("plant")
-    assert set(plant) == {"triton", "postgres", "gateway", "front", "review", "mosquitto"}
+    assert set(plant) == {"triton", "postgres", "migrate", "gateway", "front", "review", "mosquitto"}
     triton = plant["triton"]
-    release = re.fullmatch(
-        r"\$\{LINEQA_TRITON_IMAGE:-nvcr\.io/nvidia/tritonserver:(\d\d)\.(\d\d)-py3\}", triton["image"]
-    )
-    assert release and (int(release[1]), int(release[2])) >= (25, 7), "a 2025 release with the August fixes"
-    assert {"--model-repository=/models", "--model-control-mode=poll"} <= set(triton["command"])
+    assert triton["image"].startswith("${LINEQA_TRITON_IMAGE:-") and check_release(triton["image"]) >= (25, 10)
+    shell, flag, script = triton["command"]
+    assert (shell, flag) == ("sh", "-c") and "exec tritonserver" in script and "--model-repository=/models" in script
+    check_command(script.replace("$$", "$"))  # Compose's escaped $ is the shell's
     assert triton["volumes"] == ["${LINEQA_PLANT_HOME:-./home}/models:/models:ro"]
     (gpu,) = triton["deploy"]["resources"]["reservations"]["devices"]
     assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"]
 
     gateway = plant["gateway"]
     assert gateway["environment"]["LINEQA_TRITON_URL"] == "triton:8001"
-    assert gateway["environment"]["LINEQA_DB"].startswith("postgresql+psycopg://lineqa@postgres:5432/")
+    # The services log in as the application role, under row-level security; only 'migrate' is the owner.
+    assert gateway["environment"]["LINEQA_DB"].startswith("postgresql+psycopg://lineqa_app@postgres:5432/")
     assert gateway["deploy"]["replicas"] >= 2 and "ports" not in gateway  # reached through 'front' only
     assert gateway["depends_on"]["triton"]["condition"] == "service_healthy"
     assert plant["review"]["environment"]["LINEQA_DB"] == gateway["environment"]["LINEQA_DB"]
+    migrate = plant["migrate"]
+    assert migrate["environment"]["LINEQA_DB_OWNER"].startswith("postgresql+psycopg://lineqa@postgres:5432/")
+    assert migrate["command"][:2] == ["db", "migrate"] and migrate["restart"] == "no"
+    for service in ("gateway", "review"):
+        assert plant[service]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
     nginx = (REPO / "deploy" / "nginx" / "gateway.conf").read_text()
     assert "server gateway:50051" in nginx and "grpc_pass grpcs://" in nginx and "grpc_ssl_verify on" in nginx
@@ -81,7 +87,7 @@ def test_plant_profile_is_triton_on_a_gpu_behind_replicated_gateways() -> None:
 
 def test_no_password_is_committed() -> None:
     text = COMPOSE.read_text()
-    assert re.findall(r"PASSWORD: (\S+)", text) == ["${LINEQA_DB_PASSWORD:-}", "${LINEQA_DB_PASSWORD:-}"]
+    assert set(re.findall(r"PASSWORD: (\S+)", text)) == {"${LINEQA_DB_PASSWORD:-}", "${LINEQA_APP_DB_PASSWORD:-}"}
     assert "@postgres" in text and ":@" not in text and not re.search(r"//\w+:[^@$]+@", text)
 
 

@@ -85,3 +85,48 @@ def test_host_camera_streams_real_boards_to_the_container(
     with sqlite3.connect(plant.home / "lineqa.db") as db:  # the records are on the volume, committed
         assert db.execute("SELECT COUNT(*) FROM inspections").fetchone() == (BOARDS,)
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+VOLUME_PROBE = """
+import os, stat
+home = '/var/lib/lineqa'
+keys, modes = [], {}
+for root, dirs, files in os.walk(home):
+    for name in dirs + files:
+        path = os.path.join(root, name)
+        modes[os.path.relpath(path, home)] = stat.S_IMODE(os.stat(path).st_mode)
+        if name in files and b'PRIVATE KEY' in open(path, 'rb').read():
+            keys.append(os.path.relpath(path, home))
+print(sorted(keys))
+print(oct(stat.S_IMODE(os.stat(home).st_mode)))
+for path in sorted(modes):
+    print(path, oct(modes[path]))
+"""
+
+
+def test_the_volume_holds_no_ca_key_and_what_the_gateway_writes_is_private(
+    serving_image: Built, plant_home: PlantHome, tmp_path: Path
+) -> None:
+    """What the serving container sees of the home: the gateway's own key, never the CA's; the home, its
+    database and the images the gateway keeps are the image's user's only."""
+    plant = plant_home.plant
+    port = free_port()
+    with running(serving_image.tag, "serve", "--image-policy", "all", ports={50051: port}, home=plant.home,
+                 options=("--read-only", "--tmpfs", "/tmp")) as container:  # fmt: skip
+        wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 180)
+        camera = [
+            sys.executable, "-m", "lineqa.cli", "camera", "--gateway", f"localhost:{port}",
+            "--ca", str(plant.pki.ca_cert), "--token-file", str(plant_home.token_file), "--tenant", "acme",
+            "--line", "line-1", "--camera", "cam-1", "--recipe", "pcb", "--source", "synthetic:pcb", "--count", "2",
+            "--jsonl", str(tmp_path / "verdicts.jsonl"), "--no-console", "--spool-dir", str(tmp_path / "spool"),
+        ]  # fmt: skip
+        agent = subprocess.run(camera, capture_output=True, text=True, timeout=300)
+        assert agent.returncode == 0, agent.stdout + agent.stderr
+        seen = podman("exec", container, "python", "-c", VOLUME_PROBE).stdout.splitlines()
+    keys, home_mode, *listing = seen
+    modes = dict(line.rsplit(" ", 1) for line in listing)
+    assert keys == "['pki/server.key']"  # no CA key: the gateway cannot sign anything
+    assert home_mode == "0o700" and modes["lineqa.db"] == "0o600" and modes["pki/server.key"] == "0o600"
+    kept = [path for path in modes if path.startswith("images/") and path.endswith(".jpg")]
+    assert kept, "the gateway kept no image: nothing to check"
+    assert modes["images"] == "0o700" and all(modes[path] == "0o600" for path in kept)

@@ -6,6 +6,7 @@ command the image has, Triton gets a GPU only in the gpu overlay, secrets are re
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from lineqa import db_cli
 from lineqa.serving import health_cli
+from tests.deploy.triton_release import check_command, check_release
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"  # a schema kubernetes-validate ships; the manifests use only GA APIs
@@ -100,9 +103,24 @@ def test_gateway_scales_and_probes_the_grpc_health_service() -> None:
     assert env["LINEQA_DB"]["valueFrom"]["secretKeyRef"] == {"name": "lineqa-database", "key": "url"}
     mounts = {m["mountPath"]: m for m in gateway["volumeMounts"]}
     assert mounts["/var/lib/lineqa/pki"]["readOnly"] and mounts["/var/lib/lineqa/models"]["readOnly"]
-    recipes = find(manifests, "ConfigMap", "lineqa-recipes")["metadata"]["name"]
-    volumes = find(manifests, "Deployment", "lineqa-gateway")["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "recipes", "configMap": {"name": recipes}} in volumes  # the generated (hashed) name
+    # Recipes are audited records in the database: no file of them is mounted for anyone to edit by hand.
+    assert not [m for m in manifests if m["kind"] == "ConfigMap"] and "/var/lib/lineqa/recipes" not in mounts
+
+
+def test_the_owner_migrates_and_the_services_log_in_as_the_application_role() -> None:
+    manifests = render("base")
+    job = find(manifests, "Job", "lineqa-db-migrate")["spec"]["template"]["spec"]["containers"][0]
+    parser = argparse.ArgumentParser()
+    db_cli.configure(parser)
+    args = parser.parse_args(job["args"][1:])  # options 'lineqa db' really has
+    assert job["args"][0] == "db" and args.action == "migrate" and args.app_password_env
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in job["env"] if "valueFrom" in e}
+    assert env["LINEQA_DB_OWNER"] == {"name": "lineqa-database", "key": "owner-url"}
+    assert env[args.app_password_env] == {"name": "lineqa-database", "key": "app-password"}
+    for service in ("lineqa-gateway", "lineqa-review"):  # the URL whose user is lineqa_app (kustomization.yaml)
+        url = {e["name"]: e for e in container(manifests, service)["env"]}["LINEQA_DB"]["valueFrom"]["secretKeyRef"]
+        assert url == {"name": "lineqa-database", "key": "url"}
+    assert "url=postgresql+psycopg://lineqa_app:" in (K8S / "base" / "kustomization.yaml").read_text()
 
 
 def test_secrets_are_referenced_never_committed() -> None:
@@ -110,15 +128,17 @@ def test_secrets_are_referenced_never_committed() -> None:
     assert not [m for m in manifests if m["kind"] == "Secret"]
     text = "\n".join(p.read_text() for p in K8S.rglob("*.yaml"))
     assert "secretName: lineqa-tls" in text and "name: lineqa-database" in text
-    assert "BEGIN" not in text and "password" not in text.lower()
+    assert "BEGIN" not in text and not re.search(r"(?i)password\s*[:=]\s*[^\s.}]", text)
+    assert not re.search(r"//\w+:[^@.]+@", text)  # no credentials in a URL (the docs' placeholders are '...')
 
 
 def test_triton_reads_the_repository_and_gets_a_gpu_only_in_the_gpu_overlay() -> None:
     base, gpu = render("base"), render("overlays/gpu")
     for manifests in (base, gpu):
         triton = container(manifests, "lineqa-triton")
-        assert {"--model-repository=/models", "--model-control-mode=poll"} <= set(triton["args"])
-        assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:25.")
+        assert triton["command"] == ["sh", "-c"] and "--model-repository=/models" in triton["args"][0]
+        check_command(triton["args"][0])
+        assert check_release(triton["image"]) >= (25, 10)
         assert {"name": "models", "mountPath": "/models", "readOnly": True} in triton["volumeMounts"]
         assert "nvidia.com/gpu" not in container(manifests, "lineqa-gateway")["resources"].get("limits", {})
     assert "nvidia.com/gpu" not in container(base, "lineqa-triton")["resources"]["limits"]

@@ -25,9 +25,8 @@ from tests.helpers.processes import stop
 def make_home(tmp_path: Path, model: Path, parts: int, tenant: str = "acme") -> tuple[LocalPlant, Path, Path]:
     home = tmp_path / "home"
     ModelRepository(home / "models").add_version("metal", model)
-    (home / "recipes").mkdir(parents=True)
-    (home / "recipes" / "bracket.yaml").write_text("id: bracket\nmodel: {name: metal}\n")
-    plant = provision_local_plant(home, tenant=tenant, cameras=("cam-1",))
+    recipes = {"bracket": "id: bracket\nmodel: {name: metal}\n"}
+    plant = provision_local_plant(home, tenant=tenant, cameras=("cam-1",), recipes=recipes)
     token = tmp_path / "cam-1.token"
     token.write_text(plant.tokens["cam-1"])
     folder = tmp_path / "line"

@@ -24,6 +24,7 @@ from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.app import ReviewSettings, create_app
 from lineqa.review.auth import Role, UserStore
 from lineqa.serving.database import open_database
+from lineqa.serving.local_plant import set_recipe
 from lineqa.serving.model_repository import METADATA_NAME, VersionMetadata
 from lineqa.serving.records import InspectionRecord, RecordStore
 from lineqa.vision.recipe import parse_recipe
@@ -143,10 +144,12 @@ def write_model_metadata(models: Path) -> Path:
 
 def make_site(url: str, home: Path) -> Site:
     parts = {tenant: seed_parts(url, home / "images", tenant) for tenant in ("acme", "globex")}
-    (home / "recipes").mkdir(exist_ok=True)
-    (home / "recipes" / "pcb-top.yaml").write_text(RECIPE)
+    engine = open_database(url)
+    for tenant in parts:  # the recipe version that judged the parts: the queue measures doubt against it
+        set_recipe(engine, tenant, "pcb-top", RECIPE)
+    engine.dispose()
     settings = ReviewSettings(database_url=url, images=home / "images", models=write_model_metadata(home / "models"),
-                              recipes=home / "recipes", pass_sample_percent=100)  # fmt: skip
+                              pass_sample_percent=100)  # fmt: skip
     app = create_app(settings)
     users = app.state.services.users
     for role in Role:

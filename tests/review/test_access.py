@@ -1,17 +1,22 @@
 """The access matrix, route × role × own or other tenant, equals the spec written here (independently of
 ``lineqa.review.access``); another tenant's part or sample is 404 like a missing one; a POST without a valid CSRF
-token is 403 and changes nothing; no GET changes state; signed-out users are sent to the login form."""
+token is 403 and changes nothing; no GET changes state; signed-out users are sent to the login form. On SQLite,
+and on PostgreSQL with the app logged in as the application role (row-level security): every route of the app
+works there as it does on SQLite."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, select, table
+from sqlalchemy import Engine, func, inspect, select, table
 
 from lineqa.db import sqlite_url
 from lineqa.review.access import ACCOUNT_ROUTES, PUBLIC_ROUTES, ROUTE_ROLES
+from lineqa.review.database import open_review_database
+from tests.conftest import _fresh_postgres_database, app_role_url
 from tests.review.conftest import Site, csrf_of, make_site
 
 ALL = {"operator", "labeller", "qa", "admin"}
@@ -51,8 +56,9 @@ def fill(text: str, values: dict[str, str]) -> str:
 
 
 class Matrix:
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, platform: Engine) -> None:
         self.site = site
+        self.platform = platform  # sees every row, to count them
         self.clients = {role: site.client(role) for role in sorted(ALL)}
         self.objects = {}
         for tenant, admin in (("acme", "admin"), ("globex", "globex-admin")):
@@ -77,14 +83,22 @@ class Matrix:
         return client.post(fill(path, values), data=data).status_code
 
 
-@pytest.fixture(scope="module")
-def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql-application-role"])
+def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     home = tmp_path_factory.mktemp("access")
-    site = make_site(sqlite_url(home / "lineqa.db"), home)
-    yield Matrix(site)
-    for client in site.clients:
-        client.close()
-    site.app.state.services.engine.dispose()
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            owner_url = app_url = sqlite_url(home / "lineqa.db")
+        else:
+            owner_url = stack.enter_context(_fresh_postgres_database())
+            app_url = app_role_url(owner_url)
+        platform = open_review_database(owner_url)  # migrates as the owner
+        site = make_site(app_url, home)
+        yield Matrix(site, platform)
+        for client in site.clients:
+            client.close()
+        site.app.state.services.engine.dispose()
+        platform.dispose()
 
 
 def test_every_route_is_in_the_access_table_and_the_table_is_the_spec(matrix: Matrix) -> None:
@@ -113,8 +127,8 @@ def test_access_matrix(matrix: Matrix, route: str) -> None:
     assert got == expected
 
 
-def _counts(site: Site) -> dict[str, int]:
-    engine = site.app.state.services.engine
+def _counts(matrix: Matrix) -> dict[str, int]:
+    engine = matrix.platform
     with engine.connect() as conn:
         return {
             name: int(conn.execute(select(func.count()).select_from(table(name))).scalar_one())
@@ -133,10 +147,10 @@ def test_a_post_without_a_valid_csrf_token_is_403_and_changes_nothing(matrix: Ma
         data["csrf_token"] = "x" * 43
     elif token == "other session's":
         data["csrf_token"] = csrf_of(matrix.clients["labeller"].get("/t/acme/queue").text)
-    before = _counts(matrix.site)
+    before = _counts(matrix)
     response = client.post(fill(path, values), data=data)
     assert response.status_code == 403 and "CSRF" in response.text
-    assert _counts(matrix.site) == before
+    assert _counts(matrix) == before
     assert client.get("/t/acme/queue").status_code == 200  # still signed in
 
 
@@ -150,13 +164,13 @@ def test_login_needs_its_own_csrf_token(matrix: Matrix) -> None:
 
 def test_no_get_changes_state(matrix: Matrix) -> None:
     client = matrix.clients["admin"]
-    before = _counts(matrix.site)
+    before = _counts(matrix)
     for route, (method, path, _, _) in SPEC.items():
         if method == "GET":
             assert client.get(fill(path, {"tenant": "acme", **matrix.objects["acme"]})).status_code == 200, route
     for path in ("/", "/login", "/t/acme/audit?format=csv", "/t/acme/export/defect-rate.csv"):
         client.get(path)
-    assert _counts(matrix.site) == before
+    assert _counts(matrix) == before
 
 
 def test_signed_out_users_go_to_the_login_form_and_cannot_post(matrix: Matrix) -> None:

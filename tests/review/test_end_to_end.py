@@ -20,6 +20,7 @@ from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.app import ReviewSettings, create_app
 from lineqa.review.auth import Role
 from lineqa.serving.inspector import InspectorSettings
+from lineqa.serving.local_plant import set_recipe
 from lineqa.serving.pass_sample import PassSample
 from tests.review.conftest import PASSWORD, csrf_of, sign_in
 from tests.serving.test_gateway import boards, frame, make_rig, served, stream
@@ -88,12 +89,11 @@ def test_the_gateway_keeps_the_images_of_the_pass_sample_the_queue_shows(served,
     """Real frames judged PASS by the real gateway (a recipe no detection can fail): the default image policy keeps
     the images of exactly the sampled ones, and the review queue, with the same percentage, lists exactly those
     PASS parts, each with its image."""
-    work = served[1]
     recipe = "id: pcb-pass\nmodel: {name: deeppcb}\ndefaults: {fail_confidence: 1.0}\n"  # nothing reaches 1.0
-    (work / "recipes" / "pcb-pass.yaml").write_text(recipe)
     home = tmp_path / "home"
     home.mkdir()
     rig = make_rig(served, home / "lineqa.db")
+    set_recipe(rig.inspector.store.engine, "acme", "pcb-pass", recipe)
     sample = PassSample(30)
     rig.inspector.settings = InspectorSettings(pass_sample=sample)  # the gateway's defaults, but a 30 % sample
     paths = boards(deeppcb_root, 4)

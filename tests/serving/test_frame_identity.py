@@ -27,7 +27,7 @@ from lineqa.serving.gateway import GatewaySettings, create_server
 from lineqa.serving.inspector import Inspector
 from lineqa.serving.local_plant import LocalPlant, provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
-from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
 from lineqa.serving.triton_client import TritonClient
 from tests.helpers.serving import embedded_triton, lineup_of
@@ -47,8 +47,6 @@ def line(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     work = tmp_path_factory.mktemp("identity")
     repository = ModelRepository(work / "models")
     repository.add_version("metal", tiny_models["yolo11n"])
-    (work / "recipes").mkdir()
-    (work / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: metal}\n")
     with embedded_triton(repository) as triton:
         yield Line(work, repository, triton)
 
@@ -67,7 +65,7 @@ def _frame(sequence: int, seed: int, *, camera: str = "cam", line: str = "line-1
 async def _stream(
     line: Line, plant: LocalPlant, store: RecordStore, frames: list[pb.Frame]
 ) -> list[pb.InspectionResult]:
-    recipes = RecipeBook(line.work / "recipes")
+    recipes = RecipeBook(RecipeStore(store.engine))
     client = TritonClient(line.triton.endpoints.grpc_url, timeout_s=10)
     inspector = Inspector(lineup_of(line.repository, recipes), recipes, client, store)
     cert, key = plant.server_tls()
@@ -90,7 +88,7 @@ async def _stream(
 
 @pytest.fixture
 def plant(tmp_path: Path) -> LocalPlant:
-    return provision_local_plant(tmp_path, cameras=("cam",))
+    return provision_local_plant(tmp_path, cameras=("cam",), recipes={"r": "id: r\nmodel: {name: metal}\n"})
 
 
 def _store(tmp_path: Path) -> RecordStore:

@@ -31,10 +31,10 @@ from lineqa.serving.embedded_triton import EmbeddedTriton, free_port
 from lineqa.serving.gateway import Gateway, GatewaySettings, create_server
 from lineqa.serving.image_store import ImageStore
 from lineqa.serving.inspector import Inspector
-from lineqa.serving.local_plant import LocalPlant, provision_local_plant
+from lineqa.serving.local_plant import LocalPlant, provision_local_plant, set_recipe
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.pass_sample import PassSample
-from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
 from lineqa.serving.triton_client import TritonClient
 from lineqa.vision.detections import Detections
@@ -58,7 +58,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModelRepo
     repository = ModelRepository(work / "models")
     repository.add_version("deeppcb", onnx)
     (work / "recipes").mkdir()
-    (work / "recipes" / "pcb.yaml").write_text(RECIPE)
+    (work / "recipes" / "pcb.yaml").write_text(RECIPE)  # for lineqa predict; the gateway reads its database
     with embedded_triton(repository) as triton:
         yield repository, work, triton
 
@@ -83,14 +83,15 @@ def make_rig(
     served: tuple[ModelRepository, Path, EmbeddedTriton], db: Path, triton_url: str | None = None, url: str = ""
 ) -> Rig:
     """A rig whose database is SQLite at ``db`` or, given, the database at ``url`` (images beside ``db``)."""
-    repository, work, triton = served
+    repository, _, triton = served
     client = TritonClient(triton_url or triton.endpoints.grpc_url, timeout_s=10)
     images = ImageStore(db.parent / "images")
     url = url or sqlite_url(db)
-    plant = provision_local_plant(db.parent, tenant="acme", cameras=("cam-1", "cam-2"), db_url=url)
-    store = RecordStore(open_database(url))
-    recipes = RecipeBook(work / "recipes")
-    return Rig(Inspector(lineup_of(repository, recipes), recipes, client, store, images=images), plant)
+    plant = provision_local_plant(db.parent, tenant="acme", cameras=("cam-1", "cam-2"), db_url=url,
+                                  recipes={"pcb": RECIPE})  # fmt: skip
+    engine = open_database(url)
+    recipes = RecipeBook(RecipeStore(engine))
+    return Rig(Inspector(lineup_of(repository, recipes), recipes, client, RecordStore(engine), images=images), plant)
 
 
 def frame(sequence: int, data: bytes, encoding: int = pb.IMAGE_ENCODING_JPEG, recipe: str = "pcb") -> pb.Frame:
@@ -331,13 +332,13 @@ def test_tiled_recipe_through_the_gateway_matches_lineqa_predict(served, deeppcb
     """A 1280 px mosaic of four boards under a recipe with 640 px tiles: the gateway's batched tiles through
     Triton give what ``lineqa predict`` gives with the same recipe."""
     repository, work, _ = served
-    (work / "recipes" / "pcb-tiled.yaml").write_text(
-        RECIPE.replace("id: pcb", "id: pcb-tiled") + "tiling: {tile_px: 640}\n"
-    )
+    tiled = RECIPE.replace("id: pcb", "id: pcb-tiled") + "tiling: {tile_px: 640}\n"
+    (work / "recipes" / "pcb-tiled.yaml").write_text(tiled)
     quad = [cv2.imread(str(p)) for p in boards(deeppcb_root, 4)]
     mosaic_path = tmp_path / "mosaic.png"
     cv2.imwrite(str(mosaic_path), np.vstack([np.hstack(quad[:2]), np.hstack(quad[2:])]))
     rig = make_rig(served, tmp_path / "r.db")
+    set_recipe(rig.inspector.store.engine, "acme", "pcb-tiled", tiled)
     (result,) = asyncio.run(stream(rig, [frame(1, mosaic_path.read_bytes(), pb.IMAGE_ENCODING_PNG, "pcb-tiled")]))
     assert result.verdict != pb.VERDICT_ERROR, result.error.message
 

@@ -20,7 +20,7 @@ from lineqa.serving.image_store import ImageStore
 from lineqa.serving.inspector import Inspector
 from lineqa.serving.local_plant import provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
-from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
 from lineqa.serving.served_models import ServedModels
 from lineqa.serving.triton_client import TritonClient
@@ -56,7 +56,7 @@ def test_a_full_or_read_only_store_turns_health_not_serving(
         async def scenario() -> None:
             client = TritonClient(triton.url, timeout_s=2)
             images = ImageStore(home / "images")
-            inspector = Inspector(served, RecipeBook(home / "recipes"), client, store, images=images)
+            inspector = Inspector(served, RecipeBook(RecipeStore(store.engine)), client, store, images=images)
             cert, key = plant.server_tls()
             settings = GatewaySettings(port=0, tls_cert=cert, tls_key=key)
             gateway = create_server(inspector, settings, TokenCache(AccessStore(store.engine)))

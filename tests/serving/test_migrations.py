@@ -17,7 +17,8 @@ from sqlalchemy import Engine, inspect
 from lineqa.serving.database import alembic_config, open_database, sqlite_url
 from lineqa.serving.schema import metadata
 
-TABLES = {"tenants", "lines", "cameras", "camera_tokens", "inspections", "inspection_attempts", "health_probes"}
+TABLES = {"tenants", "lines", "cameras", "camera_tokens", "inspections", "recipe_versions", "model_grants",
+          "inspection_attempts", "health_probes"}  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -38,12 +39,17 @@ def test_migrations_make_the_declared_schema(url: str) -> None:
     assert schema_drift(engine) == []
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == head == "0003"
+        assert MigrationContext.configure(conn).get_current_revision() == head == "0006"
     engine.dispose()
 
 
 def test_down_to_nothing_and_up_again_keeps_later_opens_idempotent(url: str) -> None:
     engine = open_database(url)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002")
+    assert set(inspect(engine).get_table_names()) == TABLES - {"recipe_versions", "model_grants"} | {"alembic_version"}
+    with engine.begin() as conn:  # below 0003 the records are no longer append-only
+        conn.exec_driver_sql("DELETE FROM inspections")
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0001")
     assert set(inspect(engine).get_table_names()) == {"inspections", "alembic_version"}

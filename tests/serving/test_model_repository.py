@@ -154,8 +154,8 @@ def test_the_line_follows_promotions_and_rollbacks(tmp_path: Path, tiny_models: 
     assert wanted_versions(repo, ()) == {"m": {2}}
     assert rollback(repo, "m", reason="escapes on line 3", by="qa") == 1
     assert repo.serving_version("m").version == 1 and wanted_versions(repo, ()) == {"m": {1}}
-    actions = [(e.action, e.version, e.by) for e in log.events()]
-    assert actions == [("promote", 1, "qa"), ("promote", 2, "qa"), ("rollback", 1, "qa")]
+    actions = [(e.action, e.previous, e.version, e.by) for e in log.events()]  # old and new version, who
+    assert actions == [("promote", None, 1, "qa"), ("promote", 1, 2, "qa"), ("rollback", 2, 1, "qa")]
     assert log.events()[-1].reason == "escapes on line 3" and log.events()[-1].details == {"from": 2}
     assert repo.check() == []  # the audit file beside the versions is not a problem for Triton
     listed = subprocess.run(

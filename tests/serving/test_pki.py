@@ -19,7 +19,7 @@ from lineqa.serving.pki import PkiError, PlantPki
 
 
 def test_init_makes_a_ca_and_a_server_certificate_for_the_hosts(tmp_path: Path) -> None:
-    pki = PlantPki(tmp_path / "pki")
+    pki = PlantPki(tmp_path / "home" / "pki")
     pki.init(["gateway.plant.local", "10.0.0.5"])
     ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     server = x509.load_pem_x509_certificate(pki.server_cert.read_bytes())
@@ -30,12 +30,13 @@ def test_init_makes_a_ca_and_a_server_certificate_for_the_hosts(tmp_path: Path) 
     usage = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    for key in (tmp_path / "pki" / "ca.key", pki.server_key):
+    for key in (pki.ca_key, pki.server_key):
         assert key.stat().st_mode & 0o777 == 0o600
+    assert pki.ca_key == tmp_path / "home-ca" / "ca.key" and not pki.stray_ca_key.exists()  # not in the home
 
 
 def test_init_never_replaces_a_ca(tmp_path: Path) -> None:
-    pki = PlantPki(tmp_path)
+    pki = PlantPki(tmp_path / "pki")
     pki.init(["localhost"])
     before = pki.ca_cert.read_bytes()
     with pytest.raises(PkiError, match="already has a CA"):
@@ -47,7 +48,7 @@ def test_init_never_replaces_a_ca(tmp_path: Path) -> None:
 
 def test_a_tls_handshake_with_the_plant_certificates(tmp_path: Path) -> None:
     """Python's ssl (OpenSSL) as an independent TLS peer: it verifies our chain, name and client cert."""
-    pki = PlantPki(tmp_path)
+    pki = PlantPki(tmp_path / "pki")
     pki.init(["localhost", "127.0.0.1"])
     client_cert, client_key = pki.client("cam-1")
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca_cert))

@@ -1,4 +1,5 @@
-"""Records on SQLite and on the loopback PostgreSQL server: same schema, same behaviour."""
+"""Records on SQLite and on the loopback PostgreSQL server: same schema, same behaviour; the original verdict is
+never rewritten (RELIABILITY.md 10: the database refuses UPDATE and DELETE)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from lineqa.serving.database import DatabaseError, open_database, sqlite_url
 from lineqa.serving.records import InspectionRecord, RecordStore
@@ -18,11 +20,9 @@ from lineqa.serving.records import InspectionRecord, RecordStore
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordStore]:
     sqlite = request.param == "sqlite"
-    url = sqlite_url(tmp_path / "records.db") if sqlite else request.getfixturevalue("postgres_url")
+    url = sqlite_url(tmp_path / "records.db") if sqlite else request.getfixturevalue("empty_postgres_url")
     store = RecordStore(open_database(url))
     yield store
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql("DELETE FROM inspections")
     store.close()
 
 
@@ -53,6 +53,25 @@ def test_same_frame_twice_keeps_the_first(store: RecordStore) -> None:
     store.commit(record(7, tenant="globex"))  # the key is per tenant and camera
     store.commit(record(7, camera="cam-2"))
     assert store.count() == 3
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE inspections SET verdict = 'PASS'",
+        "DELETE FROM inspections",
+        "UPDATE inspections SET defects_json = '[{}]'",
+    ],
+)
+def test_the_original_verdict_cannot_be_rewritten_or_removed(store: RecordStore, statement: str) -> None:
+    """RELIABILITY.md 10: not by the service, not by its owner with plain SQL; the row stays as committed."""
+    stored, _ = store.commit(record(5))
+    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as conn:
+        conn.exec_driver_sql(statement)
+    found = store.find("acme", "cam-1", 5)
+    assert found is not None and (found.record_id, found.verdict, found.defects_json, found.result) == (
+        stored.record_id, "FAIL", "[]", stored.result,
+    )  # fmt: skip
 
 
 def test_racing_connections_store_one_row(store: RecordStore) -> None:

@@ -31,9 +31,8 @@ pytestmark = pytest.mark.slow
 
 def test_sigterm_mid_stream_loses_nothing(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     ModelRepository(tmp_path / "models").add_version("metal", tiny_models["yolo11n"])
-    (tmp_path / "recipes").mkdir()
-    (tmp_path / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: metal}\n")
-    plant = provision_local_plant(tmp_path, cameras=("cam",))  # TLS with the home's plant certificate
+    recipes = {"r": "id: r\nmodel: {name: metal}\n"}
+    plant = provision_local_plant(tmp_path, cameras=("cam",), recipes=recipes)  # TLS with the plant certificate
     port = free_port()
     address = f"localhost:{port}"
     cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--port", str(port), "--home", str(tmp_path)]

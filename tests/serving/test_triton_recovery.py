@@ -28,7 +28,7 @@ from lineqa.serving.local_plant import provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.model_supervisor import ModelSupervisor
 from lineqa.serving.promotions import event
-from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
 from lineqa.serving.served_models import ServedModels
 from lineqa.serving.triton_client import TritonClient
@@ -45,14 +45,12 @@ def _tritonserver_pids() -> list[int]:
 def test_kill_triton_mid_stream_then_recover(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     repository = ModelRepository(tmp_path / "models")
     repository.add_version("metal", tiny_models["yolo11n"])
-    (tmp_path / "recipes").mkdir()
-    (tmp_path / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: metal}\n")
     image = cv2.imencode(".png", generate_part(Surface.METAL, 1).image)[1].tobytes()
     triton = EmbeddedTriton(repository, EmbeddedTritonSettings(ort_threads=1))
     triton.start()
-    plant = provision_local_plant(tmp_path, cameras=("cam",))
+    plant = provision_local_plant(tmp_path, cameras=("cam",), recipes={"r": "id: r\nmodel: {name: metal}\n"})
     engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
-    recipes, served = RecipeBook(tmp_path / "recipes"), ServedModels()
+    recipes, served = RecipeBook(RecipeStore(engine)), ServedModels()
     client = TritonClient(triton.endpoints.grpc_url, timeout_s=2)
     models = ModelSupervisor(repository, recipes, served, client, triton)
     models.prepare()
@@ -128,7 +126,8 @@ def test_a_promoted_version_that_cannot_load_leaves_the_line_on_the_old_one(
     triton = EmbeddedTriton(repository, EmbeddedTritonSettings(ort_threads=1))
     triton.start()
     served, client = ServedModels(), TritonClient(triton.endpoints.grpc_url, timeout_s=2)
-    supervisor = ModelSupervisor(repository, RecipeBook(tmp_path), served, client, triton)
+    engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
+    supervisor = ModelSupervisor(repository, RecipeBook(RecipeStore(engine)), served, client, triton)
     supervisor.prepare()
 
     async def scenario() -> None:

@@ -25,7 +25,7 @@ from lineqa.serving.local_plant import provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.model_supervisor import ModelSupervisor
 from lineqa.serving.promotions import event
-from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
 from lineqa.serving.served_models import ServedModels
 from lineqa.serving.triton_client import TritonClient
@@ -39,14 +39,13 @@ def test_promote_rollback_promote_under_full_rate_streams(tiny_models: dict[str,
     repository = ModelRepository(tmp_path / "models")
     for _ in range(2):
         repository.add_version("metal", tiny_models["yolo11n"])  # v2, the newest, is on the line
-    (tmp_path / "recipes").mkdir()
-    (tmp_path / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: metal}\n")
     image = cv2.imencode(".png", generate_part(Surface.METAL, 1).image)[1].tobytes()
-    plant = provision_local_plant(tmp_path, cameras=tuple(f"cam-{i}" for i in range(STREAMS)))
+    cameras = tuple(f"cam-{i}" for i in range(STREAMS))
+    plant = provision_local_plant(tmp_path, cameras=cameras, recipes={"r": "id: r\nmodel: {name: metal}\n"})
     engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
     triton = EmbeddedTriton(repository, EmbeddedTritonSettings(ort_threads=1))
     triton.start()
-    recipes, served = RecipeBook(tmp_path / "recipes"), ServedModels()
+    recipes, served = RecipeBook(RecipeStore(engine)), ServedModels()
     client = TritonClient(triton.endpoints.grpc_url, timeout_s=2)
     supervisor = ModelSupervisor(repository, recipes, served, client, triton)
     supervisor.prepare()

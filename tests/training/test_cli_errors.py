@@ -44,8 +44,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["export", "nope"], "no training run 'nope'"),
         (["evaluate", "--model", "absent@1", "--dataset", "t/metal@1"], "neither an .onnx file nor a registry model"),
         (["models", "publish", "nope", "--name", "m"], "no training run 'nope'"),
-        (["models", "promote", "m", "1"], "has no version"),
-        (["models", "rollback", "m"], "has no version"),
+        (["models", "promote", "m", "1", "--reason", "r"], "has no version"),
+        (["models", "rollback", "m", "--reason", "r"], "has no version"),
+        (["models", "promote", "m", "1"], "--reason"),  # the audit trail needs a why
     ],
 )
 def test_mistakes_are_one_line_errors(home: Path, args: list[str], message: str) -> None:

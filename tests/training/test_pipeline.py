@@ -127,8 +127,9 @@ def test_train_evaluate_export_publish_promote_rollback_with_a_running_gateway(
     published = lineqa(home, "models", "publish", "first", "--name", "pcb")
     assert "pcb v1" in published.stdout
 
-    (home / "recipes").mkdir()
-    (home / "recipes" / "pcb-top.yaml").write_text("id: pcb-top\nmodel: {name: pcb}\n")
+    (tmp_path / "pcb-top.yaml").write_text("id: pcb-top\nmodel: {name: pcb}\n")
+    lineqa(home, "models", "allow", "pcb", "acme", "--reason", "the plant's first model")  # a platform model
+    lineqa(home, "recipes", "set", "acme/pcb-top", str(tmp_path / "pcb-top.yaml"), "--reason", "first recipe")
     port = free_port()
     log = (tmp_path / "gateway.log").open("w")
     cmd = [sys.executable, "-m", "lineqa.cli", "serve", "--home", str(home), "--port", str(port), "--metrics-port", "0"]
@@ -146,7 +147,7 @@ def test_train_evaluate_export_publish_promote_rollback_with_a_running_gateway(
         assert judge(channel, plant, image, 2).model.version == 1
 
         # The gate: demanding an improvement of 0.5 mAP refuses it; nothing changes on the line.
-        refused = lineqa(home, "models", "promote", "pcb", "2", "--margin", "-0.5", check=False)
+        refused = lineqa(home, "models", "promote", "pcb", "2", "--margin", "-0.5", "--reason", "try", check=False)
         assert refused.returncode == 2 and "is worse than v1" in refused.stderr
         assert judge(channel, plant, image, 3).model.version == 1
         lineqa(home, "models", "promote", "pcb", "2", "--margin", "-0.5", "--force", "--reason", "ci override")
@@ -160,11 +161,11 @@ def test_train_evaluate_export_publish_promote_rollback_with_a_running_gateway(
     assert lineage["run"] == "second" and lineage["dataset"]["ref"] == "acme/pcb@1"
     assert lineage["base"]["ref"] == "pcb@1" and lineage["parity"]["passed"]
     assert lineage["evaluation"]["mAP50"] > 0 and (home / "weights" / f"{lineage['weights_sha256']}.pt").is_file()
-    audit = [(e["action"], e["version"], e["override"], e["reason"]) for e in shown["audit"]]
-    assert audit == [
-        ("publish", 1, False, ""),
-        ("promote", 1, False, "first version of the model"),
-        ("publish", 2, False, ""),
-        ("promote", 2, True, "ci override"),
-        ("rollback", 1, False, "back to the first"),
+    audit = [(e["action"], e["previous"], e["version"], e["override"], e["reason"]) for e in shown["audit"]]
+    assert audit == [  # what was on the line before each change, and after it
+        ("publish", None, 1, False, ""),
+        ("promote", None, 1, False, "first version of the model"),
+        ("publish", 1, 2, False, ""),
+        ("promote", 1, 2, True, "ci override"),
+        ("rollback", 2, 1, False, "back to the first"),
     ]

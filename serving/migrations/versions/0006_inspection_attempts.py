@@ -1,7 +1,8 @@
-"""Inspection attempts (ERROR outcomes, kept as a part's history) and the health check's write probe.
+"""Inspection attempts (ERROR outcomes, kept as a part's history: append-only, isolated per tenant like the
+records) and the health check's write probe (one row per gateway, which the application role rewrites).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+from lineqa import row_security as rls
+from lineqa.append_only import allow_changes, refuse_changes
+
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -40,9 +44,15 @@ def upgrade() -> None:
         sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("probe_id", name="pk_health_probes"),
     )
+    refuse_changes(op, ["inspection_attempts"])
+    rls.grant(op, "SELECT, INSERT", ["inspection_attempts"])
+    rls.isolate(op, "inspection_attempts", "tenant")
+    rls.grant(op, "SELECT, INSERT, UPDATE", ["health_probes"])
 
 
 def downgrade() -> None:
+    rls.release(op, ["inspection_attempts", "health_probes"])
+    allow_changes(op, ["inspection_attempts"])
     op.drop_table("health_probes")
     op.drop_index("ix_inspection_attempts_frame", table_name="inspection_attempts")
     op.drop_table("inspection_attempts")
