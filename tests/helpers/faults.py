@@ -58,7 +58,8 @@ class StandInTriton(triton_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return sum((self.size // stride) ** 2 for stride in (8, 16, 32))
 
     def start(self) -> StandInTriton:
-        self._server = grpc.server(futures.ThreadPoolExecutor(16))
+        limits = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
+        self._server = grpc.server(futures.ThreadPoolExecutor(16), options=limits)
         triton_grpc.add_GRPCInferenceServiceServicer_to_server(self, self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
