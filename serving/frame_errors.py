@@ -1,9 +1,10 @@
 """What a camera is told when its frame cannot be judged, and what the gateway's log keeps.
 
 A camera gets what it can act on: for a fault of its own frame (no field, bad or oversized image, unknown
-recipe, a sequence number already used for another image), the reason and the limit it broke; for a fault on the server's side (model down or slow, storage,
-a bug), what happened and the record id under which the gateway's log has the details (the exception and its
-traceback). Server paths, SQL and tracebacks never go to the camera.
+recipe, a sequence number already used for another image), the reason and the limit it broke; for a fault on
+the server's side (model down or slow, storage, a bug), what happened and the record id under which the
+gateway's log has the details (the exception and its traceback). Server paths, SQL and tracebacks never go to
+the camera.
 """
 
 from __future__ import annotations

@@ -310,7 +310,7 @@ class Inspector:
         result.reasons.extend(decision.reasons)
         result.model.CopyFrom(pb.ModelRef(name=version.name, version=version.version))
         result.recipe.CopyFrom(pb.RecipeRef(id=recipe.id, version=recipe.version))
-        result.record_id = record_id
+        result.record_id = str(uuid.uuid4())
         timings = result.timings
         timings.decode_ms = (decoded - started) * 1e3
         timings.decision_ms = (time.perf_counter() - after_inference) * 1e3

@@ -55,10 +55,8 @@ def test_eight_in_flight_on_four_streams_never_time_out(tmp_path: Path) -> None:
     weights = tmp_path / ASSET.name
     weights.write_bytes(ASSET.read_bytes())
     ModelRepository(tmp_path / "models").add_version("pcb", adapter.export_onnx(weights, 640))
-    (tmp_path / "recipes").mkdir()
-    (tmp_path / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: pcb}\n")
     cameras = [f"cam-{i}" for i in range(STREAMS)]
-    plant = provision_local_plant(tmp_path, cameras=tuple(cameras))
+    plant = provision_local_plant(tmp_path, cameras=tuple(cameras), recipes={"r": "id: r\nmodel: {name: pcb}\n"})
     frames = [cv2.imencode(".jpg", generate_part(Surface.PCB, seed, 640).image)[1].tobytes() for seed in range(8)]
     port = free_port()
     command = [sys.executable, "-m", "lineqa.cli", "serve", "--home", str(tmp_path), "--port", str(port),

@@ -20,7 +20,7 @@ from lineqa.serving.gateway import GatewaySettings, create_server
 from lineqa.serving.inspector import Inspector
 from lineqa.serving.local_plant import provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
-from lineqa.serving.recipes import RecipeBook
+from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
 from lineqa.serving.triton_client import TritonClient
 from tests.helpers.faults import StandInTriton
@@ -30,17 +30,15 @@ from tests.helpers.serving import lineup_of
 def test_a_camera_that_stops_reading_is_not_read_further(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     repository = ModelRepository(tmp_path / "models")
     repository.add_version("metal", tiny_models["yolo11n"])
-    (tmp_path / "recipes").mkdir()
-    (tmp_path / "recipes" / "r.yaml").write_text("id: r\nmodel: {name: metal}\n")
-    plant = provision_local_plant(tmp_path, cameras=("cam",))
+    plant = provision_local_plant(tmp_path, cameras=("cam",), recipes={"r": "id: r\nmodel: {name: metal}\n"})
     store = RecordStore(open_database(sqlite_url(tmp_path / "lineqa.db")))
     triton = StandInTriton().start()
     image = cv2.imencode(".png", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()
     judged: list[int] = []
     writes: list[int] = []
 
-    async def scenario() -> int:
-        recipes = RecipeBook(tmp_path / "recipes")
+    async def scenario() -> None:
+        recipes = RecipeBook(RecipeStore(store.engine))
         client = TritonClient(triton.url, timeout_s=5)
         inspector = Inspector(lineup_of(repository), recipes, client, store)
         cert, key = plant.server_tls()
@@ -76,10 +74,9 @@ def test_a_camera_that_stops_reading_is_not_read_further(tiny_models: dict[str, 
             await gateway.server.stop(0)
             await client.close()
             inspector.storage.close()
-        return written
 
     try:
-        written = asyncio.run(scenario())
+        asyncio.run(scenario())
     finally:
         triton.stop()
         store.close()

@@ -58,8 +58,10 @@ from lineqa.vision.errors import RecipeError
 from lineqa.vision.recipe import parse_recipe
 from lineqa.vision.yolo_output import DecodeOptions
 from tests.helpers.matching import assert_same_detections
+from tests.helpers.serving import embedded_triton, lineup_of
 
 adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="needs the train extra")
+
 pytestmark = pytest.mark.slow
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "deeppcb-yolo11n-320.pt"
@@ -89,7 +91,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     for name in ("acme.pcb", "pcb"):
         repository.add_version(name, onnx)
     images = [bytes(cv2.imencode(".jpg", generate_part(Surface.PCB, seed).image)[1]) for seed in range(6)]
-    with EmbeddedTriton(repository, ort_threads=1) as triton:
+    with embedded_triton(repository) as triton:
         yield Served(repository, triton, images)
 
 
@@ -117,15 +119,18 @@ def make_plant(served: Served, home: Path, triton_url: str | None = None, images
     client = TritonClient(triton_url or served.triton.endpoints.grpc_url, timeout_s=10)
     settings = InspectorSettings(image_policy=ImagePolicy.ALL)
     store = ImageStore(images or home / "images")
-    inspector = Inspector(
-        served.repository, RecipeBook(RecipeStore(engine), ttl_s=0.5), client, RecordStore(engine), settings, store
-    )
+    recipes = RecipeBook(RecipeStore(engine), ttl_s=0.5)
+    inspector = Inspector(lineup_of(served.repository), recipes, client, RecordStore(engine), settings, store)
     return Plant(inspector, acme, globex)
 
 
-def frame(camera: str, sequence: int, image: bytes, recipe: str = "pcb", line: str = "") -> pb.Frame:
+LINES = {"cam-1": "line-1", "cam-g": "press-9"}
+
+
+def frame(camera: str, sequence: int, image: bytes, recipe: str = "pcb", line: str | None = None) -> pb.Frame:
     captured = Timestamp()
     captured.FromDatetime(datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc) + timedelta(seconds=sequence))
+    line = LINES.get(camera, "line-1") if line is None else line
     identity = pb.FrameIdentity(camera_id=camera, line_id=line, sequence=sequence, part_id=f"SN-{sequence:05d}",
                                 capture_time=captured)  # fmt: skip
     return pb.Frame(identity=identity, recipe_id=recipe, image=pb.Image(encoding=pb.IMAGE_ENCODING_JPEG, data=image))
@@ -256,9 +261,12 @@ def test_a_tenant_uses_only_its_recipes_and_the_models_it_may(served: Served, tm
 def test_a_frame_for_another_tenants_camera_is_denied_and_leaves_no_trace(served: Served, tmp_path: Path) -> None:
     plant = make_plant(served, tmp_path)
     image = served.images[0]
-    for camera, line in (("cam-g", "press-9"), ("cam-g", ""), ("cam-1", "press-9")):
+    for camera, line in (("cam-g", "press-9"), ("cam-1", "press-9")):
         results, ended = asyncio.run(_stream(plant, plant.acme.tokens["cam-1"], [frame(camera, 1, image, line=line)]))
         assert (results, ended) == ([], "PERMISSION_DENIED")
+    # Without a line the identity is incomplete: that frame's own INVALID_FRAME, nothing judged or stored.
+    (incomplete,), ended = asyncio.run(_stream(plant, plant.acme.tokens["cam-1"], [frame("cam-g", 1, image, line="")]))
+    assert ended == "OK" and incomplete.error.code == pb.ERROR_CODE_INVALID_FRAME
     for token in (None, "lqa_0011223344556677_" + "x" * 43):
         assert asyncio.run(_stream(plant, token, [frame("cam-1", 1, image)])) == ([], "UNAUTHENTICATED")
     assert records(plant) == []

@@ -18,9 +18,9 @@ from lineqa.serving.database import open_database, sqlite_url
 from lineqa.serving.errors import ServingError
 from lineqa.serving.gateway import GatewaySettings, create_server, is_loopback
 from lineqa.serving.inspector import Inspector
-from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
+from lineqa.serving.served_models import ServedModels
 from lineqa.serving.triton_client import TritonClient
 
 
@@ -38,7 +38,7 @@ def plaintext_gateway(tmp_path: Path, host: str, plaintext_any: bool = False) ->
     addresses it bound."""
     engine = open_database(sqlite_url(tmp_path / "lineqa.db"))
     inspector = Inspector(
-        ModelRepository(tmp_path / "models"),
+        ServedModels(),
         RecipeBook(RecipeStore(engine)),
         TritonClient("127.0.0.1:1"),
         RecordStore(engine),
