@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timezone
+from typing import Any
 
 import cv2
 import numpy as np
@@ -271,14 +272,7 @@ class Inspector:
         if identity_problem(identity):
             return
         attempt = AttemptRecord(
-            record_id=attempt_id,
-            tenant=tenant,
-            line_id=identity.line_id,
-            camera_id=identity.camera_id,
-            sequence=identity.sequence,
-            part_id=identity.part_id,
-            capture_time=identity.capture_time.ToDatetime(timezone.utc) if identity.HasField("capture_time") else None,
-            receive_time=result.receive_time.ToDatetime(timezone.utc),
+            **_frame_fields(attempt_id, tenant, frame, result),
             recipe_id=frame.recipe_id,
             image_sha256=image_sha256,
             error_code=pb.ErrorCode.Name(code),
@@ -376,22 +370,13 @@ class Inspector:
         image_key: str | None,
         image_sha256: str,
     ) -> InspectionRecord:
-        identity = frame.identity
-        capture = identity.capture_time.ToDatetime(timezone.utc) if identity.HasField("capture_time") else None
         defects = [
             {"class": j.class_name, "confidence": round(j.confidence, 6), "box": [round(v, 2) for v in j.xyxy],
              "area_px": j.area_px, "area_mm2": j.area_mm2, "disposition": j.disposition.value}
             for j in decision.flagged
         ]  # fmt: skip
         return InspectionRecord(
-            record_id=result.record_id,
-            tenant=tenant,
-            line_id=identity.line_id,
-            camera_id=identity.camera_id,
-            sequence=identity.sequence,
-            part_id=identity.part_id,
-            capture_time=capture,
-            receive_time=result.receive_time.ToDatetime(timezone.utc),
+            **_frame_fields(result.record_id, tenant, frame, result),
             model_name=result.model.name,
             model_version=result.model.version,
             recipe_id=result.recipe.id,
@@ -404,6 +389,21 @@ class Inspector:
             service_version=__version__,
             result=result.SerializeToString(),
         )
+
+
+def _frame_fields(record_id: str, tenant: str, frame: pb.Frame, result: pb.InspectionResult) -> dict[str, Any]:
+    """The :class:`~lineqa.serving.records.FrameRecord` fields of a frame (a record's or an attempt's)."""
+    identity = frame.identity
+    return {
+        "record_id": record_id,
+        "tenant": tenant,
+        "line_id": identity.line_id,
+        "camera_id": identity.camera_id,
+        "sequence": identity.sequence,
+        "part_id": identity.part_id,
+        "capture_time": identity.capture_time.ToDatetime(timezone.utc) if identity.HasField("capture_time") else None,
+        "receive_time": result.receive_time.ToDatetime(timezone.utc),
+    }
 
 
 def _replay(stored: InspectionRecord, frame: pb.Frame, image_sha256: str) -> pb.InspectionResult:

@@ -29,7 +29,9 @@ class RecordStoreError(DatabaseError):
 
 
 @dataclass(frozen=True)
-class InspectionRecord:
+class FrameRecord:
+    """Which frame a record is about, and when it came (a verdict record and an attempt both have it)."""
+
     record_id: str
     tenant: str
     line_id: str
@@ -38,6 +40,10 @@ class InspectionRecord:
     part_id: str
     capture_time: datetime | None
     receive_time: datetime
+
+
+@dataclass(frozen=True)
+class InspectionRecord(FrameRecord):
     model_name: str
     model_version: int
     recipe_id: str
@@ -52,17 +58,9 @@ class InspectionRecord:
 
 
 @dataclass(frozen=True)
-class AttemptRecord:
+class AttemptRecord(FrameRecord):
     """A frame that could not be judged: which one, when, and why (the ERROR result names ``record_id``)."""
 
-    record_id: str
-    tenant: str
-    line_id: str
-    camera_id: str
-    sequence: int
-    part_id: str
-    capture_time: datetime | None
-    receive_time: datetime
     recipe_id: str
     image_sha256: str
     error_code: str

@@ -10,6 +10,8 @@ here has row-level security by tenant (:mod:`lineqa.row_security`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -74,17 +76,26 @@ camera_tokens = Table(
     ForeignKeyConstraint(["tenant_id", "camera_id"], ["cameras.tenant_id", "cameras.camera_id"]),
 )
 
+
+
+def _frame_columns() -> list[Column[Any]]:
+    """Which frame a row is about, and when it came: what a verdict record and an attempt share."""
+    return [
+        Column("record_id", String(36), primary_key=True),
+        Column("tenant", String(64), nullable=False),
+        Column("line_id", String(128), nullable=False),
+        Column("camera_id", String(128), nullable=False),
+        Column("sequence", BigInteger, nullable=False),
+        Column("part_id", String(256), nullable=False, default=""),
+        Column("capture_time", DateTime(timezone=True)),
+        Column("receive_time", DateTime(timezone=True), nullable=False),
+    ]
+
+
 inspections = Table(
     "inspections",
     metadata,
-    Column("record_id", String(36), primary_key=True),
-    Column("tenant", String(64), nullable=False),
-    Column("line_id", String(128), nullable=False),
-    Column("camera_id", String(128), nullable=False),
-    Column("sequence", BigInteger, nullable=False),
-    Column("part_id", String(256), nullable=False, default=""),
-    Column("capture_time", DateTime(timezone=True)),
-    Column("receive_time", DateTime(timezone=True), nullable=False),
+    *_frame_columns(),
     Column("model_name", String(128), nullable=False, default=""),
     Column("model_version", Integer, nullable=False, default=0),
     Column("recipe_id", String(128), nullable=False, default=""),
@@ -138,14 +149,7 @@ APPEND_ONLY = ("inspections", "recipe_versions", "model_grants", "inspection_att
 inspection_attempts = Table(
     "inspection_attempts",
     metadata,
-    Column("record_id", String(36), primary_key=True),
-    Column("tenant", String(64), nullable=False),
-    Column("line_id", String(128), nullable=False),
-    Column("camera_id", String(128), nullable=False),
-    Column("sequence", BigInteger, nullable=False),
-    Column("part_id", String(256), nullable=False, default=""),
-    Column("capture_time", DateTime(timezone=True)),
-    Column("receive_time", DateTime(timezone=True), nullable=False),
+    *_frame_columns(),
     Column("recipe_id", String(128), nullable=False, default=""),
     Column("image_sha256", String(64), nullable=False, default=""),
     Column("error_code", String(48), nullable=False),

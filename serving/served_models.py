@@ -29,13 +29,16 @@ class Lineup:
     on_line: Mapping[str, ModelVersion] = field(default_factory=dict)
     loaded: Mapping[tuple[str, int], ModelVersion] = field(default_factory=dict)
     settings: Mapping[str, ModelSettings] = field(default_factory=dict)
+    in_repository: Mapping[str, frozenset[int]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, repository: ModelRepository, wanted: Mapping[str, Iterable[int]]) -> Lineup:
         """The lineup for ``wanted`` (model name → versions loaded), read from the repository (blocking)."""
         loaded = {(name, v): repository.version(name, v) for name, versions in wanted.items() for v in versions}
         on_line = {name: repository.serving_version(name) for name in wanted}
-        return cls(on_line, loaded, {name: repository.settings(name) for name in wanted})
+        settings = {name: repository.settings(name) for name in wanted}
+        present = {name: frozenset(v.version for v in repository.versions(name)) for name in wanted}
+        return cls(on_line, loaded, settings, present)
 
     def max_batch(self, name: str) -> int:
         """The largest batch the server takes for a model (1 for a model it does not batch)."""
@@ -89,7 +92,12 @@ class ServedModels:
             pinned = current.version
         version = lineup.loaded.get((name, pinned))
         if version is None:
-            raise ModelUnavailableError(f"model {name!r} version {pinned} is not loaded")
+            present = lineup.in_repository.get(name)
+            if present is not None and pinned not in present:
+                raise ModelUnavailableError(
+                    f"model {name!r} has no version {pinned} in the repository (it has {sorted(present)})"
+                )
+            raise ModelUnavailableError(f"model {name!r} version {pinned} is not loaded (yet)")
         key = (name, pinned)
         self._leases[key] += 1
         try:

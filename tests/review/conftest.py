@@ -23,6 +23,7 @@ from lineqa.db import sqlite_url
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.app import ReviewSettings, create_app
 from lineqa.review.auth import Role, UserStore
+from lineqa.serving.access import AccessStore
 from lineqa.serving.database import open_database
 from lineqa.serving.local_plant import set_recipe
 from lineqa.serving.model_repository import METADATA_NAME, VersionMetadata
@@ -145,7 +146,10 @@ def write_model_metadata(models: Path) -> Path:
 def make_site(url: str, home: Path) -> Site:
     parts = {tenant: seed_parts(url, home / "images", tenant) for tenant in ("acme", "globex")}
     engine = open_database(url)
+    access = AccessStore(engine)
     for tenant in parts:  # the recipe version that judged the parts: the queue measures doubt against it
+        if tenant not in {t for t, _ in access.tenants()}:
+            access.add_tenant(tenant)
         set_recipe(engine, tenant, "pcb-top", RECIPE)
     engine.dispose()
     settings = ReviewSettings(database_url=url, images=home / "images", models=write_model_metadata(home / "models"),

@@ -88,7 +88,7 @@ def test_most_uncertain_first_with_the_reason(site: Site, ranked: dict[str, str]
     assert why[ranked["near_review"]] == "short 0.31 is 0.01 above the review threshold 0.3"
     assert why[ranked["near_fail"]] == "open 0.52 is 0.02 above the fail threshold 0.5"
     assert why[ranked["anomaly"]] == "1 anomaly region (golden-sample comparison)"
-    assert "thresholds unknown: recipe pcb-top@cdcdcdcdcdcd is not in the recipe folder" in why[ranked["unknown"]]
+    assert "thresholds unknown: recipe pcb-top@cdcdcdcdcdcd is not in the recipe versions" in why[ranked["unknown"]]
     assert why[ranked["first_side"]].startswith("clear: open 0.97 is 0.47 above")  # another camera: no disagreement
     assert why[ranked["passed"]] == "PASS sample: a spot check for escapes"
     assert "1 anomaly</span>" in page.text

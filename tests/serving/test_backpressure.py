@@ -14,9 +14,7 @@ import numpy as np
 
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
-from lineqa.serving.access import AccessStore, TokenCache
 from lineqa.serving.database import open_database, sqlite_url
-from lineqa.serving.gateway import GatewaySettings, create_server
 from lineqa.serving.inspector import Inspector
 from lineqa.serving.local_plant import provision_local_plant
 from lineqa.serving.model_repository import ModelRepository
@@ -24,7 +22,7 @@ from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
 from lineqa.serving.triton_client import TritonClient
 from tests.helpers.faults import StandInTriton
-from tests.helpers.serving import lineup_of
+from tests.helpers.serving import lineup_of, running_gateway
 
 
 def test_a_camera_that_stops_reading_is_not_read_further(tiny_models: dict[str, Path], tmp_path: Path) -> None:
@@ -39,14 +37,9 @@ def test_a_camera_that_stops_reading_is_not_read_further(tiny_models: dict[str, 
 
     async def scenario() -> None:
         recipes = RecipeBook(RecipeStore(store.engine))
-        client = TritonClient(triton.url, timeout_s=5)
-        inspector = Inspector(lineup_of(repository), recipes, client, store)
-        cert, key = plant.server_tls()
-        settings = GatewaySettings(port=0, tls_cert=cert, tls_key=key, stream_in_flight=4)
-        gateway = create_server(inspector, settings, TokenCache(AccessStore(store.engine)))
-        await gateway.server.start()
+        inspector = Inspector(lineup_of(repository), recipes, TritonClient(triton.url, timeout_s=5), store)
         written = 0
-        try:
+        async with running_gateway(inspector, plant, stream_in_flight=4) as gateway:
             # The camera's receive window stays at HTTP/2's 64 KB (no BDP growth), so its unread results fill it
             # soon; from then on only the gateway's own bounds act.
             options = [("grpc.http2.bdp_probe", 0)]
@@ -70,10 +63,6 @@ def test_a_camera_that_stops_reading_is_not_read_further(tiny_models: dict[str, 
                     writes.append(written)
                 writer.cancel()
                 call.cancel()
-        finally:
-            await gateway.server.stop(0)
-            await client.close()
-            inspector.storage.close()
 
     try:
         asyncio.run(scenario())

@@ -231,7 +231,8 @@ def test_bad_frames_get_their_own_error_and_the_stream_goes_on(served, deeppcb_r
         frame(6, b""),
         frame(7, good),
     ]
-    results = {r.frame.sequence: r for r in asyncio.run(stream(make_rig(served, tmp_path / "r.db"), frames))}
+    rig = make_rig(served, tmp_path / "r.db")
+    results = {r.frame.sequence: r for r in asyncio.run(stream(rig, frames))}
     assert len(results) == len(frames)
     expected = {
         2: pb.ERROR_CODE_INVALID_IMAGE,
@@ -242,7 +243,9 @@ def test_bad_frames_get_their_own_error_and_the_stream_goes_on(served, deeppcb_r
     }
     for sequence, code in expected.items():
         assert results[sequence].verdict == pb.VERDICT_ERROR and results[sequence].error.code == code
-        assert results[sequence].error.message and not results[sequence].record_id
+        assert results[sequence].error.message and results[sequence].record_id  # the recorded attempt
+    (attempt,) = rig.inspector.store.attempts("acme", "cam-1", 2)
+    assert attempt.record_id == results[2].record_id and attempt.error_code == "ERROR_CODE_INVALID_IMAGE"
     for sequence in (1, 7):
         assert results[sequence].verdict in (pb.VERDICT_PASS, pb.VERDICT_FAIL, pb.VERDICT_REVIEW)
 
@@ -410,11 +413,11 @@ def test_token_of_tenant_a_claiming_camera_of_b_is_denied(served, deeppcb_root: 
 def test_frames_taken_before_a_denied_one_are_answered(served, deeppcb_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = boards(deeppcb_root, 1)[0].read_bytes()
     rig = make_rig(served, tmp_path / "r.db")
-    frames = claiming("cam-1", range(1, 3), data, line="") + claiming("cam-2", range(3, 5), data)
+    frames = claiming("cam-1", range(1, 3), data) + claiming("cam-2", range(3, 5), data)
     ((results, ended),) = asyncio.run(collect(rig, [("cam-1", frames)]))
     assert ended == "PERMISSION_DENIED"
     assert [r.frame.sequence for r in results] == [1, 2]
-    assert all(r.frame.line_id == "line-1" and r.verdict != pb.VERDICT_ERROR for r in results)  # line filled in
+    assert all(r.frame.line_id == "line-1" and r.verdict != pb.VERDICT_ERROR for r in results)
     assert rig.inspector.store.count() == 2
 
 

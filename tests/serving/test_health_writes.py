@@ -13,9 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine
 
-from lineqa.serving.access import AccessStore, TokenCache
 from lineqa.serving.database import open_database
-from lineqa.serving.gateway import GatewaySettings, create_server
 from lineqa.serving.image_store import ImageStore
 from lineqa.serving.inspector import Inspector
 from lineqa.serving.local_plant import provision_local_plant
@@ -26,7 +24,7 @@ from lineqa.serving.served_models import ServedModels
 from lineqa.serving.triton_client import TritonClient
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.helpers.faults import StandInTriton, fill, small_filesystem
-from tests.helpers.serving import lineup_of
+from tests.helpers.serving import lineup_of, running_gateway
 
 BUDGET_S = 2.0
 
@@ -57,39 +55,34 @@ def test_a_full_or_read_only_store_turns_health_not_serving(
             client = TritonClient(triton.url, timeout_s=2)
             images = ImageStore(home / "images")
             inspector = Inspector(served, RecipeBook(RecipeStore(store.engine)), client, store, images=images)
-            cert, key = plant.server_tls()
-            settings = GatewaySettings(port=0, tls_cert=cert, tls_key=key)
-            gateway = create_server(inspector, settings, TokenCache(AccessStore(store.engine)))
-            await gateway.server.start()
-            reporter = asyncio.create_task(gateway.health.run())
-            try:
-                async with grpc.aio.secure_channel(f"localhost:{gateway.port}", plant.channel_credentials()) as channel:
-                    health = health_pb2_grpc.HealthStub(channel)
+            async with running_gateway(inspector, plant) as gateway:
+                reporter = asyncio.create_task(gateway.health.run())
+                try:
+                    address = f"localhost:{gateway.port}"
+                    async with grpc.aio.secure_channel(address, plant.channel_credentials()) as channel:
+                        health = health_pb2_grpc.HealthStub(channel)
 
-                    async def status_within(wanted: str, budget_s: float) -> float:
-                        began = time.monotonic()
-                        while time.monotonic() - began < budget_s + 3:
-                            reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
-                            if health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status) == wanted:
-                                return time.monotonic() - began
-                            await asyncio.sleep(0.05)
-                        return float("inf")
+                        async def status_within(wanted: str, budget_s: float) -> float:
+                            began = time.monotonic()
+                            while time.monotonic() - began < budget_s + 3:
+                                reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+                                if health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status) == wanted:
+                                    return time.monotonic() - began
+                                await asyncio.sleep(0.05)
+                            return float("inf")
 
-                    assert await status_within("SERVING", 10) < 10
-                    filler = await asyncio.to_thread(fill, home)
-                    changes.append(("full", "NOT_SERVING", await status_within("NOT_SERVING", BUDGET_S)))
-                    filler.unlink()
-                    changes.append(("freed", "SERVING", await status_within("SERVING", BUDGET_S)))
-                    await asyncio.to_thread(read_only, True)
-                    changes.append(("read-only", "NOT_SERVING", await status_within("NOT_SERVING", BUDGET_S)))
-                    await asyncio.to_thread(read_only, False)
-                    changes.append(("writable", "SERVING", await status_within("SERVING", BUDGET_S)))
-            finally:
-                gateway.health.stopping = True
-                reporter.cancel()
-                await gateway.server.stop(0)
-                await client.close()
-                inspector.storage.close()
+                        assert await status_within("SERVING", 10) < 10
+                        filler = await asyncio.to_thread(fill, home)
+                        changes.append(("full", "NOT_SERVING", await status_within("NOT_SERVING", BUDGET_S)))
+                        filler.unlink()
+                        changes.append(("freed", "SERVING", await status_within("SERVING", BUDGET_S)))
+                        await asyncio.to_thread(read_only, True)
+                        changes.append(("read-only", "NOT_SERVING", await status_within("NOT_SERVING", BUDGET_S)))
+                        await asyncio.to_thread(read_only, False)
+                        changes.append(("writable", "SERVING", await status_within("SERVING", BUDGET_S)))
+                finally:
+                    gateway.health.stopping = True
+                    reporter.cancel()
 
         try:
             asyncio.run(scenario())
