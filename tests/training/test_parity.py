@@ -4,7 +4,9 @@ Small models are trained briefly here from Ultralytics' own model YAMLs (no pret
 machines) on a few DeepPCB boards, exported to ONNX by Ultralytics, then run on real DeepPCB and NEU-DET
 images through ``lineqa predict`` (a subprocess, as a user runs it) and through Ultralytics' ``predict`` on
 the same ONNX file and on the trained ``.pt`` weights. Three heads are covered: YOLO11 (NMS), YOLO26
-end-to-end (NMS-free) and YOLO26 exported with its NMS head.
+end-to-end (NMS-free) and YOLO26 exported with its NMS head. Ultralytics is asked for the full letterbox
+(``rect=False``): lineqa letterboxes every image to the model's full input size, as the gateway's served
+models take it, where ``yolo predict`` pads a dynamic-size export or ``.pt`` weights only to the stride.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def parity_models(deeppcb_root: Path, tmp_path_factory: pytest.TempPathFactory) 
                 "yolo26n-e2e", weights, adapter.export_onnx(weights, IMGSZ, end_to_end=True), True
             )
         else:
-            # A fixed-size export (full letterbox) beside the default dynamic one (rect letterbox).
+            # A fixed-size export beside the default dynamic one.
             fixed = adapter.export_onnx(weights, IMGSZ, dynamic=False)
             models["yolo11n-fixed"] = ParityModel(
                 "yolo11n-fixed", weights, fixed.rename(fixed.with_name("fixed.onnx")), False
@@ -83,7 +85,7 @@ def parity_models(deeppcb_root: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def parity_images(deeppcb_root: Path, neudet_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Seen and unseen DeepPCB boards (1- and 3-channel JPEGs), one NEU-DET image per class, and non-square
-    crops of real boards (the letterbox then pads, and dynamic-size models get Ultralytics' rect padding)."""
+    crops of real boards (the letterbox then pads)."""
     boards = sorted(deeppcb_root.glob("group*/*/*_test.jpg"))
     three_channel = [p for p in boards if read_header(p.read_bytes()).channels == 3][:2]
     seen = [
@@ -123,14 +125,13 @@ def lineqa_predict(model: Path, images: list[Path], out: Path) -> list[Detection
 
 
 # Every export against Ultralytics running the same ONNX file, and against the PyTorch weights it came from.
-# (A fixed-size export pads to the full input while PyTorch weights pad to the stride: that pair differs by
-# design, so it is not compared.)
 @pytest.mark.parametrize(
     ("name", "reference"),
     [
         ("yolo11n", "onnx"),
         ("yolo11n", "pt"),
         ("yolo11n-fixed", "onnx"),
+        ("yolo11n-fixed", "pt"),
         ("yolo26n-e2e", "onnx"),
         ("yolo26n-e2e", "pt"),
         ("yolo26n-nms", "onnx"),
@@ -144,7 +145,7 @@ def test_lineqa_predict_matches_ultralytics_predict(
     ours = lineqa_predict(model.onnx, parity_images, tmp_path / "out.jsonl")
     source = model.onnx if reference == "onnx" else model.weights
     theirs = adapter.reference_predict(
-        source, parity_images, imgsz=IMGSZ, conf=CONF, iou=IOU, end_to_end=model.end_to_end
+        source, parity_images, imgsz=IMGSZ, conf=CONF, iou=IOU, end_to_end=model.end_to_end, rect=False
     )
     stats = MatchStats()
     for path, mine, ref in zip(parity_images, ours, theirs, strict=True):
