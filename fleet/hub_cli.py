@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from lineqa.content_store import ContentStore
 from lineqa.fleet.bundles import HubBundles
-from lineqa.fleet.database import open_fleet_database
+from lineqa.fleet.database import home_arguments, open_fleet_database
 from lineqa.fleet.enrolment import bundle_key_path, enrol, write_enrolment
 from lineqa.fleet.errors import FleetError
 from lineqa.fleet.hub_ingest import HubIngest
@@ -45,10 +45,8 @@ DEFAULT_PORT = 50061
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
-    parser.add_argument("--home", type=Path, help="the hub's lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
-    parser.add_argument("--db", default=env_default("LINEQA_DB"), help="database URL (default: <home>/lineqa.db)")
+    home_arguments(parser, "hub")
     area = parser.add_subparsers(dest="area", required=True, metavar="AREA")
 
     serve = area.add_parser("serve", help="serve the plants (mutual TLS)")

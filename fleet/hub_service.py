@@ -225,7 +225,8 @@ def create_hub_server(
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.ping_timeout_ms", 10_000),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        # A plant on a flaky link may ping every second to notice a stalled link soon; a ping is a few bytes.
+        ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
     server = grpc.aio.server(options=options)
@@ -241,12 +242,11 @@ def create_hub_server(
 
 async def serve_until_signal(hub: HubServer, grace_s: float) -> None:
     """Serve until SIGTERM or SIGINT, then stop within ``grace_s`` (long polls are ended; plants ask again)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await hub.server.start()
     watching = asyncio.create_task(hub.watch.run())
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

@@ -23,22 +23,20 @@ from typing import Any
 from sqlalchemy import func, select
 
 from lineqa.db import tenant_scope
-from lineqa.fleet.database import open_fleet_database
+from lineqa.fleet.database import home_arguments, open_fleet_database
 from lineqa.fleet.enrolment import read_enrolment
 from lineqa.fleet.errors import FleetError
 from lineqa.fleet.plant_link import ChannelSettings, PlantLink, join
 from lineqa.fleet.plant_models import installed_manifest
 from lineqa.fleet.plant_sync import PlantSync, SyncSettings
 from lineqa.fleet.schema import plant_sent
-from lineqa.home import default_home, env_default
+from lineqa.home import default_home
 from lineqa.serving.database import database_url
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
-    parser.add_argument("--home", type=Path, help="the plant's lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
-    parser.add_argument("--db", default=env_default("LINEQA_DB"), help="database URL (default: <home>/lineqa.db)")
+    home_arguments(parser, "plant")
     action = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     joining = action.add_parser("join", help="join the hub with the enrolment file 'lineqa hub plant add' wrote")
     joining.add_argument("enrolment", type=Path)

@@ -29,7 +29,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 @dataclass(frozen=True)
 class ChannelSettings:
     """How the plant talks to the hub: a dead or half-open link is noticed by keepalive pings (one every
-    ``keepalive_s``, dropped after ``keepalive_timeout_s`` without an answer); the hub allows one per 5 s."""
+    ``keepalive_s``, dropped after ``keepalive_timeout_s`` without an answer); the hub allows one a second."""
 
     keepalive_s: float = 10.0
     keepalive_timeout_s: float = 5.0

@@ -45,17 +45,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 @dataclass(frozen=True)
 class UploadReport:
+    policy: str = ""  # the policy it was sent under, in words
     new_parts: int = 0
     new_decisions: int = 0
-    known: int = 0
+    known: int = 0  # sent again, already on the hub
     images: int = 0
     refused: int = 0
-    policy: str = ""
 
     def __add__(self, other: UploadReport) -> UploadReport:
-        return UploadReport(self.new_parts + other.new_parts, self.new_decisions + other.new_decisions,
-                            self.known + other.known, self.images + other.images, self.refused + other.refused,
-                            other.policy or self.policy)  # fmt: skip
+        return UploadReport(other.policy or self.policy, self.new_parts + other.new_parts,
+                            self.new_decisions + other.new_decisions, self.known + other.known,
+                            self.images + other.images, self.refused + other.refused)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,19 +67,21 @@ class _Batch:
     decided_until: datetime | None
 
 
+@dataclass
 class Uploader:
     """Sends one plant's tenant's parts and decisions (synchronous)."""
 
-    def __init__(self, link: PlantLink, engine: Engine, store: ContentStore, stub: pb_grpc.HubServiceStub,
-                 batch_size: int = 100, overlap: timedelta = OVERLAP, timeout_s: float = 60.0) -> None:  # fmt: skip
-        self.link = link
-        self.tenant = link.tenant
-        self.engine = engine
-        self.store = store
-        self.stub = stub
-        self.batch_size = batch_size
-        self.overlap = overlap
-        self.timeout_s = timeout_s
+    link: PlantLink
+    engine: Engine
+    store: ContentStore
+    stub: pb_grpc.HubServiceStub
+    batch_size: int = 100
+    overlap: timedelta = OVERLAP
+    timeout_s: float = 60.0
+
+    @property
+    def tenant(self) -> str:
+        return self.link.tenant
 
     def drain(self) -> UploadReport:
         """Send batches until nothing the policy allows is left; HubUnreachableError on a cut (what the hub
@@ -111,7 +113,7 @@ class Uploader:
         for refused in answer.refused:
             logger.warning("the hub refused %s: %s (not sent again)", refused.item, refused.reason)
         self._acknowledge(batch)
-        return UploadReport(answer.new_parts, answer.new_decisions, answer.known, images, len(answer.refused))
+        return UploadReport("", answer.new_parts, answer.new_decisions, answer.known, images, len(answer.refused))
 
     def _put_image(self, sha256: str, key: str | None) -> int:
         if key is None:
@@ -220,12 +222,12 @@ class Uploader:
 
 
 def _part(row: dict[str, Any], image_ext: str | None) -> PartUp:
+    """A gateway record as it goes up: the tenant is the plant's; no result bytes, no image key of the plant's."""
+    fields = {name: row[name] for name in PartUp.__dataclass_fields__ if name != "image_ext"}
     capture = row["capture_time"]
-    return PartUp(
-        row["record_id"], row["line_id"], row["camera_id"], int(row["sequence"]), row["part_id"] or "",
-        as_utc(capture) if capture else None, as_utc(row["receive_time"]), row["model_name"], int(row["model_version"]),
-        row["recipe_id"], row["recipe_version"], row["verdict"], row["defects_json"], row["image_sha256"], image_ext,
-    )  # fmt: skip
+    return PartUp(**{**fields, "part_id": row["part_id"] or "", "sequence": int(row["sequence"]),
+                     "model_version": int(row["model_version"]), "receive_time": as_utc(row["receive_time"]),
+                     "capture_time": as_utc(capture) if capture else None, "image_ext": image_ext})  # fmt: skip
 
 
 def _decision(row: dict[str, Any]) -> DecisionUp:

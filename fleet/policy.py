@@ -84,11 +84,11 @@ class PolicyEvent:
     reason: str
 
 
+@dataclass(frozen=True)
 class PolicyStore:
     """The tenants' data policies in the hub's database (synchronous)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    engine: Engine
 
     def set(self, tenant: str, policy: DataPolicy, *, by: str, reason: str) -> DataPolicy:
         """Put ``policy`` in force for ``tenant`` (its version is given here); who and why are required."""

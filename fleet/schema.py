@@ -18,118 +18,117 @@ On a plant:
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    ForeignKeyConstraint,
-    Integer,
-    LargeBinary,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    Text,
-)
+import sqlalchemy as sa
 
 from lineqa.db import NAMING_CONVENTION
+from lineqa.serving.schema import tenants  # the gateway's: a plant and a policy belong to a tenant of it
 
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
-plants = Table(
+
+def _text(name: str, length: int | None = 64, *, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, sa.String(length) if length else sa.Text, nullable=nullable)
+
+
+def _number(name: str, kind: type[sa.Integer] = sa.Integer) -> sa.Column:
+    return sa.Column(name, kind, nullable=False)
+
+
+def _time(name: str, *, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+plants = sa.Table(
     "fl_plants",
     metadata,
-    Column("plant_id", String(64), primary_key=True),
-    Column("tenant_id", String(64), nullable=False),
-    Column("cert_sha256", String(64), nullable=False, unique=True),
-    Column("added_by", String(128), nullable=False),
-    Column("added_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
-    ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"]),
+    sa.Column("plant_id", sa.String(64), primary_key=True),
+    _text("tenant_id"),
+    sa.Column("cert_sha256", sa.String(64), nullable=False, unique=True),
+    _text("added_by", 128),
+    _time("added_at"),
+    _time("revoked_at", nullable=True),
+    sa.ForeignKeyConstraint(["tenant_id"], [tenants.c.tenant_id]),
 )
 
-bundles = Table(
+bundles = sa.Table(
     "fl_bundles",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
-    Column("number", Integer, nullable=False),
-    Column("content_sha256", String(64), nullable=False),
-    Column("manifest", LargeBinary, nullable=False),
-    Column("signature", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("tenant_id", "number"),
+    _text("tenant_id"),
+    _number("number"),
+    _text("content_sha256"),
+    sa.Column("manifest", sa.LargeBinary, nullable=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+    _time("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "number"),
 )
 
-policies = Table(
+policies = sa.Table(
     "fl_policies",
     metadata,
-    Column("event_id", Integer, primary_key=True, autoincrement=True),
-    Column("tenant_id", String(64), nullable=False),
-    Column("policy_json", Text, nullable=False),
-    Column("set_by", String(128), nullable=False),
-    Column("set_at", DateTime(timezone=True), nullable=False),
-    Column("reason", Text, nullable=False),
-    ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"]),
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    _text("tenant_id"),
+    _text("policy_json", None),
+    _text("set_by", 128),
+    _time("set_at"),
+    _text("reason", None),
+    sa.ForeignKeyConstraint(["tenant_id"], [tenants.c.tenant_id]),
 )
 
-parts = Table(
+parts = sa.Table(
     "fl_parts",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
-    Column("plant_id", String(64), nullable=False),
-    Column("record_id", String(64), nullable=False),
-    Column("line_id", String(128), nullable=False),
-    Column("camera_id", String(128), nullable=False),
-    Column("sequence", BigInteger, nullable=False),
-    Column("part_id", String(256), nullable=False),
-    Column("capture_time", DateTime(timezone=True)),
-    Column("receive_time", DateTime(timezone=True), nullable=False),
-    Column("model_name", String(128), nullable=False),
-    Column("model_version", Integer, nullable=False),
-    Column("recipe_id", String(128), nullable=False),
-    Column("recipe_version", String(64), nullable=False),
-    Column("verdict", String(8), nullable=False),
-    Column("defects_json", Text, nullable=False),
-    Column("image_sha256", String(64), nullable=False),
-    Column("image_ext", String(8)),  # set when the image may come up (the policy allows it and the plant kept it)
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("tenant_id", "plant_id", "record_id"),
+    _text("tenant_id"),
+    _text("plant_id"),
+    _text("record_id"),
+    _text("line_id", 128),
+    _text("camera_id", 128),
+    _number("sequence", sa.BigInteger),
+    _text("part_id", 256),
+    _time("capture_time", nullable=True),
+    _time("receive_time"),
+    _text("model_name", 128),
+    _number("model_version"),
+    _text("recipe_id", 128),
+    _text("recipe_version"),
+    _text("verdict", 8),
+    _text("defects_json", None),
+    _text("image_sha256"),
+    _text("image_ext", 8, nullable=True),  # set when the image may come up (the policy allows it, the plant kept it)
+    _time("received_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "plant_id", "record_id"),
 )
 
-decisions = Table(
+decisions = sa.Table(
     "fl_decisions",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
-    Column("plant_id", String(64), nullable=False),
-    Column("decision_id", BigInteger, nullable=False),
-    Column("record_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("boxes_json", Text, nullable=False),
-    Column("reviewer", String(128), nullable=False),
-    Column("decided_at", DateTime(timezone=True), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("tenant_id", "plant_id", "decision_id"),
+    _text("tenant_id"),
+    _text("plant_id"),
+    _number("decision_id", sa.BigInteger),
+    _text("record_id"),
+    _text("kind", 16),
+    _text("boxes_json", None),
+    _text("reviewer", 128),
+    _time("decided_at"),
+    _text("reason", None),
+    _time("received_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "plant_id", "decision_id"),
 )
 
-plant_sent = Table(
+plant_sent = sa.Table(
     "fl_plant_sent",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("item_id", String(64), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("tenant_id", "kind", "item_id"),
+    _text("tenant_id"),
+    _text("kind", 16),
+    _text("item_id"),
+    _time("sent_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "kind", "item_id"),
 )
 
-plant_cursors = Table(
+plant_cursors = sa.Table(
     "fl_plant_cursors",
     metadata,
-    Column("tenant_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("scanned_to", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("tenant_id", "kind"),
+    _text("tenant_id"),
+    _text("kind", 16),
+    _time("scanned_to"),
+    sa.PrimaryKeyConstraint("tenant_id", "kind"),
 )
-
-APPEND_ONLY = ("fl_bundles", "fl_policies", "fl_parts", "fl_decisions")
-TENANT_TABLES = ("fl_bundles", "fl_policies", "fl_parts", "fl_decisions", "fl_plant_sent", "fl_plant_cursors")

@@ -30,20 +30,21 @@ class WireError(FleetError):
 
 @dataclass(frozen=True)
 class PartUp:
-    """An inspected part as a plant's gateway recorded it; ``image_ext`` set when its image is offered."""
+    """An inspected part as a plant's gateway recorded it, what it was and how it was judged; ``image_ext`` set
+    when its image is offered."""
 
     record_id: str
+    verdict: str
     line_id: str
     camera_id: str
-    sequence: int
     part_id: str
-    capture_time: datetime | None
+    sequence: int
     receive_time: datetime
-    model_name: str
-    model_version: int
+    capture_time: datetime | None
     recipe_id: str
     recipe_version: str
-    verdict: str
+    model_name: str
+    model_version: int
     defects_json: str
     image_sha256: str
     image_ext: str | None
@@ -100,11 +101,14 @@ def part_from_wire(message: pb.Part) -> PartUp:
         json.loads(message.defects_json or "[]")
     except ValueError:
         raise WireError("defects_json is not JSON") from None
+    capture = _time(message.capture_time) if message.HasField("capture_time") else None
     return PartUp(
-        message.record_id, message.line_id, message.camera_id, message.sequence, message.part_id,
-        _time(message.capture_time) if message.HasField("capture_time") else None, _time(message.receive_time),
-        message.model_name, message.model_version, message.recipe_id, message.recipe_version, message.verdict,
-        message.defects_json or "[]", message.image_sha256, message.image_ext or None,
+        record_id=message.record_id, verdict=message.verdict, line_id=message.line_id, camera_id=message.camera_id,
+        part_id=message.part_id, sequence=message.sequence, receive_time=_time(message.receive_time),
+        capture_time=capture, recipe_id=message.recipe_id, recipe_version=message.recipe_version,
+        model_name=message.model_name, model_version=message.model_version,
+        defects_json=message.defects_json or "[]", image_sha256=message.image_sha256,
+        image_ext=message.image_ext or None,
     )  # fmt: skip
 
 

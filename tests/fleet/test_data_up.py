@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,8 +23,6 @@ from lineqa.datasets.model import Annotation, Box
 from lineqa.datasets.synth import Surface, generate_part
 from lineqa.fleet.database import open_fleet_database
 from lineqa.fleet.errors import HubUnreachableError
-from lineqa.fleet.plant_sync import PlantSync
-from lineqa.fleet.plant_uploads import UploadReport
 from lineqa.fleet.policy import DataPolicy
 from lineqa.fleet.schema import decisions, parts, plant_cursors, plant_sent
 from lineqa.fleet.wire import PartUp, part_to_wire
@@ -39,7 +36,7 @@ from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.recipes import RecipeStore
 from lineqa.serving.records import InspectionRecord, RecordStore
 from lineqa.serving.schema import inspections
-from tests.helpers.fleet import FAST_LINK, HubHome, hub_running, make_hub, make_plant, plant_sync
+from tests.helpers.fleet import FAST_LINK, HubHome, hub_running, make_hub, make_plant, plant_sync, retried
 from tests.helpers.tcp_proxy import TcpProxy
 
 MODEL_BOX = {"class": "scratch", "confidence": 0.7, "box": [20.0, 30.0, 80.0, 90.0], "disposition": "defect"}
@@ -107,18 +104,6 @@ def on_hub(hub: HubHome, table: object) -> int:
 
 def hub_images(hub: HubHome) -> set[str]:
     return {p.stem for p in (hub.home / "images").rglob("*.png")}
-
-
-def synced(sync: PlantSync, within_s: float = 20) -> UploadReport:
-    """What the sync loop does after a cut: send again until the hub answers (the channel reconnects)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            return sync.uploads.drain()
-        except HubUnreachableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_flagged_parts_images_and_decisions_land_in_the_tenants_dataset(hub: HubHome, plant: Plant) -> None:
@@ -201,7 +186,7 @@ def test_an_upload_cut_in_the_middle_resumes_without_duplicates(hub: HubHome, pl
             with pytest.raises(HubUnreachableError):
                 sync.uploads.drain()
             arrived = len(hub_images(hub))
-            resumed = synced(sync)
+            resumed = retried(sync.uploads.drain)
             again = sync.uploads.drain()
         finally:
             sync.close()
@@ -224,8 +209,9 @@ def test_the_hub_enforces_the_policy_and_the_plants_tenant_whatever_a_plant_send
     now = datetime.now(timezone.utc)
 
     def part(verdict: str) -> pb.Part:
-        up = PartUp(str(uuid.uuid4()), "line-1", "cam-1", 1, "", None, now, "m", 1, "r", "ab" * 32, verdict, "[]", sha,
-                    "png")  # fmt: skip
+        up = PartUp(record_id=str(uuid.uuid4()), verdict=verdict, line_id="line-1", camera_id="cam-1", part_id="",
+                    sequence=1, receive_time=now, capture_time=None, recipe_id="r", recipe_version="ab" * 32,
+                    model_name="m", model_version=1, defects_json="[]", image_sha256=sha, image_ext="png")  # fmt: skip
         return part_to_wire(up)
 
     with hub_running(hub) as running:

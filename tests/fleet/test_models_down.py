@@ -22,8 +22,6 @@ from lineqa.fleet.errors import BundleRefusedError, HubUnreachableError
 from lineqa.fleet.files import file_sha256
 from lineqa.fleet.manifest import Manifest
 from lineqa.fleet.plant_link import PlantLink
-from lineqa.fleet.plant_models import FollowOutcome
-from lineqa.fleet.plant_sync import PlantSync
 from lineqa.fleet.plants import PlantRegistry
 from lineqa.fleet.schema import bundles
 from lineqa.fleet.signing import sign
@@ -36,7 +34,7 @@ from lineqa.serving.model_repository import METADATA_NAME, ModelRepository
 from lineqa.serving.pki import PlantPki
 from lineqa.serving.recipes import RecipeRef, RecipeStore
 from tests.helpers.fleet import FAST_LINK as FAST
-from tests.helpers.fleet import MODEL, HubHome, hub_running, make_hub, make_plant, plant_sync
+from tests.helpers.fleet import MODEL, HubHome, hub_running, make_hub, make_plant, plant_sync, retried
 from tests.helpers.tcp_proxy import TcpProxy
 
 
@@ -227,7 +225,7 @@ def test_a_download_cut_in_the_middle_resumes_where_it_stopped(hub: HubHome, tmp
             assert len(parts) == 1 and 0 < parts[0].stat().st_size < size
             held = parts[0].stat().st_size
             assert plant_repository(home).model_names() == []  # nothing installed from half a file
-            outcome = followed(sync)
+            outcome = retried(sync.models.follow)
         finally:
             sync.close()
     assert outcome.changed and outcome.resumed == ("acme.metal v1 model.onnx",)
@@ -247,23 +245,11 @@ def test_a_stalled_link_is_dropped_by_keepalive_and_the_download_resumes(hub: Hu
             with pytest.raises(HubUnreachableError, match="resumes there"):
                 sync.models.follow()
             noticed_s = time.monotonic() - began
-            outcome = followed(sync)
+            outcome = retried(sync.models.follow)
         finally:
             sync.close()
     assert noticed_s < 10, f"a stalled link took {noticed_s:.1f} s to notice (keepalive 1 s + 1 s)"
     assert outcome.changed and outcome.resumed == ("acme.metal v1 model.onnx",)
-
-
-def followed(sync: PlantSync, within_s: float = 20) -> FollowOutcome:
-    """What the sync loop does after a cut: try again until the hub answers (the channel reconnects)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            return sync.models.follow()
-        except HubUnreachableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_a_plant_keeps_what_it_has_when_the_hub_is_gone(hub: HubHome, tmp_path: Path) -> None:

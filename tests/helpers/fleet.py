@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
@@ -18,6 +20,7 @@ from lineqa.demo import SHIPPED_MODEL
 from lineqa.fleet.bundles import HubBundles
 from lineqa.fleet.database import open_fleet_database
 from lineqa.fleet.enrolment import bundle_key_path, enrol
+from lineqa.fleet.errors import HubUnreachableError
 from lineqa.fleet.hub_ingest import HubIngest
 from lineqa.fleet.hub_service import HubServer, HubSettings, create_hub_server
 from lineqa.fleet.plant_link import ChannelSettings, PlantLink, join
@@ -32,6 +35,7 @@ from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.pki import PlantPki
 from lineqa.serving.promotions import event
 
+T = TypeVar("T")
 MODEL = SHIPPED_MODEL
 TENANTS = ("acme", "globex")
 FAST_LINK = ChannelSettings(keepalive_s=1.0, keepalive_timeout_s=1.0)
@@ -145,3 +149,15 @@ def hub_running(hub: HubHome, port: int = 0, **settings: float) -> Iterator[HubT
     finally:
         thread.stop()
 
+
+
+def retried(round_once: Callable[[], T], within_s: float = 20) -> T:
+    """What the sync loops do after a cut: try again until the hub answers (the channel reconnects)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return round_once()
+        except HubUnreachableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
