@@ -21,7 +21,8 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 import grpc
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,6 +48,7 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     WireError: grpc.StatusCode.INVALID_ARGUMENT,
     ContentStoreError: grpc.StatusCode.UNAVAILABLE,
     SQLAlchemyError: grpc.StatusCode.UNAVAILABLE,
+    OSError: grpc.StatusCode.UNAVAILABLE,  # a file of the repository or the image store cannot be read now
     FleetError: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
@@ -167,7 +169,7 @@ class HubServicer(pb_grpc.HubServiceServicer):
             logger.info("plant %s: %s v%d %s resumed at byte %d of %d", plant.plant_id, request.model,
                         request.version, request.path, request.offset, info.size)  # fmt: skip
         offset = request.offset
-        with path.open("rb") as handle:
+        with await self._run(context, "opening the file", _binary, path) as handle:
             handle.seek(offset)
             while chunk := await asyncio.to_thread(handle.read, self.settings.chunk_bytes):
                 yield pb.FileChunk(offset=offset, data=chunk)
@@ -203,6 +205,10 @@ class HubServicer(pb_grpc.HubServiceServicer):
         samples = await self._run(context, "storing an image", self.ingest.put_image, plant, request.sha256,
                                   request.ext, request.data)  # fmt: skip
         return pb.PutImageResponse(samples=samples)
+
+
+def _binary(path: Path) -> BinaryIO:
+    return path.open("rb")
 
 
 @dataclass

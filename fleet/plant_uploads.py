@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, String, and_, cast, exists, select
 from lineqa.content_store import ContentStore, ContentStoreError
 from lineqa.db import as_utc, tenant_scope
 from lineqa.fleet.plant_link import PlantLink
-from lineqa.fleet.plant_models import hub_error
+from lineqa.fleet.plant_models import UNREACHABLE, hub_error
 from lineqa.fleet.policy import FLAGGED, DataPolicy
 from lineqa.fleet.schema import plant_cursors, plant_sent
 from lineqa.fleet.wire import DecisionUp, PartUp, decision_to_wire, part_to_wire, policy_from_wire
@@ -124,8 +124,15 @@ class Uploader:
         except ContentStoreError as exc:
             logger.warning("image %s cannot be sent: %s", key, exc)
             return 0
-        self.stub.PutImage(pb.PutImageRequest(sha256=sha256, ext=key.rsplit(".", 1)[1], data=data),
-                           timeout=self.timeout_s)  # fmt: skip
+        try:
+            self.stub.PutImage(pb.PutImageRequest(sha256=sha256, ext=key.rsplit(".", 1)[1], data=data),
+                               timeout=self.timeout_s)  # fmt: skip
+        except grpc.RpcError as exc:
+            if exc.code() in UNREACHABLE:
+                raise
+            # refused for good (too large, no longer allowed): sending it again would stop every later part
+            logger.warning("the hub refused image %s (%s: %s); not sent again", key, exc.code().name, exc.details())
+            return 0
         return 1
 
     def _next(self, policy: DataPolicy) -> _Batch:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,15 +84,20 @@ def plant(tmp_path: Path) -> Plant:
 
 
 class Recording:
-    """The plant's real stub, noting what each PushParts carried (what left the plant)."""
+    """The plant's real stub, noting what each PushParts carried (what left the plant), and letting something
+    happen on the hub right after one was answered."""
 
     def __init__(self, stub: pb_grpc.HubServiceStub) -> None:
         self.stub = stub
         self.pushed: list[pb.PushPartsRequest] = []
+        self.after_push: Callable[[], object] | None = None  # something that happens on the hub meanwhile
 
     def PushParts(self, request: pb.PushPartsRequest, **options: object) -> pb.PushPartsResponse:  # noqa: N802
         self.pushed.append(request)
-        return self.stub.PushParts(request, **options)
+        answer = self.stub.PushParts(request, **options)
+        if self.after_push is not None:
+            self.after_push()
+        return answer
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.stub, name)
@@ -243,3 +249,26 @@ def test_the_hub_enforces_the_policy_and_the_plants_tenant_whatever_a_plant_send
         rows = conn.execute(select(parts.c.tenant_id, parts.c.plant_id)).all()
     assert sorted(rows) == [("acme", "press-shop"), ("globex", "hinge-works")]
     assert Catalog(hub.engine, ContentStore(hub.home / "images"), "globex").names() == []
+
+
+def test_an_image_the_hub_refuses_for_good_does_not_hold_up_the_parts_after_it(hub: HubHome, plant: Plant) -> None:
+    hub.policy("acme", DECISIONS_NOT_PASS_IMAGES)
+    first = plant.part(1, "FAIL")
+    with hub_running(hub) as running:
+        make_plant(hub, plant.home, "press-shop", "acme", running.address)
+        sync = plant_sync(plant.home)
+        narrowed = Recording(sync.uploads.stub)
+        narrowed.after_push = lambda: hub.policy("acme", DataPolicy(flagged_parts=True))  # images no longer allowed
+        sync.uploads.stub = narrowed  # type: ignore[assignment]
+        try:
+            refused = sync.uploads.drain()
+            narrowed.after_push = None
+            second = plant.part(2, "FAIL")
+            after = sync.uploads.drain()
+        finally:
+            sync.close()
+    assert (refused.new_parts, refused.images) == (1, 0)  # the image was refused; the part is on the hub
+    assert (after.new_parts, after.known, after.images) == (1, 0, 0)  # and the next part was not held up by it
+    with hub.engine.connect() as conn:
+        assert set(conn.execute(select(parts.c.record_id)).scalars()) == {first, second}
+    assert not hub_images(hub)
