@@ -5,7 +5,7 @@
     lineqa hub plant add press-shop --tenant acme --hub hub.example.com:50061 --out press-shop.enrolment
     lineqa hub policy set acme --flagged-parts --decisions --images FAIL,REVIEW --reason "8D #112 data"
     lineqa hub serve --host 0.0.0.0                    # mutual TLS on port 50061
-    lineqa hub bundle show acme                        # what acme's plants get now (signed when first asked for)
+    lineqa hub bundle show acme                        # what acme's plants get now (signed when one asks for it)
     lineqa hub plant revoke press-shop                 # its next call is refused
 
 The hub's home holds the model registry (``lineqa models publish``/``promote`` there), the tenants' recipes
@@ -28,7 +28,7 @@ from lineqa.content_store import ContentStore
 from lineqa.fleet.bundles import HubBundles
 from lineqa.fleet.database import home_arguments, open_fleet_database
 from lineqa.fleet.enrolment import bundle_key_path, enrol, write_enrolment
-from lineqa.fleet.errors import FleetError
+from lineqa.fleet.errors import EnrolmentError, FleetError
 from lineqa.fleet.hub_ingest import HubIngest
 from lineqa.fleet.hub_service import HubSettings, create_hub_server, serve_until_signal
 from lineqa.fleet.manifest import Manifest
@@ -85,7 +85,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     show.add_argument("tenant")
 
     bundle = area.add_parser("bundle", help="a tenant's bundle").add_subparsers(dest="action", required=True)
-    bundle.add_parser("show", help="the tenant's current bundle's manifest").add_argument("tenant")
+    bundle.add_parser("show", help="what the tenant's plants get now: its bundle's manifest").add_argument("tenant")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,11 +98,7 @@ def run(args: argparse.Namespace) -> int:
             return _plant(args, home, engine)
         if args.area == "policy":
             return _policy(args, engine)
-        key = signing_key(bundle_key_path(home))
-        stored = HubBundles(engine, ModelRepository(home / "models"), key).current(args.tenant)
-        manifest = Manifest.from_bytes(stored.manifest)
-        print(json.dumps(manifest.model_dump(mode="json"), indent=2))
-        return 0
+        return _bundle(args, home, engine)
     finally:
         engine.dispose()
 
@@ -128,10 +124,24 @@ def _serve(args: argparse.Namespace, home: Path, engine: Engine) -> int:
     return 0
 
 
+def _bundle(args: argparse.Namespace, home: Path, engine: Engine) -> int:
+    """The tenant's newest bundle, or what its next one will hold (signed when a plant first asks for it)."""
+    bundles = HubBundles(engine, ModelRepository(home / "models"), signing_key(bundle_key_path(home)))
+    content, latest = bundles.content(args.tenant), bundles.latest(args.tenant)
+    if latest is not None and latest.content_sha256 == content.digest():
+        print(json.dumps(Manifest.from_bytes(latest.manifest).model_dump(mode="json"), indent=2))
+    else:
+        number = (latest.number if latest else 0) + 1
+        print(json.dumps({"number": number, "signed": False, "content": content.model_dump(mode="json")}, indent=2))
+    return 0
+
+
 def _plant(args: argparse.Namespace, home: Path, engine: Engine) -> int:
     registry = PlantRegistry(engine)
     if args.action == "add":
         out = args.out or Path(f"{args.plant}.enrolment")
+        if out.exists():  # checked before the plant is registered: its key must not be lost
+            raise EnrolmentError(f"{out} exists already: choose another --out")
         enrolment = enrol(home, engine, args.plant, args.tenant, args.hub, by=args.by or current_user(),
                           ca_dir=args.ca_dir)  # fmt: skip
         write_enrolment(enrolment, out)
