@@ -70,9 +70,11 @@ class Plant:
         Decisions(self.engine, self.store, queue, "reviewed").decide("acme", record_id, kind, boxes, "checked", "qa")
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> HubHome:
-    return make_hub(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> HubHome:
+    """A hub on SQLite, and on PostgreSQL with ``hub serve`` as the application role (row-level security)."""
+    db_url = str(request.getfixturevalue("empty_postgres_url")) if request.param == "postgresql" else None
+    return make_hub(tmp_path, db_url=db_url)
 
 
 @pytest.fixture
@@ -165,6 +167,7 @@ def test_flagged_parts_images_and_decisions_land_in_the_tenants_dataset(hub: Hub
     assert len(stored) == 6 and pass_sha not in stored  # the plant kept the PASS part's image; it stayed there
 
 
+@pytest.mark.parametrize("hub", ["sqlite"], indirect=True)
 def test_nothing_goes_up_until_the_tenant_sets_a_policy(hub: HubHome, plant: Plant) -> None:
     plant.part(1, "FAIL")
     with hub_running(hub) as running:
@@ -251,6 +254,7 @@ def test_the_hub_enforces_the_policy_and_the_plants_tenant_whatever_a_plant_send
     assert Catalog(hub.engine, ContentStore(hub.home / "images"), "globex").names() == []
 
 
+@pytest.mark.parametrize("hub", ["sqlite"], indirect=True)
 def test_an_image_the_hub_refuses_for_good_does_not_hold_up_the_parts_after_it(hub: HubHome, plant: Plant) -> None:
     hub.policy("acme", DECISIONS_NOT_PASS_IMAGES)
     first = plant.part(1, "FAIL")

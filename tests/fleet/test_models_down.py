@@ -37,10 +37,14 @@ from tests.helpers.fleet import FAST_LINK as FAST
 from tests.helpers.fleet import MODEL, HubHome, hub_running, make_hub, make_plant, plant_sync, retried
 from tests.helpers.tcp_proxy import TcpProxy
 
+SQLITE_ONLY = pytest.mark.parametrize("hub", ["sqlite"], indirect=True)  # transport: the database is no matter
 
-@pytest.fixture
-def hub(tmp_path: Path) -> HubHome:
-    hub = make_hub(tmp_path)
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> HubHome:
+    """A hub on SQLite, and on PostgreSQL with ``hub serve`` as the application role (row-level security)."""
+    db_url = str(request.getfixturevalue("empty_postgres_url")) if request.param == "postgresql" else None
+    hub = make_hub(tmp_path, db_url=db_url)
     hub.publish("acme.metal")
     hub.recipe("acme", "bracket", "acme.metal")
     hub.publish("globex.metal")
@@ -163,6 +167,7 @@ def _signed(hub: HubHome, tenant: str, number: int) -> pb.SignedBundle:
     return pb.SignedBundle(number=number, manifest=bytes(row["manifest"]), signature=bytes(row["signature"]))
 
 
+@SQLITE_ONLY
 def test_a_tampered_or_unsigned_bundle_is_refused_logged_and_nothing_installed(
     hub: HubHome, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -211,6 +216,7 @@ def test_a_tampered_or_unsigned_bundle_is_refused_logged_and_nothing_installed(
     assert len(logged) == len(forged) + 1 and all("the line keeps bundle #1" in line for line in logged)
 
 
+@SQLITE_ONLY
 def test_a_download_cut_in_the_middle_resumes_where_it_stopped(hub: HubHome, tmp_path: Path) -> None:
     home = tmp_path / "plant"
     size = MODEL.stat().st_size
@@ -234,6 +240,7 @@ def test_a_download_cut_in_the_middle_resumes_where_it_stopped(hub: HubHome, tmp
     assert file_sha256(version.model_file) == file_sha256(MODEL)
 
 
+@SQLITE_ONLY
 def test_a_stalled_link_is_dropped_by_keepalive_and_the_download_resumes(hub: HubHome, tmp_path: Path) -> None:
     home = tmp_path / "plant"
     with hub_running(hub) as running, TcpProxy(("127.0.0.1", running.port)) as proxy:
@@ -252,6 +259,7 @@ def test_a_stalled_link_is_dropped_by_keepalive_and_the_download_resumes(hub: Hu
     assert outcome.changed and outcome.resumed == ("acme.metal v1 model.onnx",)
 
 
+@SQLITE_ONLY
 def test_a_plant_keeps_what_it_has_when_the_hub_is_gone(hub: HubHome, tmp_path: Path) -> None:
     home = tmp_path / "plant"
     with hub_running(hub) as running:

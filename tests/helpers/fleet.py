@@ -34,6 +34,7 @@ from lineqa.serving.local_plant import LOCAL_HOSTS, set_recipe
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.pki import PlantPki
 from lineqa.serving.promotions import event
+from tests.conftest import app_role_url
 
 T = TypeVar("T")
 MODEL = SHIPPED_MODEL
@@ -43,8 +44,12 @@ FAST_LINK = ChannelSettings(keepalive_s=1.0, keepalive_timeout_s=1.0)
 
 @dataclass
 class HubHome:
+    """The hub's home; ``engine`` is the owner's (the hub admin's commands), ``service`` what ``hub serve``
+    logs in as (on PostgreSQL the application role, under row-level security)."""
+
     home: Path
     engine: Engine
+    service: Engine
 
     @property
     def repository(self) -> ModelRepository:
@@ -69,19 +74,22 @@ class HubHome:
                            client_ca=pki.ca_cert.read_bytes(), **extra)  # type: ignore[arg-type]  # fmt: skip
 
     def server(self, settings: HubSettings) -> HubServer:
-        policies = PolicyStore(self.engine)
-        bundles = HubBundles(self.engine, self.repository, signing_key(bundle_key_path(self.home)))
-        ingest = HubIngest(self.engine, ContentStore(self.home / "images"), policies)
-        return create_hub_server(PlantRegistry(self.engine), bundles, ingest, policies, settings)
+        policies = PolicyStore(self.service)
+        bundles = HubBundles(self.service, self.repository, signing_key(bundle_key_path(self.home)))
+        ingest = HubIngest(self.service, ContentStore(self.home / "images"), policies)
+        return create_hub_server(PlantRegistry(self.service), bundles, ingest, policies, settings)
 
 
-def make_hub(tmp_path: Path, tenants: tuple[str, ...] = TENANTS) -> HubHome:
+def make_hub(tmp_path: Path, tenants: tuple[str, ...] = TENANTS, db_url: str | None = None) -> HubHome:
+    """A hub home on SQLite, or on the PostgreSQL database ``db_url`` (the owner's login; the service then
+    logs in as the application role)."""
     home = tmp_path / "hub"
     PlantPki(home / "pki").init(LOCAL_HOSTS, name="lineqa hub CA")
-    engine = open_fleet_database(database_url(home))
+    engine = open_fleet_database(database_url(home, db_url))
     for tenant in tenants:
         AccessStore(engine).add_tenant(tenant)
-    return HubHome(home, engine)
+    service = open_fleet_database(app_role_url(db_url)) if db_url else engine
+    return HubHome(home, engine, service)
 
 
 def make_plant(hub: HubHome, home: Path, plant: str, tenant: str, address: str) -> PlantLink:
