@@ -22,6 +22,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DECISION_KINDS = frozenset({"confirm", "false_alarm", "correct"})
 MAX_BOXES = 500
+# The longest each text may be: what the hub's tables hold (the gateway's and review app's own limits).
+_LIMITS = {"line_id": 128, "camera_id": 128, "part_id": 256, "model_name": 128, "recipe_id": 128,
+           "recipe_version": 64, "reviewer": 128}  # fmt: skip
 
 
 class WireError(FleetError):
@@ -86,7 +89,14 @@ def part_to_wire(part: PartUp) -> pb.Part:
     )  # fmt: skip
 
 
+def _check_lengths(message: pb.Part | pb.Decision) -> None:
+    for field, limit in _LIMITS.items():
+        if field in message.DESCRIPTOR.fields_by_name and len(getattr(message, field)) > limit:
+            raise WireError(f"{field} is longer than {limit} characters")
+
+
 def part_from_wire(message: pb.Part) -> PartUp:
+    _check_lengths(message)
     if not _RECORD_ID.match(message.record_id):
         raise WireError(f"record id {message.record_id!r} is not a record id")
     if message.verdict not in VERDICTS:
@@ -119,6 +129,7 @@ def decision_to_wire(decision: DecisionUp) -> pb.Decision:
 
 
 def decision_from_wire(message: pb.Decision) -> DecisionUp:
+    _check_lengths(message)
     if message.kind not in DECISION_KINDS:
         raise WireError(f"decision kind {message.kind!r} is not confirm, false_alarm or correct")
     if not _RECORD_ID.match(message.record_id) or message.decision_id < 1:

@@ -244,13 +244,18 @@ def test_the_hub_enforces_the_policy_and_the_plants_tenant_whatever_a_plant_send
             rewritten.verdict = "REVIEW"  # a record is never changed: the same id with other content is refused
             answer = stub.PushParts(pb.PushPartsRequest(parts=[flagged, rewritten]), timeout=10)
             assert answer.known == 1 and "differs from the part received before" in answer.refused[0].reason
+            oversized = pb.Part()
+            oversized.CopyFrom(part("FAIL"))
+            oversized.part_id = "x" * 300  # refused on its own (on PostgreSQL it would fail the whole batch)
+            answer = stub.PushParts(pb.PushPartsRequest(parts=[oversized, part("REVIEW")]), timeout=10)
+            assert answer.new_parts == 1 and answer.refused[0].reason == "part_id is longer than 256 characters"
         with globex.channel(FAST_LINK) as channel:  # the same part pushed by globex's plant lands in globex
             stub = pb_grpc.HubServiceStub(channel)
             answer = stub.PushParts(pb.PushPartsRequest(parts=[flagged]), timeout=10)
             assert answer.new_parts == 1 and list(answer.wanted_images) == [sha]  # globex has no copy of acme's
     with hub.engine.connect() as conn:
         rows = conn.execute(select(parts.c.tenant_id, parts.c.plant_id)).all()
-    assert sorted(rows) == [("acme", "press-shop"), ("globex", "hinge-works")]
+    assert sorted(rows) == [("acme", "press-shop"), ("acme", "press-shop"), ("globex", "hinge-works")]
     assert Catalog(hub.engine, ContentStore(hub.home / "images"), "globex").names() == []
 
 
