@@ -114,21 +114,13 @@ decisions = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "plant_id", "decision_id"),
 )
 
+# kind: "part" (item: the record id) or "decision" (item: the decision id)
 plant_sent = sa.Table(
-    "fl_plant_sent",
-    metadata,
-    _text("tenant_id"),
-    _text("kind", 16),
-    _text("item_id"),
-    _time("sent_at"),
+    "fl_plant_sent", metadata, _text("tenant_id"), _text("kind", 16), _text("item_id"), _time("sent_at"),
     sa.PrimaryKeyConstraint("tenant_id", "kind", "item_id"),
-)
+)  # fmt: skip
 
 plant_cursors = sa.Table(
-    "fl_plant_cursors",
-    metadata,
-    _text("tenant_id"),
-    _text("kind", 16),
-    _time("scanned_to"),
+    "fl_plant_cursors", metadata, _text("tenant_id"), _text("kind", 16), _time("scanned_to"),
     sa.PrimaryKeyConstraint("tenant_id", "kind"),
-)
+)  # fmt: skip
