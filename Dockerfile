@@ -48,6 +48,7 @@ COPY vision /src/vision
 COPY serving /src/serving
 COPY review /src/review
 COPY datasets /src/datasets
+COPY fleet /src/fleet
 COPY training /src/training
 COPY protos /src/protos
 RUN pip install --quiet --no-deps --no-build-isolation /src && pip uninstall --quiet -y setuptools wheel

@@ -40,6 +40,8 @@ COMMANDS: dict[str, Command] = {
         "lineqa.serving.models_cli", "the model registry (Triton's repository): publish, promote, rollback, allow"
     ),
     "recipes": Command("lineqa.serving.recipes_cli", "a tenant's recipes: set, show, history, diff (audited)"),
+    "hub": Command("lineqa.fleet.hub_cli", "the hub: serve plants, add and revoke them, data policies, bundles"),
+    "plant": Command("lineqa.fleet.plant_cli", "a plant: join a hub, follow its models, send parts up (sync)"),
     "db": Command("lineqa.db_cli", "the database: migrate it as its owner, the application role's password"),
     "datasets": Command("lineqa.datasets.cli", "labelled datasets: import, check, split, version, export, pool"),
     "train": Command("lineqa.training.train_cli", "train a YOLO detector on a dataset version (offline, recorded run)"),
@@ -58,6 +60,7 @@ USER_ERROR_ROOTS = (
     "lineqa.datasets.errors:DatasetError",
     "lineqa.training.errors:TrainingError",
     "lineqa.review.errors:ReviewError",
+    "lineqa.fleet.errors:FleetError",
     "lineqa.db:DatabaseOpenError",
     "lineqa.db_cli:DbCommandError",
 )

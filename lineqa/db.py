@@ -23,7 +23,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
 from lineqa.home import private_folder
@@ -84,6 +84,22 @@ def alembic_config(migrations: Path, version_table: str, connection: Connection 
     config.attributes["connection"] = connection
     config.attributes["version_table"] = version_table
     return config
+
+
+def run_migrations(metadata: MetaData, table_prefix: str) -> None:
+    """What a part's Alembic ``env.py`` does: migrate on the connection :func:`open_database` hands over, with
+    the part's own version table, comparing only the part's own tables (those named ``<table_prefix>...``)."""
+    from alembic import context
+
+    context.configure(
+        connection=context.config.attributes["connection"],
+        target_metadata=metadata,
+        version_table=context.config.attributes["version_table"],
+        include_name=lambda name, kind, _: kind != "table" or (name or "").startswith(table_prefix),
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def _enter_scope(connection: Connection) -> None:

@@ -40,11 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from psycopg import sql
 
     from lineqa.db import database_url
-    from lineqa.review.database import open_review_database  # the gateway's, the catalog's and the review app's
+    from lineqa.fleet.database import open_fleet_database  # every part's: gateway, catalog, review app, hub/plant
     from lineqa.row_security import APP_ROLE
 
     password = _app_password(args)
-    engine = open_review_database(database_url(args.home or default_home(), args.db))
+    engine = open_fleet_database(database_url(args.home or default_home(), args.db))
     try:
         if password is not None:
             if engine.dialect.name != "postgresql":

@@ -14,7 +14,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTO_FILES = (Path("protos/lineqa/inspection/v1/inspection.proto"),)
+PROTO_FILES = (
+    Path("protos/lineqa/inspection/v1/inspection.proto"),
+    Path("protos/lineqa/fleet/v1/fleet.proto"),
+)
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 # The import name the repository's protos/ folder is installed under: the generated modules import their
 # siblings by it (protoc derives those imports from the path it is given).

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -317,30 +318,55 @@ class ModelRepository:
         check_model_name(name)
         metadata = read_onnx_metadata(Path(model_file), lineage)
         existing = self.versions(name)
-        if existing:
-            differences = existing[-1].metadata.shape_differences(metadata)
-            if differences:
-                raise ModelRepositoryError(
-                    f"{model_file} does not fit model {name!r} (its versions {[v.version for v in existing]}): "
-                    f"{'; '.join(differences)}. All versions of a model share one Triton configuration: "
-                    "add it under a new model name"
-                )
+        _check_fits(name, existing, metadata, str(model_file))
         chosen = settings or (self.settings(name) if existing else default_settings(metadata))
         check_settings_fit(metadata, chosen)
+        number = max((v.version for v in existing), default=0) + 1
+        self._place(name, number, {"model.onnx": Path(model_file), METADATA_NAME: metadata.to_json()})
+        self._write_config(name, "onnxruntime", metadata, chosen)
+        return self.version(name, number)
+
+    def install_version(
+        self, name: str, number: int, files: Mapping[str, Path], settings: ModelSettings
+    ) -> ModelVersion:
+        """Put in a version made in another repository (a plant installing its hub's bundle) under the number it
+        has there, its files as they are (the model file and ``lineqa.json``, with the lineage recorded there),
+        and serve the model with ``settings``. Refused, with nothing written: a number already taken, files that
+        are not one model file and its metadata, a shape that differs from the model's other versions."""
+        check_model_name(name)
+        model_files = [f for f in files if f in MODEL_FILES]
+        if len(model_files) != 1 or set(files) != {model_files[0], METADATA_NAME}:
+            raise ModelRepositoryError(
+                f"a version is one of {sorted(MODEL_FILES)} and {METADATA_NAME}, not {sorted(files)}"
+            )
+        metadata = VersionMetadata.from_json(files[METADATA_NAME].read_text())
+        existing = self.versions(name)
+        if any(v.version == number for v in existing):
+            raise ModelRepositoryError(f"model {name!r} has a version {number} already")
+        _check_fits(name, existing, metadata, f"version {number}")
+        check_settings_fit(metadata, settings)
+        self._place(name, number, dict(files))
+        newest = self.latest(name)
+        self._write_config(name, newest.backend, newest.metadata, settings)
+        return self.version(name, number)
+
+    def _place(self, name: str, number: int, files: Mapping[str, Path | str]) -> None:
+        """Write a version's files (copied from a path, or text) into a folder beside the versions, then rename
+        it into place: a server scanning the repository sees the whole version or none of it."""
         folder = self.root / name
         private_folder(self.root.parent)  # a home made by this is private; the repository is Triton's to read
         folder.mkdir(parents=True, exist_ok=True)
-        number = max((v.version for v in existing), default=0) + 1
         staging = Path(tempfile.mkdtemp(prefix=f".{number}-", dir=folder))
         try:
-            shutil.copyfile(model_file, staging / "model.onnx")
-            (staging / METADATA_NAME).write_text(metadata.to_json())
+            for file_name, content in files.items():
+                if isinstance(content, Path):
+                    shutil.copyfile(content, staging / file_name)
+                else:
+                    (staging / file_name).write_text(content)
             os.rename(staging, folder / str(number))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self._write_config(name, "onnxruntime", metadata, chosen)
-        return self.version(name, number)
 
     def rename(self, name: str, new_name: str) -> None:
         """Give a model another name (its folder, and the name in its generated config): Triton sees the old
@@ -421,6 +447,17 @@ class ModelRepository:
         elif config.read_text() != wanted:
             problems.append(f"{config}: differs from the generated configuration (edited by hand, or stale)")
         return problems
+
+
+def _check_fits(name: str, existing: list[ModelVersion], metadata: VersionMetadata, source: str) -> None:
+    """Refuse a version whose shape differs from the model's others: they share one Triton configuration."""
+    differences = existing[-1].metadata.shape_differences(metadata) if existing else []
+    if differences:
+        raise ModelRepositoryError(
+            f"{source} does not fit model {name!r} (its versions {[v.version for v in existing]}): "
+            f"{'; '.join(differences)}. All versions of a model share one Triton configuration: "
+            "add it under a new model name"
+        )
 
 
 def _file_disagreements(version: ModelVersion, settings: ModelSettings) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from lineqa.cli import COMMANDS
 
 HEAVY = ("torch", "ultralytics", "torchvision")
-SERVING_PARTS = ("lineqa.serving.", "lineqa.vision.", "lineqa.review.", "lineqa.demo")
+SERVING_PARTS = ("lineqa.serving.", "lineqa.vision.", "lineqa.review.", "lineqa.fleet.", "lineqa.demo")
 SERVING_COMMANDS = [name for name, cmd in COMMANDS.items() if cmd.module.startswith(SERVING_PARTS)]
 
 
@@ -31,14 +31,14 @@ def test_base_install_requires_no_torch_or_ultralytics() -> None:
     assert {r.split(">")[0].split("<")[0] for r in train} >= {"torch", "torchvision", "ultralytics"}
 
 
-def test_import_serving_vision_and_review_never_imports_torch() -> None:
+def test_import_serving_vision_review_and_fleet_never_imports_torch() -> None:
     modules = _modules_after(
-        "import pkgutil, importlib, lineqa.serving, lineqa.vision, lineqa.review\n"
-        "for pkg in (lineqa.serving, lineqa.vision, lineqa.review):\n"
+        "import pkgutil, importlib, lineqa.serving, lineqa.vision, lineqa.review, lineqa.fleet\n"
+        "for pkg in (lineqa.serving, lineqa.vision, lineqa.review, lineqa.fleet):\n"
         "    for m in pkgutil.iter_modules(pkg.__path__):\n"
         "        importlib.import_module(f'{pkg.__name__}.{m.name}')"
     )
-    assert "lineqa.serving.predict_cli" in modules and "lineqa.review.app" in modules
+    assert {"lineqa.serving.predict_cli", "lineqa.review.app", "lineqa.fleet.hub_service"} <= modules
     assert not [m for m in modules if m.split(".")[0] in HEAVY]
 
 

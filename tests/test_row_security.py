@@ -25,6 +25,8 @@ from sqlalchemy.exc import DBAPIError
 
 from lineqa.datasets.schema import metadata as catalog_metadata
 from lineqa.db import tenant_scope, token_scope
+from lineqa.fleet.database import open_fleet_database
+from lineqa.fleet.schema import metadata as fleet_metadata
 from lineqa.review.database import open_review_database
 from lineqa.review.schema import metadata as review_metadata
 from lineqa.row_security import APP_ROLE
@@ -36,8 +38,9 @@ from tests.conftest import app_role_url
 from tests.serving.test_records import record
 
 TENANTS = ("acme", "globex")
-# Keyed by person, not tenant: signing in finds a user's roles in every tenant (review/migrations rv0002).
-PERSON_TABLES = {"rv_memberships"}
+# Keyed by person, not tenant: signing in finds a user's roles in every tenant (review/migrations rv0002); and
+# by plant: the hub finds a plant by its certificate before it knows its tenant (fleet/migrations fl0001).
+PERSON_TABLES = {"rv_memberships", "fl_plants"}
 INSUFFICIENT_PRIVILEGE = "42501"  # also what a row-level security violation raises
 
 
@@ -47,7 +50,7 @@ def tenant_column(table: Table) -> str | None:
 
 TENANT_TABLES = [
     table
-    for metadata in (gateway_metadata, catalog_metadata, review_metadata)
+    for metadata in (gateway_metadata, catalog_metadata, review_metadata, fleet_metadata)
     for table in metadata.sorted_tables
     if tenant_column(table) and table.name not in PERSON_TABLES
 ]
@@ -82,12 +85,12 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine,
     from tests.conftest import _fresh_postgres_database
 
     with _fresh_postgres_database() as url:
-        owner = open_review_database(url)  # every part's migrations, as the owner
+        owner = open_fleet_database(url)  # every part's migrations, as the owner
         with owner.begin() as conn:
             for table in TENANT_TABLES:
                 for tenant in TENANTS:
                     conn.execute(table.insert().values(**row(table, tenant)))
-        app = open_review_database(app_role_url(url))  # what the services open: at head, opening only checks
+        app = open_fleet_database(app_role_url(url))  # what the services open: at head, opening only checks
         yield owner, app
         app.dispose()
         owner.dispose()
@@ -117,7 +120,7 @@ def test_every_tenant_table_has_a_policy(database: tuple[Engine, Engine]) -> Non
         owner_of_tables = conn.exec_driver_sql("SELECT tableowner FROM pg_tables WHERE tablename = 'inspections'")
         assert owner_of_tables.scalar() != APP_ROLE  # the service's role owns nothing: it cannot disable a policy
     assert with_tenant_column - PERSON_TABLES == protected == {t.name for t in TENANT_TABLES}
-    assert len(protected) == 15
+    assert len(protected) == 21
 
 
 @pytest.mark.parametrize("table", TENANT_TABLES, ids=lambda t: t.name)

@@ -32,7 +32,7 @@ print(json.dumps({
     "load_dataset": datasets.load_dataset.__module__,
     "lineqa_datasets": lineqa.datasets.__file__,
     "vision": lineqa.vision.__file__,
-    "old_names": [m for m in ("vision", "serving", "training", "protos", "review") if u.find_spec(m)],
+    "old_names": [m for m in ("vision", "serving", "training", "protos", "review", "fleet") if u.find_spec(m)],
 }))
 """
 

@@ -1,5 +1,6 @@
 """A TCP proxy on loopback that a test can make misbehave: stall its connections (a half-open peer: nothing
-passes, nothing is closed) or reset them, while new connections pass normally."""
+passes, nothing is closed) or reset them, at once or once a number of bytes has passed (a link cut in the
+middle of a transfer), while new connections pass normally."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._connections: list[tuple[socket.socket, socket.socket, threading.Event]] = []
         self.accepted = 0
+        self.passed = 0  # bytes forwarded, both ways
+        self._cut_at: int | None = None
+        self._cut_by_stall = False
         threading.Thread(target=self._accept, name="tcp-proxy", daemon=True).start()
 
     def _accept(self) -> None:
@@ -40,15 +44,30 @@ class TcpProxy:
                 for source, sink in ((client, upstream), (upstream, client)):
                     threading.Thread(target=self._pipe, args=(source, sink, frozen), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket, frozen: threading.Event) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, frozen: threading.Event) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
                 if frozen.is_set():
                     continue  # a stalled link: swallowed, like packets into a dead switch
                 sink.sendall(data)
+                self._count(len(data))
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
+
+    def _count(self, size: int) -> None:
+        with self._lock:
+            self.passed += size
+            due = self._cut_at is not None and self.passed >= self._cut_at
+            if due:
+                self._cut_at = None
+        if due:
+            self.stall() if self._cut_by_stall else self.reset()
+
+    def cut_after(self, byte_count: int, *, stall: bool = False) -> None:
+        """Reset (or ``stall``) the connections once ``byte_count`` more bytes have passed, either way (once)."""
+        with self._lock:
+            self._cut_at = self.passed + byte_count
+            self._cut_by_stall = stall
 
     def stall(self) -> None:
         with self._lock:

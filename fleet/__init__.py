@@ -1,0 +1,6 @@
+"""Hub and plants: signed model bundles down, flagged parts and QA decisions up, over mutual TLS.
+
+The hub runs datasets, pooling, training and the model registry for every tenant; each plant runs its gateways,
+cameras and review app next to its lines and follows the models its tenant promotes on the hub. Imported as
+``lineqa.fleet``; it uses serving, datasets and the review app's tables, never torch.
+"""
