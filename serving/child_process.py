@@ -1,6 +1,6 @@
 """Child processes that die with the gateway, even when the gateway is killed with SIGKILL.
 
-A child started through ``setpriv --pdeathsig KILL`` gets SIGKILL from the kernel when its parent dies. The
+A child started through ``setpriv --pdeathsig SIG`` gets SIG from the kernel when its parent dies. The
 kernel sends it when the parent *thread* that forked the child ends, not the process, so every such child is
 forked by one thread that lives as long as the process (:class:`_Spawner`). Each child leads its own process
 group, so stopping it reaches whatever it started (Triton's backend stubs) with one ``killpg``.
@@ -52,8 +52,10 @@ _spawner: _Spawner | None = None
 _spawner_lock = threading.Lock()
 
 
-def spawn_bound(command: Sequence[str], *, env: Mapping[str, str], output: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start ``command`` in its own process group, killed by the kernel if this process dies."""
+def spawn_bound(
+    command: Sequence[str], *, env: Mapping[str, str], output: IO[bytes], death_signal: str = "KILL"
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own process group; the kernel sends it ``death_signal`` if this process dies."""
     global _spawner
     with _spawner_lock:
         if _spawner is None:
@@ -62,7 +64,7 @@ def spawn_bound(command: Sequence[str], *, env: Mapping[str, str], output: IO[by
         logger.warning("setpriv (util-linux) not found: %s may outlive a killed gateway", command[0])
         full = list(command)
     else:
-        full = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
+        full = [SETPRIV, "--pdeathsig", death_signal, "--", *command]
     return _spawner.popen(
         args=full, env=dict(env), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -16,7 +16,10 @@ statistics, trace and logging APIs (gRPC and HTTP) answer only calls carrying a 
 
 Robustness: a start is retried with backoff, on fresh ports, for a bounded total time, and a final failure
 names the cause with the last lines of Triton's log. Triton and its stubs die with the gateway, even when the
-gateway is SIGKILLed (:mod:`lineqa.serving.child_process`).
+gateway is SIGKILLed: Triton runs under a small guardian (``triton_guardian.sh``) that the kernel signals
+when the gateway dies (:mod:`lineqa.serving.child_process`), and that kills Triton's whole process group,
+stubs included, and removes their shared memory, whenever Triton ends (Triton's stubs do not reliably notice a
+killed server by themselves).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +52,9 @@ ADMIN_HEADER = "lineqa-admin-key"
 # Triton's gRPC server looks for a restricted protocol's key under this prefix (its HTTP server, bare).
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
 WORKDIR_PREFIX = "lineqa-triton-"
+SHM_PREFIX = "lineqa-"  # + the gateway's pid: its stubs' regions in /dev/shm
 LOG_TAIL_LINES = 25
+GUARDIAN = Path(__file__).with_name("triton_guardian.sh")
 
 
 class EmbeddedTritonError(ServingError):
@@ -185,9 +191,14 @@ class EmbeddedTriton:
         return self._workdir
 
     def _command(self, endpoints: TritonEndpoints) -> list[str]:
+        """The guardian with tritonserver under it (see ``triton_guardian.sh``)."""
         restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self.admin_key}"
         workdir = self._prepared_workdir()
+        # Backend stubs' shared-memory regions are named per server, so two gateways on a host never meet.
+        shm_prefix = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+        guardian = ["sh", str(GUARDIAN), str(workdir / "triton.pid"), shm_prefix, str(self.settings.exit_timeout_s + 3)]
         return [
+            *guardian,
             str(self.distribution.server),
             f"--model-repository={self.view}",
             f"--backend-directory={workdir / 'backends'}",
@@ -203,8 +214,7 @@ class EmbeddedTriton:
             f"--grpc-restricted-protocol={restricted}",
             f"--http-restricted-api={restricted}",
             f"--exit-timeout-secs={self.settings.exit_timeout_s}",
-            # Backend stubs' shared-memory regions are named per server, so two gateways on a host never meet.
-            f"--backend-config=python,shm-region-prefix-name=lineqa-{os.getpid()}-{secrets.token_hex(4)}-",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         ]  # fmt: skip
 
     def start(self, wanted: Mapping[str, Iterable[int]] | None = None) -> TritonEndpoints:
@@ -240,15 +250,14 @@ class EmbeddedTriton:
             log.write(f"---- lineqa: starting tritonserver at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             log.flush()
             self._process = spawn_bound(
-                self._command(self.endpoints), env=self.distribution.environment(), output=log
+                self._command(self.endpoints), env=self.distribution.environment(), output=log, death_signal="TERM"
             )
         attempt_deadline = min(deadline, time.monotonic() + self.settings.attempt_timeout_s)
         client = triton_grpc.InferenceServerClient(self.endpoints.grpc_url)
         try:
             while time.monotonic() < attempt_deadline:
                 status = self._process.poll()
-                if status is not None:
-                    kill_group(self._process.pid)
+                if status is not None:  # the guardian ends with Triton, its group cleared
                     return f"tritonserver exited with status {status}"
                 try:
                     if client.is_server_live(client_timeout=1.0) and client.is_server_ready(client_timeout=1.0):
@@ -318,9 +327,20 @@ class EmbeddedTriton:
             return f"(no log at {self.log_path})"
         return f"last lines of {self.log_path}:\n" + "\n".join(f"  {line}" for line in text)
 
+    def _triton_group(self) -> int | None:
+        """Triton's process group (its pid, as the guardian wrote it), if known."""
+        try:
+            return int(self.log_path.with_name("triton.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
     def _kill(self) -> None:
+        """Kill Triton, its stubs and its guardian now."""
         process, self._process = self._process, None
         if process is not None:
+            group = self._triton_group()
+            if group is not None:
+                kill_group(group)
             kill_group(process.pid)
             process.wait()
 
@@ -329,7 +349,10 @@ class EmbeddedTriton:
         the working folder."""
         process, self._process = self._process, None
         if process is not None:
-            stop_group(process, self.settings.exit_timeout_s + 5.0)
+            group = self._triton_group()
+            stop_group(process, self.settings.exit_timeout_s + 8.0)  # the guardian stops Triton, then clears up
+            if group is not None:
+                kill_group(group)  # only if the guardian itself did not get to it
         workdir, self._workdir = self._workdir, None
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -343,8 +366,25 @@ class EmbeddedTriton:
 
 
 def _remove_stale_workdirs(parent: Path) -> None:
-    """Working folders left by gateways that were killed (their process is gone)."""
+    """What gateways that were killed left behind (their process is gone): working folders, a Triton or stubs
+    still running from one (an old release, or a guardian killed outright), their shared memory."""
     for folder in parent.glob(f"{WORKDIR_PREFIX}*-*"):
         pid = folder.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            _kill_processes_using(folder)
+            for region in Path("/dev/shm").glob(f"{SHM_PREFIX}{pid}-*"):
+                region.unlink(missing_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _kill_processes_using(folder: Path) -> None:
+    """SIGKILL every process whose command line names ``folder`` (Triton and its stubs run from it)."""
+    marker = str(folder).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue

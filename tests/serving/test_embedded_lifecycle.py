@@ -8,6 +8,7 @@ of megabytes.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -75,3 +76,21 @@ def test_no_triton_process_outlives_its_gateway(how: str, repository: ModelRepos
     finally:
         stop(gateway)
     assert not left, f"after {how} of the gateway, still running: {[(p.pid, p.name()) for p in left]}"
+
+
+def test_a_killed_triton_leaves_no_stub_and_no_shared_memory(repository: ModelRepository) -> None:
+    """Triton's backend stubs do not reliably notice a server killed under them (seen: stubs asleep for hours,
+    their regions left in /dev/shm); the guardian clears both when Triton ends."""
+    triton = EmbeddedTriton(repository, EmbeddedTritonSettings(ort_threads=1))
+    try:
+        triton.start({"metal": [1]})
+        server = next(p for p in process_tree(os.getpid()) if p.name() == "tritonserver")
+        stubs = [p for p in server.children(recursive=True) if p.name().startswith("triton_python")]
+        assert stubs and list(Path("/dev/shm").glob(f"lineqa-{os.getpid()}-*"))
+        server.kill()
+        left = wait_gone(stubs, 5.0)
+        regions = list(Path("/dev/shm").glob(f"lineqa-{os.getpid()}-*"))
+    finally:
+        triton.stop()
+    assert not left, f"stubs outlived their server: {[p.pid for p in left]}"
+    assert not regions, f"shared memory left behind: {regions}"
