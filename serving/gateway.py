@@ -287,6 +287,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+DRAIN_NOTICE_S = 2.0
+"""Least time between SIGTERM and closing the listener, so health checkers see NOT_SERVING."""
+
+
 async def run_until_signal(gateway: Gateway, grace_s: float) -> None:
     """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, refuse new inspection calls (health still
     answers, so load balancers see NOT_SERVING), end streams after their in-flight frames are judged and
@@ -306,4 +310,8 @@ async def run_until_signal(gateway: Gateway, grace_s: float) -> None:
     began = time.monotonic()
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(gateway.servicer.drained(), grace_s)
+    # Probes that ask every second or two must get to see NOT_SERVING rather than a closed port: the listener
+    # stays up (health answering, new inspection calls refused) for a short notice even when drained sooner.
+    notice_s = min(DRAIN_NOTICE_S, grace_s / 2)
+    await asyncio.sleep(max(0.0, began + notice_s - time.monotonic()))
     await gateway.server.stop(max(0.5, grace_s - (time.monotonic() - began)))
