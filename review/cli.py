@@ -25,7 +25,7 @@ import argparse
 import getpass
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -36,7 +36,7 @@ from lineqa.review import app_log
 from lineqa.review.auth import Role, UserStore
 from lineqa.review.database import open_review_database
 from lineqa.review.errors import ReviewError
-from lineqa.review.experts import EXPERT_ROLES, ExpertGrants, parse_expiry, parse_scope
+from lineqa.review.experts import EXPERT_ROLES, ExpertGrants, check_invitation, parse_expiry, parse_scope
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +153,7 @@ def _experts(args: argparse.Namespace, engine: Engine) -> int:
     if args.action == "invite":
         scope = [parse_scope(text) for text in args.scope]
         expires_at = parse_expiry(args.expires)
+        check_invitation(args.tenant, Role(args.role), scope, expires_at)
         if args.new_user:
             UserStore(engine).add_user(args.username, _password(args.password_stdin))
         made = grants.invite(args.tenant, args.username, Role(args.role), scope, expires_at, by)
@@ -161,7 +162,7 @@ def _experts(args: argparse.Namespace, engine: Engine) -> int:
         ended = grants.revoke(args.tenant, by, grant_id=args.grant, username=args.user)
         print(json.dumps([g.describe() | {"status": "revoked"} for g in ended], indent=2))
     else:
-        at = datetime.now().astimezone()
+        at = datetime.now(timezone.utc)
         print(json.dumps([g.describe() | {"status": g.status(at).value} for g in grants.grants(args.tenant)],
                          indent=2))  # fmt: skip
     return 0

@@ -114,6 +114,18 @@ class ExpertScope:
         return frozenset(g.role for g in self.grants)
 
 
+def check_invitation(tenant: str, role: Role, scope: Sequence[tuple[ScopeKind, str]], expires_at: datetime) -> None:
+    """What an invitation must be, whoever it names (checked before an account is made for it)."""
+    if not TENANT_ID.match(tenant):
+        raise BadInputError(f"invalid tenant id {tenant!r}")
+    if role not in EXPERT_ROLES:
+        raise BadInputError(f"an expert's role is one of {', '.join(r.value for r in EXPERT_ROLES)}", "role")
+    if not scope:
+        raise BadInputError("name what the expert may see: the queue, a line, a recipe or a dataset", "scope")
+    if expires_at.tzinfo is None or expires_at <= now():
+        raise BadInputError("the expiry must be a time in the future", "expires")
+
+
 def parse_scope(text: str) -> tuple[ScopeKind, str]:
     """``queue``, ``line:ID``, ``recipe:ID`` or ``dataset:NAME``."""
     kind_text, _, target = text.partition(":")
@@ -164,14 +176,7 @@ class ExpertGrants:
         by: str,
     ) -> list[Grant]:
         """Grant ``username`` ``role`` on each scope item of ``tenant`` until ``expires_at``; one audit entry."""
-        if not TENANT_ID.match(tenant):
-            raise BadInputError(f"invalid tenant id {tenant!r}")
-        if role not in EXPERT_ROLES:
-            raise BadInputError(f"an expert's role is one of {', '.join(r.value for r in EXPERT_ROLES)}", "role")
-        if not scope:
-            raise BadInputError("name what the expert may see: the queue, a line, a recipe or a dataset", "scope")
-        if expires_at.tzinfo is None or expires_at <= now():
-            raise BadInputError("the expiry must be a time in the future", "expires")
+        check_invitation(tenant, role, scope, expires_at)
         user_id = UserStore(self.engine).user_id(username)
         with self.engine.connect() as conn:
             member = conn.execute(

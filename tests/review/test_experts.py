@@ -17,7 +17,7 @@ from sqlalchemy import Engine, update
 
 from lineqa.db import sqlite_url
 from lineqa.review import audit
-from lineqa.review.auth import Role
+from lineqa.review.auth import Role, UserStore
 from lineqa.review.database import open_review_database
 from lineqa.review.errors import BadInputError, NotFoundError
 from lineqa.review.experts import ExpertGrants, ScopeKind
@@ -211,3 +211,10 @@ def test_experts_from_the_command_line(tmp_path: Path) -> None:
     bad = lineqa(tmp_path, "expert", "invite", "carol", "acme", "--role", "qa", "--scope", "site:x", "--expires",
                  "2099-01-01")  # fmt: skip
     assert bad.returncode == 2 and "expected queue" in bad.stderr
+    past = lineqa(tmp_path, "expert", "invite", "dave", "acme", "--role", "qa", "--scope", "queue", "--expires",
+                  "2001-01-01", "--new-user", "--password-stdin", stdin="a long enough password\n")  # fmt: skip
+    assert past.returncode == 2 and "future" in past.stderr
+    engine = open_review_database(sqlite_url(tmp_path / "lineqa.db"))
+    with pytest.raises(NotFoundError):
+        UserStore(engine).user_id("dave")  # a refused invitation makes no account
+    engine.dispose()
