@@ -218,3 +218,19 @@ def test_experts_from_the_command_line(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         UserStore(engine).user_id("dave")  # a refused invitation makes no account
     engine.dispose()
+
+
+def test_an_admin_invites_on_the_experts_page_and_bad_input_is_named(setup: Setup) -> None:
+    setup.site.users.add_user("postdoc", PASSWORD)
+    token = csrf_of(setup.admin.get("/t/acme/experts").text)
+    form = {"action": "invite", "username": "postdoc", "role": "labeller", "expires": "2099-06-30",
+            "csrf_token": token}  # fmt: skip
+    bad = setup.admin.post("/t/acme/experts", data={**form, "scope": "plant:all"})
+    assert bad.status_code == 400 and "expected queue, line:ID, recipe:ID or dataset:NAME" in bad.text
+    assert setup.admin.post("/t/acme/experts", data={**form, "scope": "dataset:reviewed"}).status_code == 303
+    listed = setup.admin.get("/t/acme/experts").text
+    assert "postdoc" in listed and "dataset: reviewed" in listed and "2099-07-01 00:00:00 UTC" in listed
+    client = setup.site.client("postdoc")
+    home = client.get("/")
+    assert home.status_code == 303 and home.headers["location"] == "/t/acme/datasets"
+    assert client.get("/t/acme/queue").status_code == 404
