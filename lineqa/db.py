@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
 from lineqa.home import private_folder
-from lineqa.row_security import APP_ROLE, CAMERA_TOKEN_SETTING, TENANT_SETTING
+from lineqa.row_security import APP_ROLE, CAMERA_TOKEN_SETTING, REVIEW_USER_SETTING, TENANT_SETTING
 
 # Named constraints, so that migrations can refer to them on every database (SQLite batch mode included).
 NAMING_CONVENTION = {
@@ -104,14 +104,17 @@ def run_migrations(metadata: MetaData, table_prefix: str) -> None:
 
 def _enter_scope(connection: Connection) -> None:
     """At the start of a scoped transaction on PostgreSQL: become the application role, name the tenant (or
-    the camera token being checked). ``set_config(..., true)`` lasts until the transaction ends."""
+    the camera token or review-app user being checked). ``set_config(..., true)`` lasts until the transaction
+    ends."""
     options = connection.get_execution_options()
     tenant, token = options.get("lineqa_tenant"), options.get("lineqa_camera_token")
-    if tenant is None and token is None:
+    user = options.get("lineqa_review_user")
+    if tenant is None and token is None and user is None:
         return
     connection.exec_driver_sql(
-        "SELECT set_config('role', %s, true), set_config(%s, %s, true), set_config(%s, %s, true)",
-        (APP_ROLE, TENANT_SETTING, tenant or "", CAMERA_TOKEN_SETTING, token or ""),
+        "SELECT set_config('role', %s, true), set_config(%s, %s, true), set_config(%s, %s, true), "
+        "set_config(%s, %s, true)",
+        (APP_ROLE, TENANT_SETTING, tenant or "", CAMERA_TOKEN_SETTING, token or "", REVIEW_USER_SETTING, user or ""),
     )
 
 
@@ -131,6 +134,12 @@ def token_scope(engine: Engine, token_id: str) -> Engine:
     """``engine`` for checking one camera token, before its tenant is known: on PostgreSQL it sees that token's
     row and its camera, nothing else."""
     return _scoped(engine, lineqa_camera_token=token_id)
+
+
+def user_scope(engine: Engine, user_id: int) -> Engine:
+    """``engine`` for finding what one review-app user was granted as an invited expert, before a tenant is
+    known: on PostgreSQL it sees that user's expert grants in every tenant, and no tenant's other rows."""
+    return _scoped(engine, lineqa_review_user=str(user_id))
 
 
 def open_database(url: str, migrations: Path, version_table: str) -> Engine:

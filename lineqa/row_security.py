@@ -22,6 +22,7 @@ from typing import Any
 APP_ROLE = "lineqa_app"
 TENANT_SETTING = "lineqa.tenant"
 CAMERA_TOKEN_SETTING = "lineqa.camera_token"
+REVIEW_USER_SETTING = "lineqa.review_user"
 
 # The role is cluster-wide: a second database on the same server (or two migrations at once) finds it there.
 _CREATE_ROLE = f"""
@@ -63,6 +64,11 @@ def grant(op: Any, privileges: str, tables: Iterable[str]) -> None:
 def tenant_is(column: str) -> str:
     """The policy condition: the row belongs to the transaction's tenant (an unset tenant matches no row)."""
     return f"{column} = current_setting('{TENANT_SETTING}', true)"
+
+
+def user_is(column: str) -> str:
+    """A read condition: the row is about the review-app user the transaction checks (:func:`lineqa.db.user_scope`)."""
+    return f"{column}::text = current_setting('{REVIEW_USER_SETTING}', true)"
 
 
 def isolate(op: Any, table: str, column: str = "tenant_id") -> None:

@@ -3,7 +3,9 @@
 Pages are rendered on the server (Jinja2, autoescaped) with one small script, the box editor. Every route is
 named, and one guard runs before each: it finds the session, checks the route against the access table
 (:mod:`lineqa.review.access`, deny by default, another tenant's anything is 404), and checks the CSRF token of
-every request that is not GET/HEAD. Routes only raise :class:`lineqa.review.errors.ReviewError`; one handler turns
+every request that is not GET/HEAD. An invited expert's grants (:mod:`lineqa.review.experts`) are read again for
+each request and narrow every route to the granted parts and datasets; each of their requests is an entry of the
+granting tenant's audit trail. Routes only raise :class:`lineqa.review.errors.ReviewError`; one handler turns
 them into pages with the status of :data:`lineqa.review.errors.HTTP_STATUS`. No GET changes state. Every request
 and every decision is one structured log record (:mod:`lineqa.review.app_log`).
 """
@@ -14,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,13 +35,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lineqa.content_store import ContentStore
 from lineqa.db import tenant_scope
 from lineqa.review import app_log, audit, dashboards, label_diff, part_view
-from lineqa.review.access import ROUTE_ROLES, authorize
+from lineqa.review.access import authorize, check_dataset, datasets_within, may, parts_within
 from lineqa.review.auth import Principal, Role, SignInThrottle, UserStore
 from lineqa.review.boxes import boxes_json, parse_boxes
 from lineqa.review.csrf import FORM_FIELD, HEADER, LOGIN_COOKIE, SAFE_METHODS, check_token, new_token
 from lineqa.review.database import open_review_database
 from lineqa.review.decisions import DecisionKind, Decisions
 from lineqa.review.errors import BadInputError, NotFoundError, NotSignedInError, ReviewError, http_status, title
+from lineqa.review.experts import EXPERT_ROLES, ExpertGrants, parse_expiry, parse_scope
 from lineqa.review.labelling import Labelling
 from lineqa.review.queue import PAGE_SIZE, ReviewQueue
 from lineqa.review.queue_filter import (
@@ -98,6 +101,7 @@ class Services:
     queue: ReviewQueue
     decisions: Decisions
     labelling: Labelling
+    experts: ExpertGrants
     zone: ZoneInfo
     shifts: tuple[dashboards.Shift, ...]
 
@@ -119,6 +123,7 @@ def _services(settings: ReviewSettings) -> Services:
         queue,
         Decisions(engine, store, queue, settings.dataset, models),
         Labelling(engine, store),
+        ExpertGrants(engine),
         zone,
         shifts,
     )
@@ -131,7 +136,10 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 
     def cookie_principal(request: Request) -> Principal | None:
         session_id = request.cookies.get(SESSION_COOKIE)
-        return services.users.principal(session_id) if session_id else None
+        principal = services.users.principal(session_id) if session_id else None
+        if principal is None:
+            return None
+        return replace(principal, experts=services.experts.live(principal.user_id))  # never cached: revoking holds
 
     async def guard(request: Request) -> None:
         """Runs before every route: session, access table, CSRF (see the module docstring)."""
@@ -139,6 +147,8 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         tenant = request.path_params.get("tenant")
         principal = await run_in_threadpool(cookie_principal, request)  # database calls off the event loop
         request.state.user = principal.username if principal else None  # for the request log, even when refused
+        if principal is not None and tenant is not None and principal.expert_in(tenant) is not None:
+            request.state.expert = (principal, tenant)  # audited after the response, even when refused
         request.state.principal = authorize(route, principal, tenant)
         if request.method not in SAFE_METHODS:
             form = await request.form()
@@ -157,7 +167,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         tenant = request.path_params.get("tenant")
 
         def can(route: str) -> bool:
-            return bool(principal and tenant and principal.roles_in(tenant) & ROUTE_ROLES[route])
+            return may(route, principal, tenant)
 
         html = env.get_template(template).render(
             request=request,
@@ -180,6 +190,19 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         response.headers.update(SECURITY_HEADERS)
         if request.url.path != "/login" and not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.middleware("http")
+    async def expert_audit(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        """Every request of an invited expert, refused ones included, is an entry of the tenant's audit trail."""
+        response: Response = await call_next(request)
+        expert: tuple[Principal, str] | None = getattr(request.state, "expert", None)
+        if expert is not None:
+            principal, tenant = expert
+            scope = principal.experts[tenant]
+            route = getattr(request.scope.get("route"), "name", None)
+            await run_in_threadpool(services.experts.record_access, tenant, principal.username, principal.user_id,
+                                    scope, request.method, request.url.path, route, response.status_code)  # fmt: skip
         return response
 
     @app.middleware("http")
@@ -289,16 +312,25 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 
     @app.get("/", name="home")
     def home(request: Request) -> Response:
-        tenants = sorted(user_of(request).roles)
+        principal = user_of(request)
+        tenants = principal.tenants()
         if len(tenants) == 1:
-            return RedirectResponse(f"/t/{tenants[0]}/queue", status_code=303)
-        return page(request, "home.html", tenants=tenants)
+            start = "queue" if may("queue", principal, tenants[0]) else "datasets"
+            return RedirectResponse(f"/t/{tenants[0]}/{start}", status_code=303)
+        shown = []
+        for tenant in tenants:
+            expert = principal.expert_in(tenant)
+            roles = expert.roles() if expert is not None else principal.roles_in(tenant)
+            start = "queue" if may("queue", principal, tenant) else "datasets"
+            shown.append((tenant, start, sorted(r.value for r in roles), expert is not None))
+        return page(request, "home.html", tenants=shown)
 
     # -- queue and parts ----------------------------------------------------------------------------------
 
     @app.get("/t/{tenant}/queue", name="queue")
     def queue(request: Request, tenant: str) -> HTMLResponse:
-        wanted = parse_filter(request.query_params)
+        within = parts_within(user_of(request), tenant, "queue")
+        wanted = replace(parse_filter(request.query_params), within=within)
         shown = services.queue.page(tenant, wanted)
         return page(
             request,
@@ -307,17 +339,18 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             filter=wanted,
             query=wanted.query(),
             page_size=PAGE_SIZE,
-            choices=services.queue.choices(tenant),
+            choices=services.queue.choices(tenant, within),
             verdicts=VERDICTS,
             statuses=STATUSES,
             orders=ORDER_NAMES,
-            notice=part_view.notice(services.queue, tenant, request.query_params),
+            notice=part_view.notice(services.queue, tenant, request.query_params, within),
         )
 
     @app.get("/t/{tenant}/parts/{record_id}", name="part")
     def part(request: Request, tenant: str, record_id: str) -> HTMLResponse:
-        wanted = parse_filter(request.query_params)
-        found = services.queue.part(tenant, record_id)
+        within = parts_within(user_of(request), tenant, "part")
+        wanted = replace(parse_filter(request.query_params), within=within)
+        found = services.queue.part(tenant, record_id, within)
         previous, following = services.queue.neighbours(tenant, wanted, record_id)
         carried = wanted.query_string()
         history = [
@@ -337,13 +370,13 @@ def create_app(settings: ReviewSettings) -> FastAPI:
                 "queue": f"/t/{tenant}/queue?{carried}",
             },
             order_name=ORDER_NAMES[wanted.order],
-            notice=part_view.notice(services.queue, tenant, request.query_params),
+            notice=part_view.notice(services.queue, tenant, request.query_params, within),
             kind_names=part_view.KIND_NAMES,
         )
 
     @app.get("/t/{tenant}/parts/{record_id}/image", name="part_image")
-    def partimage_response(tenant: str, record_id: str) -> FileResponse:
-        found = services.queue.part(tenant, record_id)
+    def partimage_response(request: Request, tenant: str, record_id: str) -> FileResponse:
+        found = services.queue.part(tenant, record_id, parts_within(user_of(request), tenant, "part_image"))
         if found.image_key is None:
             raise NotFoundError("the gateway kept no image of this part (image policy)")
         return image_response(services.store, tenant, found.image_key)
@@ -359,8 +392,9 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         then: Annotated[str, Form()] = "next",
         carried: Annotated[str, Form(alias="queue", max_length=4000)] = "",
     ) -> Response:
-        wanted = parse_query_string(carried)
-        found = services.queue.part(tenant, record_id)
+        within = parts_within(user_of(request), tenant, "decide")
+        wanted = replace(parse_query_string(carried), within=within)
+        found = services.queue.part(tenant, record_id, within)
         corrected = None
         if kind is DecisionKind.CORRECT:
             size = image_size(services.store, tenant, found.image_key)
@@ -425,23 +459,28 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 
     @app.get("/t/{tenant}/datasets", name="datasets")
     def datasets(request: Request, tenant: str) -> HTMLResponse:
-        return page(
-            request, "datasets.html", datasets=services.labelling.datasets(tenant), review_dataset=settings.dataset
-        )
+        found = services.labelling.datasets(tenant)
+        open_ = datasets_within(user_of(request), tenant, "datasets")
+        if open_ is not None:
+            found = [d for d in found if d.name in open_]
+        return page(request, "datasets.html", datasets=found, review_dataset=settings.dataset)
 
     @app.post("/t/{tenant}/datasets/{name}/snapshot", name="snapshot")
     def snapshot(request: Request, tenant: str, name: str, note: Annotated[str, Form(max_length=500)] = "") -> Response:
+        check_dataset(user_of(request), tenant, "snapshot", name)
         info = services.labelling.snapshot(tenant, name, note.strip(), user_of(request).username)
         return RedirectResponse(f"/t/{tenant}/datasets/{quote(name)}/v/{info.number}", status_code=303)
 
     @app.get("/t/{tenant}/datasets/{name}/v/{version}", name="dataset_version")
     def dataset_version(request: Request, tenant: str, name: str, version: str) -> HTMLResponse:
+        check_dataset(user_of(request), tenant, "dataset_version", name)
         info, manifest = services.labelling.version(tenant, name, version)
         report = services.labelling.issues(tenant, manifest)
         return page(request, "version.html", name=name, info=info, manifest=manifest, report=report)
 
     @app.get("/t/{tenant}/datasets/{name}/v/{version}/sample", name="sample")
     def sample(request: Request, tenant: str, name: str, version: str, sample: str) -> HTMLResponse:
+        check_dataset(user_of(request), tenant, "sample", name)
         info, manifest, found = services.labelling.sample(tenant, name, version, sample)
         editor = {
             "boxes": boxes_json(found.boxes),
@@ -459,7 +498,8 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         )
 
     @app.get("/t/{tenant}/datasets/{name}/v/{version}/image", name="sample_image")
-    def sampleimage_response(tenant: str, name: str, version: str, sample: str) -> FileResponse:
+    def sampleimage_response(request: Request, tenant: str, name: str, version: str, sample: str) -> FileResponse:
+        check_dataset(user_of(request), tenant, "sample_image", name)
         _, _, found = services.labelling.sample(tenant, name, version, sample)
         return image_response(services.store, tenant, f"{tenant}/{found.sha256[:2]}/{found.sha256}.{found.ext}")
 
@@ -473,6 +513,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         boxes: Annotated[str, Form(max_length=200_000)],
         reason: Annotated[str, Form(max_length=2000)] = "",
     ) -> Response:
+        check_dataset(user_of(request), tenant, "fix_labels", name)
         _, manifest, found = services.labelling.sample(tenant, name, version, sample)
         fixed = parse_boxes(boxes, manifest.classes, (found.width, found.height))
         info = services.labelling.fix(tenant, name, version, sample, fixed, reason.strip(), user_of(request).username)
@@ -510,6 +551,31 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             kind = audit.AuditAction.ROLE_REVOKE if action == "revoke" else audit.AuditAction.ROLE_GRANT
             _audit_user(services.engine, tenant, actor, kind, username, None, {"role": role.value})
         return RedirectResponse(f"/t/{tenant}/users", status_code=303)
+
+    @app.get("/t/{tenant}/experts", name="experts")
+    def experts(request: Request, tenant: str) -> HTMLResponse:
+        at = datetime.now(timezone.utc)
+        grants = [(g, g.status(at).value) for g in services.experts.grants(tenant)]
+        return page(request, "experts.html", grants=grants, roles=EXPERT_ROLES)
+
+    @app.post("/t/{tenant}/experts", name="change_expert")
+    def change_expert(
+        request: Request,
+        tenant: str,
+        action: Annotated[str, Form(pattern="^(invite|revoke)$")],
+        username: Annotated[str, Form(max_length=128)] = "",
+        role: Annotated[Role, Form()] = Role.OPERATOR,
+        scope: Annotated[str, Form(max_length=2000)] = "",
+        expires: Annotated[str, Form(max_length=40)] = "",
+        grant: Annotated[int | None, Form()] = None,
+    ) -> Response:
+        actor = user_of(request).username
+        if action == "invite":
+            items = [parse_scope(item) for item in scope.replace(",", " ").split()]
+            services.experts.invite(tenant, username.strip(), role, items, parse_expiry(expires), actor)
+        else:
+            services.experts.revoke(tenant, actor, grant_id=grant, username=username.strip() or None)
+        return RedirectResponse(f"/t/{tenant}/experts", status_code=303)
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app

@@ -24,6 +24,9 @@ class AuditAction(str, Enum):
     ROLE_GRANT = "user.grant"
     ROLE_REVOKE = "user.revoke"
     USER_ADD = "user.add"
+    EXPERT_INVITE = "expert.invite"
+    EXPERT_REVOKE = "expert.revoke"
+    EXPERT_ACCESS = "expert.access"
 
 
 @dataclass(frozen=True)

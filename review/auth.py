@@ -15,10 +15,11 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +28,9 @@ from lineqa.content_store import TENANT_ID
 from lineqa.review.clock import as_utc, now
 from lineqa.review.errors import BadInputError, NotFoundError, TooManyAttemptsError
 from lineqa.review.schema import memberships, sessions, users
+
+if TYPE_CHECKING:
+    from lineqa.review.experts import ExpertScope
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 MIN_PASSWORD_LENGTH = 10
@@ -69,15 +73,25 @@ _DUMMY_HASH = hash_password(secrets.token_hex(16))
 
 @dataclass(frozen=True)
 class Principal:
-    """The signed-in user of one request: who, their roles per tenant, and their session's CSRF token."""
+    """The signed-in user of one request: who, their roles per tenant, their session's CSRF token, and the
+    expert grants in force for them (:mod:`lineqa.review.experts`), read again for every request."""
 
     user_id: int
     username: str
     roles: dict[str, frozenset[Role]]
     csrf_token: str
+    experts: Mapping[str, ExpertScope] = field(default_factory=dict)
 
     def roles_in(self, tenant: str) -> frozenset[Role]:
         return self.roles.get(tenant, frozenset())
+
+    def expert_in(self, tenant: str) -> ExpertScope | None:
+        """The grants that govern this user in ``tenant`` as an invited expert; None for a member (a member's
+        roles are never narrowed by a grant) and for a stranger."""
+        return None if self.roles_in(tenant) else self.experts.get(tenant)
+
+    def tenants(self) -> list[str]:
+        return sorted(set(self.roles) | set(self.experts))
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,17 @@
     lineqa review user revoke bob acme qa
     lineqa review user disable bob
     lineqa review user list acme
+    lineqa review expert invite carol acme --role qa --scope line:press-3 --scope dataset:reviewed \
+        --expires 2026-12-31 [--new-user]                  # an outside expert, scoped, until that day (UTC)
+    lineqa review expert list acme
+    lineqa review expert revoke acme --user carol          # or --grant ID; ends it at the next request
     lineqa review serve --port 8443                        # HTTPS with <home>/pki/server.pem by default
 
 The app uses the same database (``--db`` or ``<home>/lineqa.db``: records, recipe versions) and image store
 (``<home>/images``) as ``lineqa serve``. It serves HTTPS; plain HTTP only with ``--insecure-http``
-(local use: session cookies then lose their Secure flag). It logs one JSON line per request and per decision
+(local use: session cookies then lose their Secure flag). An invited expert works in the web app only, within
+the grants (scopes: queue, line:ID, recipe:ID, dataset:NAME); these commands are the plant admin's and act
+on the whole database, so they have no per-user scope. It logs one JSON line per request and per decision
 (who, what, status, time) on standard error.
 """
 
@@ -19,7 +25,10 @@ import argparse
 import getpass
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+
+from sqlalchemy import Engine
 
 from lineqa.db import database_url
 from lineqa.home import default_home, env_default
@@ -27,6 +36,7 @@ from lineqa.review import app_log
 from lineqa.review.auth import Role, UserStore
 from lineqa.review.database import open_review_database
 from lineqa.review.errors import ReviewError
+from lineqa.review.experts import EXPERT_ROLES, ExpertGrants, check_invitation, parse_expiry, parse_scope
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +82,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     listing = user.add_parser("list", help="users of a tenant")
     listing.add_argument("tenant")
 
+    expert = area.add_parser("expert", help="outside experts invited into a tenant, scoped and until a date")
+    experts = expert.add_subparsers(dest="action", required=True)
+    invite = experts.add_parser("invite", help="grant a user a role on chosen parts or datasets until a date")
+    invite.add_argument("username")
+    invite.add_argument("tenant")
+    invite.add_argument("--role", required=True, choices=[r.value for r in EXPERT_ROLES])
+    invite.add_argument("--scope", action="append", required=True, metavar="SCOPE",
+                        help="queue, line:ID, recipe:ID or dataset:NAME (repeatable)")  # fmt: skip
+    invite.add_argument("--expires", required=True, help="YYYY-MM-DD (ends with that UTC day) or a date-time")
+    invite.add_argument("--new-user", action="store_true", help="create the user's account first (asks a password)")
+    invite.add_argument("--password-stdin", action="store_true", help="with --new-user: the password from stdin")
+    expert_list = experts.add_parser("list", help="a tenant's grants: active, expired and revoked")
+    expert_list.add_argument("tenant")
+    revoke = experts.add_parser("revoke", help="end a grant, or all of a user's grants in the tenant, at once")
+    revoke.add_argument("tenant")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--grant", type=int, help="a grant id (from 'expert list')")
+    which.add_argument("--user", help="every live grant of this user in the tenant")
+
 
 def _role(text: str) -> tuple[str, Role]:
     tenant, _, role = text.partition(":")
@@ -95,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
     url = database_url(home, args.db)
     if args.area == "serve":
         return _serve(args, home, url)
-    users = UserStore(open_review_database(url))
+    engine = open_review_database(url)
+    if args.area == "expert":
+        return _experts(args, engine)
+    users = UserStore(engine)
     if args.action == "add":
         roles = [_role(r) for r in args.role]
         users.add_user(args.username, _password(args.password_stdin))
@@ -112,6 +144,27 @@ def run(args: argparse.Namespace) -> int:
         found = users.users(args.tenant)
         print(json.dumps([{"user": u.username, "roles": [r.value for _, r in u.roles], "disabled": u.disabled}
                           for u in found], indent=2))  # fmt: skip
+    return 0
+
+
+def _experts(args: argparse.Namespace, engine: Engine) -> int:
+    grants = ExpertGrants(engine)
+    by = f"cli:{getpass.getuser()}"
+    if args.action == "invite":
+        scope = [parse_scope(text) for text in args.scope]
+        expires_at = parse_expiry(args.expires)
+        check_invitation(args.tenant, Role(args.role), scope, expires_at)
+        if args.new_user:
+            UserStore(engine).add_user(args.username, _password(args.password_stdin))
+        made = grants.invite(args.tenant, args.username, Role(args.role), scope, expires_at, by)
+        print(json.dumps([g.describe() for g in made], indent=2))
+    elif args.action == "revoke":
+        ended = grants.revoke(args.tenant, by, grant_id=args.grant, username=args.user)
+        print(json.dumps([g.describe() | {"status": "revoked"} for g in ended], indent=2))
+    else:
+        at = datetime.now(timezone.utc)
+        print(json.dumps([g.describe() | {"status": g.status(at).value} for g in grants.grants(args.tenant)],
+                         indent=2))  # fmt: skip
     return 0
 
 

@@ -11,6 +11,7 @@ from lineqa.review.boxes import boxes_json
 from lineqa.review.decisions import DecisionKind, labels_in_force
 from lineqa.review.errors import NotFoundError
 from lineqa.review.queue import Part, ReviewQueue
+from lineqa.review.queue_filter import PartScope
 
 KIND_NAMES = {DecisionKind.CONFIRM.value: "Confirm", DecisionKind.FALSE_ALARM.value: "False alarm",
               DecisionKind.CORRECT.value: "Correction"}  # fmt: skip
@@ -40,7 +41,7 @@ def editor_data(tenant: str, part: Part, classes: list[str]) -> dict[str, Any]:
     }
 
 
-def notice(queue: ReviewQueue, tenant: str, params: Mapping[str, str]) -> str | None:
+def notice(queue: ReviewQueue, tenant: str, params: Mapping[str, str], within: PartScope | None = None) -> str | None:
     """What the last decision did: ``done=<decision id>`` recorded one, ``kept=<decision id>`` recorded nothing
     because the boxes were unchanged. An id that is not this tenant's decision says nothing."""
     for key in ("done", "kept"):
@@ -48,7 +49,7 @@ def notice(queue: ReviewQueue, tenant: str, params: Mapping[str, str]) -> str | 
         if not value.isdigit():
             continue
         try:
-            shown, part_name = queue.decision(tenant, int(value))
+            shown, part_name = queue.decision(tenant, int(value), within)
         except NotFoundError:
             return None
         kind = KIND_NAMES[shown.kind]

@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, or_, select
+from sqlalchemy import Engine, and_, exists, false, func, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from lineqa.db import tenant_scope
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.clock import as_utc
 from lineqa.review.errors import NotFoundError
-from lineqa.review.queue_filter import QueueFilter
+from lineqa.review.queue_filter import PartScope, QueueFilter
 from lineqa.review.schema import decisions
 from lineqa.review.uncertainty import ANOMALY_DISPOSITION, Opinions, RecipeLookup, doubt
 from lineqa.serving.pass_sample import PassSample
@@ -139,6 +139,14 @@ def _decided(tenant: str) -> ColumnElement[bool]:
     return exists().where(decisions.c.tenant_id == tenant, decisions.c.record_id == inspections.c.record_id)
 
 
+def _within(scope: PartScope) -> ColumnElement[bool]:
+    """The parts of an expert's scope (an empty scope matches none)."""
+    if scope.whole:
+        return true()
+    c = inspections.c
+    return or_(false(), c.line_id.in_(sorted(scope.lines)), c.recipe_id.in_(sorted(scope.recipes)))
+
+
 def _sort_key(row: QueueRow) -> tuple[float, float, str]:
     """The uncertainty order: most doubt first, then newest, then by record id (a total order)."""
     return (-row.doubt, -row.receive_time.timestamp(), row.record_id)
@@ -179,6 +187,8 @@ class ReviewQueue:
             where.append(c.receive_time >= f.since)
         if f.until:
             where.append(c.receive_time < f.until)
+        if f.within is not None:
+            where.append(_within(f.within))
         if f.status == "pending":
             where.append(~_decided(tenant))
         elif f.status == "reviewed":
@@ -231,26 +241,28 @@ class ReviewQueue:
         first = [r.record_id for r in self.page(tenant, replace(f, page=1)).rows if r.record_id != record_id]
         return first[0] if first else None
 
-    def choices(self, tenant: str) -> dict[str, list[str]]:
-        """Values the filter form offers: the tenant's lines, cameras and models."""
+    def choices(self, tenant: str, within: PartScope | None = None) -> dict[str, list[str]]:
+        """Values the filter form offers: the tenant's lines, cameras and models (of ``within``'s parts)."""
         c = inspections.c
         out: dict[str, list[str]] = {}
+        mine = [c.tenant == tenant] + ([_within(within)] if within is not None else [])
         with tenant_scope(self.engine, tenant).connect() as conn:
             for key, column in (("line", c.line_id), ("camera", c.camera_id)):
-                query = select(column).where(c.tenant == tenant).distinct().order_by(column)
+                query = select(column).where(*mine).distinct().order_by(column)
                 out[key] = list(conn.execute(query).scalars())
             models = conn.execute(
-                select(c.model_name, c.model_version).where(c.tenant == tenant, c.model_name != "").distinct()
+                select(c.model_name, c.model_version).where(*mine, c.model_name != "").distinct()
             ).all()
         out["model"] = sorted(f"{name}:{version}" for name, version in models)
         return out
 
-    def part(self, tenant: str, record_id: str) -> Part:
-        """One part of this tenant; another tenant's part is :class:`NotFoundError` like a missing one."""
+    def part(self, tenant: str, record_id: str, within: PartScope | None = None) -> Part:
+        """One part of this tenant; another tenant's part, or one outside ``within``, is :class:`NotFoundError`
+        like a missing one."""
         query = select(inspections).where(inspections.c.tenant == tenant, inspections.c.record_id == record_id)
         with tenant_scope(self.engine, tenant).connect() as conn:
             r = conn.execute(query).first()
-        if r is None:
+        if r is None or (within is not None and not within.allows(r.line_id, r.recipe_id)):
             raise NotFoundError(f"no part {record_id!r}")
         history = self.decisions(tenant, record_id)
         result = pb.InspectionResult.FromString(r.result)
@@ -277,14 +289,17 @@ class ReviewQueue:
         with tenant_scope(self.engine, tenant).connect() as conn:
             return [_decision_view(r) for r in conn.execute(query)]
 
-    def decision(self, tenant: str, decision_id: int) -> tuple[DecisionView, str]:
-        """One decision of this tenant and the part id (or record id) it is about: what a notice says."""
+    def decision(self, tenant: str, decision_id: int, within: PartScope | None = None) -> tuple[DecisionView, str]:
+        """One decision of this tenant (on a part of ``within``) and the part id (or record id) it is about: what a
+        notice says."""
         d, c = decisions.c, inspections.c
         query = (
             select(decisions, c.part_id)
             .join(inspections, c.record_id == d.record_id)
             .where(d.tenant_id == tenant, c.tenant == tenant, d.decision_id == decision_id)
         )
+        if within is not None:
+            query = query.where(_within(within))
         with tenant_scope(self.engine, tenant).connect() as conn:
             r = conn.execute(query).first()
         if r is None:

@@ -8,7 +8,7 @@ Every value is checked here, and a bad one names the form field it came from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlencode
 
@@ -33,6 +33,23 @@ PARAMETERS = {
 }
 
 
+@dataclass(frozen=True)
+class PartScope:
+    """The parts an invited expert may see (:mod:`lineqa.review.experts`): the whole queue, or those of these
+    lines or judged by these recipes. Never in a URL: the server adds it to the filter of each request."""
+
+    whole: bool = False
+    lines: frozenset[str] = frozenset()
+    recipes: frozenset[str] = frozenset()
+
+    def allows(self, line_id: str, recipe_id: str) -> bool:
+        return self.whole or line_id in self.lines or recipe_id in self.recipes
+
+    @property
+    def empty(self) -> bool:
+        return not (self.whole or self.lines or self.recipes)
+
+
 def _label(parameter: str) -> str:
     return f"{PARAMETERS[parameter][1]} ({parameter})"
 
@@ -41,7 +58,8 @@ def _label(parameter: str) -> str:
 class QueueFilter:
     """What the queue shows. ``verdict`` None means FAIL, REVIEW and the PASS sample; ``model`` is
     ``name`` or ``name:version``; ``class_name`` keeps parts with at least one defect of that class;
-    ``order`` is ``uncertain`` (most doubtful first, see :mod:`lineqa.review.uncertainty`) or ``newest``."""
+    ``order`` is ``uncertain`` (most doubtful first, see :mod:`lineqa.review.uncertainty`) or ``newest``.
+    ``within`` narrows everything to an expert's parts (None: a member, every part of the tenant)."""
 
     line: str | None = None
     camera: str | None = None
@@ -53,6 +71,7 @@ class QueueFilter:
     status: str = "pending"
     order: str = "uncertain"
     page: int = 1
+    within: PartScope | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for parameter, value, allowed in (

@@ -8,6 +8,9 @@
   the original verdict, is never written by this app).
 - ``rv_audit_log``: who did what when, old and new value and why (append-only; triggers refuse UPDATE and
   DELETE on both append-only tables).
+- ``rv_expert_grants``: what a tenant lets an invited outside expert (a user without a membership there) see
+  and do: one row per scope item (the whole queue, a line, a recipe or a dataset), with a role, an expiry and,
+  once revoked, when and by whom (:mod:`lineqa.review.experts`).
 """
 
 from __future__ import annotations
@@ -89,6 +92,25 @@ audit_log = Table(
     Column("new_json", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Index("ix_rv_audit_log_tenant_id_at", "tenant_id", "at"),
+)
+
+expert_grants = Table(
+    "rv_expert_grants",
+    metadata,
+    Column("grant_id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("user_id", Integer, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("granted_by", String(128), nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(128)),
+    ForeignKeyConstraint(["user_id"], ["rv_users.user_id"]),
+    Index("ix_rv_expert_grants_user_id", "user_id"),
+    Index("ix_rv_expert_grants_tenant_id", "tenant_id"),
 )
 
 APPEND_ONLY = ("rv_decisions", "rv_audit_log")

@@ -24,11 +24,13 @@ from sqlalchemy import Boolean, DateTime, Engine, Integer, LargeBinary, String, 
 from sqlalchemy.exc import DBAPIError
 
 from lineqa.datasets.schema import metadata as catalog_metadata
-from lineqa.db import tenant_scope, token_scope
+from lineqa.db import tenant_scope, token_scope, user_scope
 from lineqa.fleet.database import open_fleet_database
 from lineqa.fleet.schema import metadata as fleet_metadata
 from lineqa.review.database import open_review_database
+from lineqa.review.schema import expert_grants
 from lineqa.review.schema import metadata as review_metadata
+from lineqa.review.schema import users as review_users
 from lineqa.row_security import APP_ROLE
 from lineqa.serving.access import AccessStore
 from lineqa.serving.database import DatabaseError, alembic_config, open_database
@@ -86,7 +88,9 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine,
 
     with _fresh_postgres_database() as url:
         owner = open_fleet_database(url)  # every part's migrations, as the owner
-        with owner.begin() as conn:
+        with owner.begin() as conn:  # the user (id 1) the expert grants of both tenants name
+            conn.execute(review_users.insert().values(user_id=1, username="expert", password_hash="x",
+                                                      created_at=datetime.now(timezone.utc)))  # fmt: skip
             for table in TENANT_TABLES:
                 for tenant in TENANTS:
                     conn.execute(table.insert().values(**row(table, tenant)))
@@ -120,7 +124,7 @@ def test_every_tenant_table_has_a_policy(database: tuple[Engine, Engine]) -> Non
         owner_of_tables = conn.exec_driver_sql("SELECT tableowner FROM pg_tables WHERE tablename = 'inspections'")
         assert owner_of_tables.scalar() != APP_ROLE  # the service's role owns nothing: it cannot disable a policy
     assert with_tenant_column - PERSON_TABLES == protected == {t.name for t in TENANT_TABLES}
-    assert len(protected) == 21
+    assert len(protected) == 22
 
 
 @pytest.mark.parametrize("table", TENANT_TABLES, ids=lambda t: t.name)
@@ -160,6 +164,15 @@ def _fresh_key(table: Table) -> dict[str, Any]:
     """Primary-key values no seeded row has, so that only the policy can refuse the row."""
     return {c.name: "new-key" for c in table.primary_key.columns if isinstance(c.type, String) and
             c.name != tenant_column(table)}  # fmt: skip
+
+
+def test_a_user_check_sees_that_users_expert_grants_in_every_tenant_only(database: tuple[Engine, Engine]) -> None:
+    _, app = database
+    assert visible(user_scope(app, 1), expert_grants) == sorted(TENANTS)  # before a request knows its tenant
+    assert visible(user_scope(app, 2), expert_grants) == []
+    for table in TENANT_TABLES:
+        if table is not expert_grants:
+            assert visible(user_scope(app, 1), table) == [], table.name
 
 
 def test_a_camera_token_check_sees_its_token_and_camera_only(database: tuple[Engine, Engine]) -> None:

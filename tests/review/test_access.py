@@ -44,6 +44,9 @@ SPEC: dict[str, tuple[str, str, dict[str, str], set[str]]] = {
     "users": ("GET", "/t/{tenant}/users", {}, {"admin"}),
     "change_user": ("POST", "/t/{tenant}/users", {"action": "grant", "username": "operator", "role": "operator"},
                     {"admin"}),
+    "experts": ("GET", "/t/{tenant}/experts", {}, {"admin"}),
+    "change_expert": ("POST", "/t/{tenant}/experts", {"action": "invite", "username": "globex-admin",
+                      "role": "operator", "scope": "line:line-1", "expires": "2099-01-01"}, {"admin"}),
 }  # fmt: skip
 WITH_OBJECT = {name for name, (_, path, form, _) in SPEC.items() if "{part}" in path or "{sample}" in str(form)
                or "{sample}" in path}  # fmt: skip

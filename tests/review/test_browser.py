@@ -28,7 +28,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,9 @@ from lineqa.content_store import ContentStore
 from lineqa.datasets.catalog import Catalog
 from lineqa.db import sqlite_url
 from lineqa.review import audit
+from lineqa.review.auth import Role
 from lineqa.review.database import open_review_database
+from lineqa.review.experts import ExpertGrants, ScopeKind
 from lineqa.serving.embedded_triton import free_port
 from lineqa.serving.pki import PlantPki
 from tests.review.conftest import BASE_TIME, PASSWORD, Site, Spec, make_site, seed_parts
@@ -430,3 +432,43 @@ def test_twenty_flagged_parts_cleared_by_keyboard(serve: Callable[..., Served], 
               "viewport": "1366x768", "keys": "Enter to open, C / F / Tab 3 Enter per part, N and P once"}  # fmt: skip
     (artifacts_dir / "review-keyboard-20.json").write_text(json.dumps(figure, indent=2) + "\n")
     print(f"\n20 flagged parts cleared by keyboard in {elapsed_s:.1f} s ({elapsed_s / 20:.2f} s per part)")
+
+
+def test_an_invited_expert_clears_a_part_in_their_scope(serve: Callable[..., Served], chromium: str,
+                                                        artifacts_dir: Path) -> None:  # fmt: skip
+    """An expert invited for line-2 signs in, sees that line's one flagged part, confirms it by keyboard and is
+    left with an empty queue; a part of line-1 is 404; acme's audit trail has the expert's requests."""
+
+    def seed(site: Site) -> None:
+        site.users.add_user("expert", PASSWORD)
+        ExpertGrants(site.app.state.services.engine).invite(
+            "acme", "expert", Role.QA, [(ScopeKind.LINE, "line-2")], datetime.now(timezone.utc) + timedelta(days=7),
+            "admin")  # fmt: skip
+
+    served = serve(seed)
+    url, acme = served.url, served.parts["acme"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1366, "height": 768})
+        page = context.new_page()
+        sign_in(page, url, "expert")
+        links = [unescape(h).split("/")[-1].split("?")[0] for h in page.locator("a.part-link").evaluate_all(
+            "links => links.map(a => a.getAttribute('href'))")]  # fmt: skip
+        assert links == [acme[2]]  # line-2's part only
+        page.screenshot(path=str(artifacts_dir / "review-expert-queue.png"))
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        page.wait_for_selector("svg#canvas[data-ready=true]")
+        with page.expect_navigation():
+            page.keyboard.press("c")
+        assert page.url.split("?")[0].endswith("/t/acme/queue") and "Nothing to review" in page.content()
+        outside = page.goto(f"{url}/t/acme/parts/{acme[0]}")
+        assert outside is not None and outside.status == 404
+        browser.close()
+    engine = open_review_database(sqlite_url(served.home / "lineqa.db"))
+    trail = [e for e in audit.entries(engine, "acme") if e.actor == "expert"]
+    engine.dispose()
+    assert (audit.AuditAction.DECISION, f"part:{acme[2]}") in [(e.action, e.object) for e in trail]
+    accesses = {(e.object, e.new["status"]) for e in trail if e.action is audit.AuditAction.EXPERT_ACCESS}
+    assert {(f"GET /t/acme/parts/{acme[2]}", 200), (f"POST /t/acme/parts/{acme[2]}/decisions", 303),
+            (f"GET /t/acme/parts/{acme[0]}", 404)} <= accesses  # fmt: skip
