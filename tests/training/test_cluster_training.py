@@ -34,7 +34,11 @@ TINY = ["--epochs", "1", "--imgsz", "64", "--batch", "2", "--workers", "0", "--d
 def train(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "LINEQA_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "lineqa.cli", "train", *args], capture_output=True, text=True, env=environment, timeout=600
+        [sys.executable, "-m", "lineqa.cli", "train", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
     )
 
 
