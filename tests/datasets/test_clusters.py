@@ -129,3 +129,34 @@ def test_cluster_names_and_the_reserved_tenant(engines: tuple[Engine, Engine], t
         build_pool(platform, {}, "auto")
     with pytest.raises(DatasetError, match="invalid tenant id 'cluster'"):  # `cluster/<name>` is a cluster's
         Catalog(platform, ContentStore(tmp_path / "images"), "cluster")
+
+
+def test_the_clusters_migration_goes_down_and_up_keeping_the_platform_pool(
+    engines: tuple[Engine, Engine], tmp_path: Path
+) -> None:
+    from alembic import command
+
+    from lineqa import db
+    from lineqa.datasets.database import MIGRATIONS, VERSION_TABLE, open_catalog_database
+
+    _, platform = engines
+    acme = Catalog(platform, ContentStore(tmp_path / "images"), "acme")
+    acme.import_images("metal", synthetic(tmp_path / "a", 2))
+    acme.snapshot("metal")
+    acme.contribute("metal", "1", by="qa@acme")
+    build_pool(platform, {})
+    create_cluster(platform, "auto", by="admin@hub")
+    add_member(platform, "auto", "acme", by="admin@hub")
+    acme.contribute("metal", "1", by="qa@acme", cluster="auto")
+    build_pool(platform, {}, "auto")
+    with platform.begin() as conn:
+        command.downgrade(db.alembic_config(MIGRATIONS, VERSION_TABLE, conn), "ds0002")
+    url = platform.url.render_as_string(hide_password=False)
+    platform.dispose()
+    again = open_catalog_database(url)  # up again
+    try:
+        assert pool_manifest(again, "1").sha256 and build_pool(again, {}).number == 1
+        with pytest.raises(DatasetNotFoundError):
+            pool_manifest(again, "1", "auto")  # the cluster's pools went with the clusters
+    finally:
+        again.dispose()
