@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lineqa.content_store import TENANT_ID, ContentStore
-from lineqa.datasets.errors import DatasetError
+from lineqa.content_store import RESERVED_TENANT_IDS, TENANT_ID, ContentStore
+from lineqa.datasets.clusters import require_member
+from lineqa.datasets.errors import DatasetError, DatasetNotFoundError
 from lineqa.datasets.manifest import Manifest, ManifestSample
 from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 from lineqa.datasets.probe import probe_image
@@ -34,10 +35,6 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 _EXTENSIONS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "bmp": "bmp", "tif": "tif", "tiff": "tif", "webp": "webp"}
-
-
-class DatasetNotFoundError(DatasetError):
-    """No such dataset or version for this tenant (also what another tenant's dataset looks like)."""
 
 
 class ImportRefusedError(DatasetError):
@@ -103,7 +100,7 @@ def parse_ref(ref: str) -> tuple[str, str, str | None]:
 
 class Catalog:
     def __init__(self, engine: Engine, store: ContentStore, tenant: str) -> None:
-        if not TENANT_ID.match(tenant):
+        if not TENANT_ID.match(tenant) or tenant in RESERVED_TENANT_IDS:
             raise DatasetError(f"invalid tenant id {tenant!r}")
         self.engine = tenant_scope(engine, tenant)
         self.store = store
@@ -372,20 +369,30 @@ class Catalog:
 
     # -- consent to pool --------------------------------------------------------------------------------
 
-    def contribute(self, name: str, version: str | None, by: str) -> VersionInfo:
-        """Record this tenant's consent to put a version into future pools."""
+    def contribute(self, name: str, version: str | None, by: str, cluster: str | None = None) -> VersionInfo:
+        """Record this tenant's consent (who, when) to put a version into future pools: the platform's, or
+        with ``cluster`` that cluster's, which only a member may contribute to (to anyone else the cluster
+        does not exist)."""
         info = self.version_info(name, version)
+        if cluster is not None:
+            require_member(self.engine, cluster, self.tenant)
         with self.engine.begin() as conn:
             conn.execute(
                 contributions.insert().values(
-                    tenant_id=self.tenant, dataset=name, number=info.number, consented_by=by, consented_at=_now()
+                    tenant_id=self.tenant,
+                    dataset=name,
+                    number=info.number,
+                    consented_by=by,
+                    consented_at=_now(),
+                    cluster=cluster or "",
                 )
             )
         return info
 
-    def withdraw(self, name: str, version: str | None) -> int:
-        """Withdraw consent for a version: pools built from now on leave it out (built ones stay as they are,
-        immutable and recorded). Returns how many consents were withdrawn."""
+    def withdraw(self, name: str, version: str | None, by: str = "", cluster: str | None = None) -> int:
+        """Withdraw consent for a version (from the platform pool, or from ``cluster``'s): pools built from now
+        on leave it out (built ones stay as they are, immutable and recorded). Returns how many consents were
+        withdrawn."""
         info = self.version_info(name, version)
         statement = (
             update(contributions)
@@ -393,14 +400,16 @@ class Catalog:
                 contributions.c.tenant_id == self.tenant,
                 contributions.c.dataset == name,
                 contributions.c.number == info.number,
+                contributions.c.cluster == (cluster or ""),
                 contributions.c.withdrawn_at.is_(None),
             )
-            .values(withdrawn_at=_now())
+            .values(withdrawn_at=_now(), withdrawn_by=by or self.tenant)
         )
         with self.engine.begin() as conn:
             withdrawn = conn.execute(statement).rowcount
         if not withdrawn:
-            raise DatasetError(f"{self.tenant}/{name}@{info.number} has no consent to withdraw")
+            where = f" to cluster {cluster!r}" if cluster else ""
+            raise DatasetError(f"{self.tenant}/{name}@{info.number} has no consent{where} to withdraw")
         return int(withdrawn)
 
     # -- helpers ----------------------------------------------------------------------------------------

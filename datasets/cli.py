@@ -9,6 +9,10 @@
     lineqa datasets export acme/pcb@2 --format yolo --out ./pcb-v2   # data.yaml ready for training
     lineqa datasets contribute acme/pcb@2 --by qa-lead@acme          # consent to pool; --withdraw revokes
     lineqa datasets pool --map scratches=scratch                     # a new pool version; export pool@N
+    lineqa datasets clusters create automotive --by admin@hub        # a cluster of tenants with its own pool
+    lineqa datasets clusters add-member automotive acme --by admin@hub   # remove-member, members, list
+    lineqa datasets contribute acme/pcb@2 --cluster automotive --by qa-lead@acme
+    lineqa datasets pool --cluster automotive                        # cluster/automotive@N, its members' only
     lineqa datasets synth ./synthetic --surface metal --count 200 --seed 1
 
 A dataset is named ``<tenant>/<name>``; ``@<n>``, ``@latest`` or ``@<hash prefix>`` names a version, and no
@@ -27,13 +31,21 @@ from typing import Any
 
 from lineqa.content_store import ContentStore
 from lineqa.datasets.catalog import Catalog, ImportRefusedError, parse_ref
+from lineqa.datasets.clusters import (
+    add_member,
+    cluster_names,
+    create_cluster,
+    memberships,
+    remove_member,
+    tenant_clusters,
+)
 from lineqa.datasets.database import open_catalog_database
 from lineqa.datasets.errors import DatasetError
 from lineqa.datasets.formats import READERS, WRITERS, detect_format
 from lineqa.datasets.formats.deeppcb import read_deeppcb
 from lineqa.datasets.manifest import Manifest, diff
 from lineqa.datasets.model import ImportedDataset, LabelledImage
-from lineqa.datasets.pool import POOL, build_pool
+from lineqa.datasets.pool import build_pool
 from lineqa.datasets.probe import probe_images
 from lineqa.datasets.splits import assign_splits
 from lineqa.datasets.stats import compute_stats, plot_box_sizes
@@ -41,7 +53,7 @@ from lineqa.datasets.stats import render_text as render_stats
 from lineqa.datasets.synth import Surface, write_yolo_dataset
 from lineqa.datasets.validate import render_text as render_report
 from lineqa.datasets.validate import validate
-from lineqa.datasets.versions import load_version
+from lineqa.datasets.versions import is_pool_ref, load_version
 from lineqa.db import database_url
 from lineqa.home import default_home
 from lineqa.progress import ProgressBar
@@ -73,7 +85,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     for name, text in (("validate", "report problems of a dataset, a version or files"), ("stats", "count")):
         step = commands.add_parser(name, help=text)
-        step.add_argument("target", help="<tenant>/<name>[@version], pool@<version>, or a folder/annotation file")
+        step.add_argument(
+            "target", help="<tenant>/<name>[@version], pool@<version>, cluster/<name>@<version>, or a folder/file"
+        )
         step.add_argument("--format", choices=["auto", *formats], default="auto", help="for a folder or file")
         if name == "stats":
             step.add_argument("--plot", type=Path, help="write the box-size histogram to this PNG")
@@ -101,18 +115,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     step.add_argument("new")
 
     step = commands.add_parser("export", help="write a version as a YOLO or COCO dataset")
-    step.add_argument("version", help="<tenant>/<name>@<version> or pool@<version>")
+    step.add_argument("version", help="<tenant>/<name>@<version>, pool@<version> or cluster/<name>@<version>")
     step.add_argument("--format", choices=sorted(WRITERS), default="yolo")
     step.add_argument("--out", type=Path, required=True)
     step.add_argument("--overwrite", action="store_true")
 
     step = commands.add_parser("contribute", help="consent to put a version into future pools")
     step.add_argument("version")
-    step.add_argument("--by", required=False, default="", help="who consents (recorded)")
+    step.add_argument("--by", required=False, default="", help="who consents or withdraws (recorded)")
     step.add_argument("--withdraw", action="store_true", help="withdraw the consent for future pools")
+    step.add_argument("--cluster", help="the cluster's pool (the tenant must be a member), not the platform's")
 
     step = commands.add_parser("pool", help="build a pool version from the standing contributions")
     step.add_argument("--map", action="append", default=[], metavar="FROM=TO", help="class name mapping")
+    step.add_argument("--cluster", help="build cluster/<NAME>@N from its members' contributions")
+
+    step = commands.add_parser("clusters", help="the platform admin's clusters of tenants, each with its own pool")
+    cluster_actions = step.add_subparsers(dest="cluster_action", required=True, metavar="CLUSTER_ACTION")
+    sub = cluster_actions.add_parser("create", help="a new cluster, without members")
+    sub.add_argument("name")
+    sub.add_argument("--by", required=True, help="who creates it (recorded)")
+    for verb, text in (("add-member", "make a tenant a member"), ("remove-member", "end a tenant's membership")):
+        sub = cluster_actions.add_parser(verb, help=text)
+        sub.add_argument("name")
+        sub.add_argument("tenant")
+        sub.add_argument("--by", required=True, help="who decides it (recorded)")
+    sub = cluster_actions.add_parser("members", help="a cluster's memberships, current and ended, with who/when")
+    sub.add_argument("name")
+    sub = cluster_actions.add_parser("list", help="every cluster, or the ones a tenant is a member of")
+    sub.add_argument("--tenant", help="only the clusters this tenant is a member of now (what it may see)")
 
     step = commands.add_parser("synth", help="write a synthetic YOLO dataset of parts with labelled defects")
     step.add_argument("out", type=Path)
@@ -133,7 +164,7 @@ class _Context:
         return Catalog(self.engine, self.store, tenant)
 
     def version(self, ref: str) -> tuple[Manifest, list[LabelledImage]]:
-        """A version's manifest and its images as files; ``pool@N`` for a pool version."""
+        """A version's manifest and its images as files; ``pool@N`` or ``cluster/<name>@N`` for a pool version."""
         return load_version(self.engine, self.store, ref)
 
 
@@ -150,7 +181,7 @@ def _target(ctx: _Context, args: argparse.Namespace) -> tuple[list[str], list[La
         imported = _read(path, args.format)
         _warn(imported.problems)
         return imported.classes, imported.images, lambda _: imported.format
-    if args.target.split("@")[0] == POOL:
+    if is_pool_ref(args.target):
         manifest, images = ctx.version(args.target)
         return list(manifest.classes), images, lambda image: image.name.split("/")[0]
     tenant, name, version = parse_ref(args.target)
@@ -308,14 +339,23 @@ def _export(ctx: _Context, args: argparse.Namespace) -> int:
 def _contribute(ctx: _Context, args: argparse.Namespace) -> int:
     tenant, name, version = parse_ref(args.version)
     catalog = ctx.catalog(tenant)
+    where = f"cluster {args.cluster}'s" if args.cluster else "the platform's"
     if args.withdraw:
-        catalog.withdraw(name, version)
-        _emit(args, {"withdrawn": args.version}, f"consent for {args.version} withdrawn: future pools leave it out")
+        catalog.withdraw(name, version, by=args.by or tenant, cluster=args.cluster)
+        _emit(
+            args,
+            {"withdrawn": args.version, "cluster": args.cluster},
+            f"consent for {args.version} withdrawn: {where} future pools leave it out",
+        )
         return 0
     if not version:
         raise DatasetError("contribute a version (<tenant>/<name>@<version>), not the working dataset")
-    info = catalog.contribute(name, version, by=args.by or tenant)
-    _emit(args, asdict(info), f"{tenant}/{name}@{info.number} will be part of future pools")
+    info = catalog.contribute(name, version, by=args.by or tenant, cluster=args.cluster)
+    _emit(
+        args,
+        {**asdict(info), "cluster": args.cluster},
+        f"{tenant}/{name}@{info.number} will be part of {where} future pools",
+    )
     return 0
 
 
@@ -324,13 +364,45 @@ def _pool(ctx: _Context, args: argparse.Namespace) -> int:
         mapping = dict(item.split("=", 1) for item in args.map)
     except ValueError:
         raise DatasetError("--map takes FROM=TO, e.g. --map scratches=scratch") from None
-    built = build_pool(ctx.engine, mapping)
+    built = build_pool(ctx.engine, mapping, args.cluster)
     _emit(
         args,
-        asdict(built),
-        f"pool@{built.number}: {built.images} images from "
+        {**asdict(built), "ref": built.ref},
+        f"{built.ref}: {built.images} images from "
         f"{len(built.contributions)} contributions; classes {', '.join(built.classes)}",
     )
+    return 0
+
+
+def _clusters(ctx: _Context, args: argparse.Namespace) -> int:
+    action = args.cluster_action
+    if action == "create":
+        create_cluster(ctx.engine, args.name, args.by)
+        _emit(args, {"created": args.name}, f"cluster {args.name} created; add members with 'clusters add-member'")
+    elif action == "add-member":
+        add_member(ctx.engine, args.name, args.tenant, args.by)
+        _emit(args, {"cluster": args.name, "added": args.tenant}, f"{args.tenant} is a member of {args.name}")
+    elif action == "remove-member":
+        remove_member(ctx.engine, args.name, args.tenant, args.by)
+        _emit(
+            args,
+            {"cluster": args.name, "removed": args.tenant},
+            f"{args.tenant} is no member of {args.name} now: later pools leave its contributions out",
+        )
+    elif action == "members":
+        rows = memberships(ctx.engine, args.name)
+        _emit(
+            args,
+            [asdict(m) for m in rows],
+            "\n".join(
+                f"{m.tenant}\tadded {m.added_at:%Y-%m-%d %H:%M} by {m.added_by}"
+                + (f"\tremoved {m.removed_at:%Y-%m-%d %H:%M} by {m.removed_by}" if m.removed_at else "")
+                for m in rows
+            ),
+        )
+    else:
+        names = tenant_clusters(ctx.engine, args.tenant) if args.tenant else cluster_names(ctx.engine)
+        _emit(args, names, "\n".join(names))
     return 0
 
 
@@ -345,4 +417,5 @@ _ACTIONS: dict[str, Callable[[_Context, argparse.Namespace], int]] = {
     "export": _export,
     "contribute": _contribute,
     "pool": _pool,
+    "clusters": _clusters,
 }

@@ -9,6 +9,11 @@ class DatasetError(Exception):
     """Root of the datasets part's user-facing errors."""
 
 
+class DatasetNotFoundError(DatasetError):
+    """No such dataset, version, pool or cluster for this tenant (also what another tenant's dataset, or a
+    cluster the tenant is not a member of, looks like)."""
+
+
 class DatasetFormatError(DatasetError):
     """An annotation file cannot be read: which file, which line (when known), and what was wrong."""
 

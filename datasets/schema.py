@@ -4,8 +4,12 @@ makes filters on it: that filter is the isolation between manufacturers.
 - ``ds_images``: the images a tenant has stored (bytes live in the content-addressed image store).
 - ``ds_datasets`` / ``ds_samples``: a tenant's working datasets, editable (imports, review decisions, splits).
 - ``ds_versions``: immutable snapshots; the manifest (JSON) is the version, its SHA-256 its identity.
-- ``ds_contributions``: a tenant's recorded consent to put one version in future pools, and its withdrawal.
-- ``ds_pools``: pooled versions, each naming the contributions it merged and the class mapping it used.
+- ``ds_contributions``: a tenant's recorded consent to put one version in future pools, and its withdrawal;
+  ``cluster`` is the pool it goes to (``""``: the platform's).
+- ``ds_pools``: pooled versions, each naming the contributions it merged and the class mapping it used,
+  numbered per pool (``cluster``, ``""`` for the platform's).
+- ``ds_clusters`` / ``ds_cluster_members``: named groups of tenants (an industry, a supply chain) with their
+  own pool; membership rows record who added and who removed a tenant, and when.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ contributions = Table(
     Column("consented_by", String(128), nullable=False),
     Column("consented_at", DateTime(timezone=True), nullable=False),
     Column("withdrawn_at", DateTime(timezone=True)),
+    Column("withdrawn_by", String(128)),
+    Column("cluster", String(64), nullable=False, server_default=""),
     ForeignKeyConstraint(
         ["tenant_id", "dataset", "number"], ["ds_versions.tenant_id", "ds_versions.dataset", "ds_versions.number"]
     ),
@@ -101,10 +107,32 @@ contributions = Table(
 pools = Table(
     "ds_pools",
     metadata,
-    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("cluster", String(64), nullable=False, server_default=""),
+    Column("number", Integer, nullable=False, autoincrement=False),
     Column("manifest_sha256", String(64), nullable=False),
     Column("manifest_json", Text, nullable=False),
     Column("contributions_json", Text, nullable=False),
     Column("class_map_json", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("cluster", "number"),
+)
+
+clusters = Table(
+    "ds_clusters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+cluster_members = Table(
+    "ds_cluster_members",
+    metadata,
+    Column("membership_id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster", String(64), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("added_by", String(128), nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("removed_by", String(128)),
+    Column("removed_at", DateTime(timezone=True)),
 )

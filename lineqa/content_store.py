@@ -19,6 +19,9 @@ from pathlib import Path
 from lineqa.home import private_folder
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Not a tenant: ``cluster/<name>@<n>`` names a cluster's pool version where ``<tenant>/<name>@<n>`` names a
+# tenant's dataset version.
+RESERVED_TENANT_IDS = frozenset({"cluster"})
 EXTENSIONS = ("jpg", "png", "bmp", "tif", "webp")
 _KEY = re.compile(
     r"^(?P<tenant>[a-z0-9][a-z0-9_-]{0,63})/[0-9a-f]{2}/(?P<sha>[0-9a-f]{64})\.(?:" + "|".join(EXTENSIONS) + r")$"

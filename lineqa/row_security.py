@@ -87,6 +87,15 @@ def allow_read(op: Any, table: str, name: str, condition: str) -> None:
     op.execute(f"CREATE POLICY {table}_{name} ON {table} FOR SELECT TO {APP_ROLE} USING ({condition})")
 
 
+def restrict_reads(op: Any, table: str, name: str, condition: str) -> None:
+    """Row-level security on a table the application role only reads (granted SELECT before): it sees the
+    rows that match ``condition``, which may name the transaction's tenant (:func:`tenant_is`)."""
+    if not _on_postgresql(op):
+        return
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    allow_read(op, table, name, condition)
+
+
 def release(op: Any, tables: Iterable[str]) -> None:
     """Undo :func:`isolate` and the grants on ``tables`` (downgrades); the role stays: other databases use it."""
     if not _on_postgresql(op):

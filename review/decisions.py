@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from lineqa.content_store import ContentStore, ContentStoreError
-from lineqa.datasets.catalog import Catalog, DatasetNotFoundError
+from lineqa.datasets.catalog import Catalog
+from lineqa.datasets.errors import DatasetNotFoundError
 from lineqa.datasets.model import Annotation, Box, LabelledImage
 from lineqa.db import tenant_scope
 from lineqa.review import audit

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from lineqa.content_store import TENANT_ID
+from lineqa.content_store import RESERVED_TENANT_IDS, TENANT_ID
 from lineqa.db import tenant_scope, token_scope
 from lineqa.serving.database import DatabaseError
 from lineqa.serving.errors import ServingError
@@ -112,6 +112,8 @@ class AccessStore:
     def add_tenant(self, tenant_id: str, display_name: str = "") -> None:
         if not TENANT_ID.match(tenant_id):  # it prefixes storage keys: lower case, no dots
             raise AccessError(f"tenant id {tenant_id!r} must be 1-64 lower-case letters, digits, '_' or '-'")
+        if tenant_id in RESERVED_TENANT_IDS:
+            raise AccessError(f"tenant id {tenant_id!r} is reserved: 'cluster/<name>' names a cluster's pool")
         values = {"tenant_id": tenant_id, "display_name": display_name or tenant_id, "created_at": _now()}
         self._write(tenant_id, f"tenant {tenant_id!r}", tenants.insert().values(**values))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,16 @@ class WeightsStore:
         return digest
 
 
-def resolve_base(ref: str, repository: ModelRepository, weights: WeightsStore) -> Base:
-    """Turn ``--base`` into something Ultralytics can load offline, with the hash the lineage records."""
+def resolve_base(
+    ref: str,
+    repository: ModelRepository,
+    weights: WeightsStore,
+    visible: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> Base:
+    """Turn ``--base`` into something Ultralytics can load offline, with the hash the lineage records.
+
+    ``visible`` is asked about a registry model's lineage: a model it refuses (a cluster's base model, for a
+    tenant that is not a member) gets the answer a model that does not exist gets."""
     path = Path(ref).expanduser()
     if ref.endswith(YAML_SUFFIXES):
         text = path.read_bytes() if path.is_file() else ref.encode()  # a built-in name like yolo11n.yaml
@@ -77,6 +86,9 @@ def resolve_base(ref: str, repository: ModelRepository, weights: WeightsStore) -
         raise TrainingError(f"--base {ref!r}: a registry model is NAME or NAME@VERSION (a number)")
     try:
         found = repository.version(name, int(version) if version else None)
+        if visible is not None and not visible(found.metadata.lineage):
+            number = f" {version}" if version else ""
+            raise ModelRepositoryError(f"model {name!r} has no version{number} in {repository.root}")
     except ModelRepositoryError as exc:
         raise TrainingError(f"--base {ref!r} is neither a model YAML, a .pt file nor a registry model: {exc}") from None
     digest = str(found.metadata.lineage.get("weights_sha256", ""))

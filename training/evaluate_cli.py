@@ -47,7 +47,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="a training run (its exported model and its dataset)")
     which.add_argument("--model", help="an ONNX file, or a registry model NAME[@VERSION]")
-    parser.add_argument("--dataset", help="<tenant>/<name>@<version> or pool@<version> (default: the run's)")
+    parser.add_argument(
+        "--dataset", help="<tenant>/<name>@<version>, pool@<version> or cluster/<name>@<version> (default: the run's)"
+    )
     parser.add_argument("--split", help="split to evaluate on (default: test, else val)")
     parser.add_argument(
         "--recipe",

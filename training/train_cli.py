@@ -3,6 +3,8 @@
     lineqa train --dataset acme/pcb@3 --base yolo11n.yaml                 # from scratch (no pretrained weights)
     lineqa train --dataset pool@2 --base yolo11s.yaml --name platform-base  # the platform base model
     lineqa train --dataset acme/pcb@3 --base platform-base@1               # fine-tune from a registry model
+    lineqa train --dataset cluster/automotive@1 --base yolo11s.yaml --name automotive-base  # a cluster's base
+    lineqa train --dataset acme/pcb@3 --base automotive-base@1             # a member fine-tunes from it
     lineqa train --dataset acme/pcb@3 --base ./yolo11n.pt                  # Ultralytics' own weights, if you have them
     lineqa train --resume pcb-20261125-101500                              # continue an interrupted run
     lineqa train --dataset acme/pcb@3 --base yolo11n.yaml --device 0,1     # Ultralytics' multi-GPU (DDP) mode
@@ -20,13 +22,18 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import Engine
 
-from lineqa.content_store import ContentStore
+from lineqa.content_store import TENANT_ID, ContentStore
+from lineqa.datasets.catalog import parse_ref
+from lineqa.datasets.clusters import is_member
 from lineqa.datasets.database import open_catalog_database
+from lineqa.datasets.pool import parse_pool_ref
 from lineqa.datasets.versions import load_version
 from lineqa.db import database_url
 from lineqa.home import default_home
@@ -63,7 +70,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
     parser.add_argument("--db", help="dataset catalog database URL (default: SQLite <home>/lineqa.db)")
-    parser.add_argument("--dataset", help="<tenant>/<name>@<version> or pool@<version>")
+    parser.add_argument("--dataset", help="<tenant>/<name>@<version>, pool@<version> or cluster/<name>@<version>")
+    parser.add_argument(
+        "--tenant",
+        help="train for this tenant: only its datasets, the pools it is in, and its clusters' pools and base "
+        "models are found (default: the dataset's tenant; none for pool@N and cluster/<name>@N: the platform)",
+    )
     parser.add_argument("--base", default="yolo11n.yaml", help="model YAML, local .pt or registry NAME[@VERSION]")
     parser.add_argument("--name", help="run name (default: <dataset>-<UTC time>)")
     parser.add_argument("--epochs", type=int, default=100)
@@ -113,15 +125,36 @@ def _starting_weights(base: Base, classes: list[str], run: Run) -> tuple[str, di
     return str(remapped), report
 
 
+def _acting_tenant(args: argparse.Namespace) -> str | None:
+    """Whom the run is for: ``--tenant``, else the owner of a tenant's dataset; None for the platform's jobs."""
+    if args.tenant or parse_pool_ref(args.dataset) is not None:
+        return str(args.tenant) if args.tenant else None
+    return parse_ref(args.dataset)[0]
+
+
+def cluster_base_rule(engine: Engine, dataset: str, tenant: str | None) -> Callable[[Mapping[str, Any]], bool]:
+    """Who may start from a registry model: one trained on a cluster's pool (``cluster/<name>@N`` in its
+    lineage) only runs of that cluster's pool and runs of its current members; any other model, anyone."""
+    target = parse_pool_ref(dataset)
+
+    def visible(lineage: Mapping[str, Any]) -> bool:
+        trained_on = str((lineage.get("dataset") or {}).get("ref") or "")
+        source = parse_pool_ref(trained_on) if trained_on else None
+        if source is None or source[0] is None:
+            return True
+        cluster = source[0]
+        if target is not None and target[0] == cluster:
+            return True
+        return tenant is not None and is_member(engine, cluster, tenant)
+
+    return visible
+
+
 def _prepare(
-    args: argparse.Namespace, home: Path, run_: Run, base: Base, hyperparameters: dict[str, Any]
+    args: argparse.Namespace, engine: Engine, home: Path, run_: Run, base: Base, hyperparameters: dict[str, Any]
 ) -> tuple[TrainSpec, TrainingSet]:
     """Write the dataset into the run, remap the base if needed, record the run; return what to train."""
-    engine = open_catalog_database(database_url(home, args.db))
-    try:
-        manifest, images = load_version(engine, ContentStore(home / "images"), args.dataset)
-    finally:
-        engine.dispose()
+    manifest, images = load_version(engine, ContentStore(home / "images"), args.dataset, _acting_tenant(args))
     training_set = write_training_set(
         args.dataset, manifest, images, run_.root / "data", background_share=args.background_share
     )
@@ -164,6 +197,8 @@ def _prepare(
 def _new_run(args: argparse.Namespace, home: Path) -> Run:
     if not args.dataset:
         raise TrainingError("give --dataset <tenant>/<name>@<version> (or --resume RUN)")
+    if args.tenant and not TENANT_ID.match(args.tenant):
+        raise TrainingError(f"--tenant {args.tenant!r} is not a tenant id")
     name = args.name or f"{args.dataset.split('@')[0].replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = Run(home / "runs" / name)
     if run.root.exists():
@@ -181,14 +216,19 @@ def run(args: argparse.Namespace) -> int:
         _finish(existing, best, time.monotonic() - started)
         return 0
     run_ = _new_run(args, home)
-    base = resolve_base(args.base, ModelRepository(home / "models"), WeightsStore(home / "weights"))
-    hyperparameters = _hyperparameters(args, base)  # a bad --set is refused before anything is written
-    run_.root.mkdir(parents=True)
+    engine = open_catalog_database(database_url(home, args.db))
     try:
-        spec, training_set = _prepare(args, home, run_, base, hyperparameters)
-    except BaseException:
-        shutil.rmtree(run_.root, ignore_errors=True)  # nothing trained: leave no half-made run behind
-        raise
+        rule = cluster_base_rule(engine, args.dataset, _acting_tenant(args))
+        base = resolve_base(args.base, ModelRepository(home / "models"), WeightsStore(home / "weights"), rule)
+        hyperparameters = _hyperparameters(args, base)  # a bad --set is refused before anything is written
+        run_.root.mkdir(parents=True)
+        try:
+            spec, training_set = _prepare(args, engine, home, run_, base, hyperparameters)
+        except BaseException:
+            shutil.rmtree(run_.root, ignore_errors=True)  # nothing trained: leave no half-made run behind
+            raise
+    finally:
+        engine.dispose()
     print(f"run {run_.root}: {training_set.images_per_split} images of {args.dataset}, base {base.ref}")
     started = time.monotonic()
     try:

@@ -80,6 +80,8 @@ def test_admin_mistakes_are_clear_errors(store: AccessStore) -> None:
             store.add_tenant(bad)
     with pytest.raises(AccessError, match="must be 1-64"):
         store.add_camera("acme", "press-3", "cam/../x")
+    with pytest.raises(AccessError, match="'cluster' is reserved"):  # cluster/<name>@N is a cluster's pool
+        store.add_tenant("cluster")
 
 
 def test_cameras_of_two_tenants_may_share_an_id(store: AccessStore) -> None:
