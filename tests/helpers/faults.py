@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import random
 import subprocess
 import threading
@@ -136,13 +138,19 @@ def small_filesystem(path: Path, size_mb: int) -> Iterator[Path]:
 
 
 def fill(path: Path, leave_bytes: int = 0) -> Path:
-    """Write a file that takes the file system's free space, but ``leave_bytes``; remove it to free it."""
-    import os
+    """Write a file that takes the file system's free space, but ``leave_bytes``; remove it to free it (it may
+    not exist where the file system was full already: ``unlink(missing_ok=True)``)."""
 
     stat = os.statvfs(path)
     free = stat.f_bavail * stat.f_frsize - leave_bytes
     filler = path / ".filler"
-    with filler.open("wb") as out:
+    try:
+        out = filler.open("wb")
+    except OSError as exc:  # already full (another writer got there first): the fault is in place as it is
+        if exc.errno != errno.ENOSPC:
+            raise
+        return filler
+    with out:
         block = b"\0" * (1 << 20)
         with contextlib.suppress(OSError):
             while free > 0:
