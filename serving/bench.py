@@ -363,6 +363,9 @@ def ultralytics_loop(weights: Path, paths: list[Path], imgsz: int, config_dir: P
     model = load_ultralytics(config_dir).YOLO(str(weights), task="detect")
     import torch  # present wherever Ultralytics is
 
+    # Ultralytics sets torch's threads when it first picks the device (one fewer than the cores): one
+    # warm-up call first, then every usable core, so the baseline is Ultralytics at its best on this machine.
+    model.predict(str(paths[0]), imgsz=imgsz, device=device, verbose=False)
     torch.set_num_threads(usable_cores())
 
     def predict(k: int) -> object:
