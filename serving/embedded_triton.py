@@ -61,11 +61,16 @@ class EmbeddedTritonError(ServingError):
     """The embedded Triton server could not start, or could not load a model."""
 
 
-def free_port() -> int:
-    """A port free on loopback now (Triton needs explicit ports; a start that loses the race is retried)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+def free_port(avoid: frozenset[int] = frozenset()) -> int:
+    """A port free on loopback now and not in ``avoid`` (Triton needs explicit ports; a start that loses the
+    race is retried). ``avoid`` holds the ports the gateway itself is about to listen on: its default 50051
+    lies in Linux's ephemeral range, so a Triton started first could otherwise take it (seen on a restart)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 @dataclass(frozen=True)
@@ -137,8 +142,8 @@ class TritonEndpoints:
         return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
 
     @classmethod
-    def pick(cls, metrics_port: int) -> TritonEndpoints:
-        return cls(free_port(), free_port(), metrics_port or free_port())
+    def pick(cls, metrics_port: int, avoid: frozenset[int] = frozenset()) -> TritonEndpoints:
+        return cls(free_port(avoid), free_port(avoid), metrics_port or free_port(avoid))
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ class EmbeddedTritonSettings:
     attempt_timeout_s: float = 60.0
     load_timeout_s: float = 120.0
     metrics_port: int = 0  # 0: any free port
+    reserved_ports: frozenset[int] = frozenset()  # the gateway's own ports: never picked for Triton
     exit_timeout_s: int = 5  # Triton's own wait for in-flight requests when told to stop
     workdir_parent: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
@@ -162,7 +168,7 @@ class EmbeddedTriton:
         self.settings = settings or EmbeddedTritonSettings()
         self.distribution = TritonDistribution.installed()
         self.admin_key = secrets.token_hex(16)
-        self.endpoints = TritonEndpoints.pick(self.settings.metrics_port)
+        self.endpoints = TritonEndpoints.pick(self.settings.metrics_port, self.settings.reserved_ports)
         self.loaded: dict[str, frozenset[int]] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
@@ -235,7 +241,8 @@ class EmbeddedTriton:
             logger.warning("embedded Triton start attempt %d failed (%s); retrying in %.1f s", attempt, cause, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, 8.0)
-            self.endpoints = TritonEndpoints.pick(self.settings.metrics_port)  # a port may have been taken
+            # a port may have been taken
+            self.endpoints = TritonEndpoints.pick(self.settings.metrics_port, self.settings.reserved_ports)
         logger.info("embedded Triton up on %s after %d attempt(s)", self.endpoints.grpc_url, attempt)
         self.loaded = {}
         if wanted:

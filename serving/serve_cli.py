@@ -168,7 +168,12 @@ def _embedded(args: argparse.Namespace, repository: ModelRepository) -> Embedded
     if problems:
         raise ServeConfigError(f"the model repository {repository.root} cannot be served:\n  " + "\n  ".join(problems))
     embedded = EmbeddedTriton(
-        repository, EmbeddedTritonSettings(ort_threads=args.ort_threads, metrics_port=args.triton_metrics_port)
+        repository,
+        EmbeddedTritonSettings(
+            ort_threads=args.ort_threads,
+            metrics_port=args.triton_metrics_port,
+            reserved_ports=frozenset({args.port, args.metrics_port}),
+        ),
     )
     embedded.start()
     return embedded

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -94,3 +96,32 @@ def test_a_killed_triton_leaves_no_stub_and_no_shared_memory(repository: ModelRe
         triton.stop()
     assert not left, f"stubs outlived their server: {[p.pid for p in left]}"
     assert not regions, f"shared memory left behind: {regions}"
+
+
+def test_triton_never_gets_the_gateways_own_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway starts its Triton before it binds its listener, and its default 50051 is in Linux's
+    ephemeral range: a restarted gateway lost its port to its own Triton once. The kernel's choice is stood in
+    for by a socket that offers 50051 twice, then 40000."""
+    import lineqa.serving.embedded_triton as embedded_triton
+
+    offered = iter([50051, 50051, 40000])
+
+    class OfferingSocket:
+        def __init__(self, *_: object) -> None:
+            self.port = next(offered)
+
+        def __enter__(self) -> OfferingSocket:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def bind(self, _: object) -> None:
+            return None
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    kernel = SimpleNamespace(socket=OfferingSocket, AF_INET=socket.AF_INET, SOCK_STREAM=socket.SOCK_STREAM)
+    monkeypatch.setattr(embedded_triton, "socket", kernel)  # this module's view only, not the process's
+    assert free_port(frozenset({50051, 9464})) == 40000
