@@ -195,8 +195,7 @@ async def _until(
             waiting: list[asyncio.Future[Any]] = [following, stopped]
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if following not in done:
-                following.cancel()  # it may still end on its own (the stream closing): its outcome is moot
-                following.add_done_callback(lambda f: f.cancelled() or f.exception())
+                following.cancel()
                 return
             try:
                 yield following.result()
