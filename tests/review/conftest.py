@@ -3,6 +3,7 @@ images in the content store, as the gateway writes them), users in every role, a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -16,6 +17,7 @@ import cv2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from lineqa.content_store import ContentStore
 from lineqa.datasets.synth import Surface, generate_part
@@ -23,6 +25,7 @@ from lineqa.db import sqlite_url
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.review.app import ReviewSettings, create_app
 from lineqa.review.auth import Role, UserStore
+from lineqa.review.database import open_review_database
 from lineqa.serving.access import AccessStore
 from lineqa.serving.database import open_database
 from lineqa.serving.local_plant import set_recipe
@@ -174,3 +177,24 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
     for client in made.clients:
         client.close()
     made.app.state.services.engine.dispose()
+
+
+@contextlib.contextmanager
+def site_on(database: str, home: Path) -> Iterator[tuple[Site, Engine]]:
+    """A review site on ``database`` ("sqlite", or "postgresql-application-role": a fresh PostgreSQL database the
+    app reaches as the application role) and the owner's engine, which migrated it; closed afterwards."""
+    from tests.conftest import _fresh_postgres_database, app_role_url
+
+    with contextlib.ExitStack() as stack:
+        if database == "sqlite":
+            owner_url = app_url = sqlite_url(home / "lineqa.db")
+        else:
+            owner_url = stack.enter_context(_fresh_postgres_database())
+            app_url = app_role_url(owner_url)
+        platform = open_review_database(owner_url)  # migrates as the owner
+        site = make_site(app_url, home)
+        yield site, platform
+        for client in site.clients:
+            client.close()
+        site.app.state.services.engine.dispose()
+        platform.dispose()

@@ -6,18 +6,14 @@ works there as it does on SQLite."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, inspect, select, table
 
-from lineqa.db import sqlite_url
 from lineqa.review.access import ACCOUNT_ROUTES, PUBLIC_ROUTES, ROUTE_ROLES
-from lineqa.review.database import open_review_database
-from tests.conftest import _fresh_postgres_database, app_role_url
-from tests.review.conftest import Site, csrf_of, make_site
+from tests.review.conftest import Site, csrf_of, site_on
 
 ALL = {"operator", "labeller", "qa", "admin"}
 WATCH = {"operator", "qa", "admin"}
@@ -88,20 +84,8 @@ class Matrix:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql-application-role"])
 def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
-    home = tmp_path_factory.mktemp("access")
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            owner_url = app_url = sqlite_url(home / "lineqa.db")
-        else:
-            owner_url = stack.enter_context(_fresh_postgres_database())
-            app_url = app_role_url(owner_url)
-        platform = open_review_database(owner_url)  # migrates as the owner
-        site = make_site(app_url, home)
+    with site_on(request.param, tmp_path_factory.mktemp("access")) as (site, platform):
         yield Matrix(site, platform)
-        for client in site.clients:
-            client.close()
-        site.app.state.services.engine.dispose()
-        platform.dispose()
 
 
 def test_every_route_is_in_the_access_table_and_the_table_is_the_spec(matrix: Matrix) -> None:

@@ -6,7 +6,6 @@ trail with the expert's id. The ``lineqa review expert`` commands invite, list a
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -22,8 +21,7 @@ from lineqa.review.database import open_review_database
 from lineqa.review.errors import BadInputError, NotFoundError
 from lineqa.review.experts import ExpertGrants, ScopeKind
 from lineqa.review.schema import expert_grants
-from tests.conftest import _fresh_postgres_database, app_role_url
-from tests.review.conftest import PASSWORD, Site, csrf_of, make_site
+from tests.review.conftest import PASSWORD, Site, csrf_of, site_on
 from tests.review.test_cli import lineqa
 
 NEXT_YEAR = datetime.now(timezone.utc) + timedelta(days=365)
@@ -53,20 +51,8 @@ class Setup:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql-application-role"])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    home = tmp_path_factory.mktemp("experts")
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            owner_url = app_url = sqlite_url(home / "lineqa.db")
-        else:
-            owner_url = stack.enter_context(_fresh_postgres_database())
-            app_url = app_role_url(owner_url)
-        platform = open_review_database(owner_url)
-        site = make_site(app_url, home)
+    with site_on(request.param, tmp_path_factory.mktemp("experts")) as (site, platform):
         yield Setup(site, platform)
-        for client in site.clients:
-            client.close()
-        site.app.state.services.engine.dispose()
-        platform.dispose()
 
 
 def test_an_expert_sees_exactly_what_was_granted_and_nothing_of_another_tenant(setup: Setup) -> None:
