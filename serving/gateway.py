@@ -24,6 +24,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -302,16 +303,25 @@ async def run_until_signal(gateway: Gateway, grace_s: float) -> None:
     await gateway.server.start()
     health_task = asyncio.create_task(gateway.health.run())
     await stop.wait()
-    logger.info("stopping: draining in-flight frames for up to %.0f s", grace_s)
+    _lifecycle(f"lineqa gateway stopping: NOT_SERVING, draining in-flight frames for up to {grace_s:.0f} s")
     gateway.health.stopping = True
     health_task.cancel()
     await gateway.health.set(False)
     gateway.servicer.draining.set()
     began = time.monotonic()
-    with contextlib.suppress(asyncio.TimeoutError):
+    try:
         await asyncio.wait_for(gateway.servicer.drained(), grace_s)
+        _lifecycle(f"lineqa gateway drained in {time.monotonic() - began:.1f} s")
+    except asyncio.TimeoutError:
+        _lifecycle(f"lineqa gateway: {gateway.servicer.open_calls} calls still open after {grace_s:.0f} s")
     # Probes that ask every second or two must get to see NOT_SERVING rather than a closed port: the listener
     # stays up (health answering, new inspection calls refused) for a short notice even when drained sooner.
     notice_s = min(DRAIN_NOTICE_S, grace_s / 2)
     await asyncio.sleep(max(0.0, began + notice_s - time.monotonic()))
     await gateway.server.stop(max(0.5, grace_s - (time.monotonic() - began)))
+    _lifecycle(f"lineqa gateway stopped listening {time.monotonic() - began:.1f} s after the signal")
+
+
+def _lifecycle(line: str) -> None:
+    """Start and stop steps go to stderr whatever the log level: an operator reading a slow stop needs them."""
+    print(line, file=sys.stderr, flush=True)

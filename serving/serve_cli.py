@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 
 from lineqa.home import default_home, env_default
@@ -237,7 +238,9 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_serve(inspector, settings, TokenCache(access), supervisor))
     finally:
         if embedded is not None:
+            began = time.monotonic()
             embedded.stop()
+            print(f"embedded Triton stopped in {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
         store.close()
         if inspector is not None:
             inspector.storage.close()

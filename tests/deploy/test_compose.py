@@ -150,10 +150,29 @@ def test_laptop_profile_up_and_down(serving_image: Built, plant_home: PlantHome)
         assert "password" in page.lower()
     finally:
         started_down = time.monotonic()
+        stop = compose(project, env, "--profile", "laptop", "stop", "-t", "30")
+        stop_s = time.monotonic() - started_down
+        ended = stopped_containers(project)
         down = compose(project, env, "--profile", "laptop", "down", "-t", "30")
         down_s = time.monotonic() - started_down
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert down_s < 25, f"down took {down_s:.0f} s: a container was killed at the 30 s grace instead of exiting"
+    assert stop.returncode == 0 and down.returncode == 0, stop.stdout + stop.stderr + down.stdout + down.stderr
+    # SIGTERM must end each service by itself: 143 or 0, never 137 (killed at the grace period).
+    assert all(code in (0, 143) for code, _ in ended.values()) and stop_s < 25, (
+        f"stop took {stop_s:.0f} s; exit codes and last log lines:\n"
+        + "\n".join(f"--- {name}: exit {code}\n{log}" for name, (code, log) in ended.items())
+    )
     left = podman("ps", "-a", "--format", "json", "--filter", f"label=io.podman.compose.project={project}").stdout
     assert json.loads(left or "[]") == []
-    print(f"compose laptop profile: up (SERVING) {up_s:.1f} s, down {down_s:.1f} s")
+    print(f"compose laptop profile: up (SERVING) {up_s:.1f} s, stop {stop_s:.1f} s, down {down_s:.1f} s")
+
+
+def stopped_containers(project: str) -> dict[str, tuple[int, str]]:
+    """Each stopped container of ``project``: its exit code and the end of its log."""
+    listed = podman("ps", "-a", "--format", "json", "--filter", f"label=io.podman.compose.project={project}").stdout
+    ended: dict[str, tuple[int, str]] = {}
+    for container in json.loads(listed or "[]"):
+        name = container["Names"][0]
+        code = int(podman("inspect", "--format", "{{.State.ExitCode}}", name, check=False).stdout.strip() or -1)
+        logs = podman("logs", "--timestamps", "--tail", "25", name, check=False)
+        ended[name] = (code, logs.stdout + logs.stderr)
+    return ended
