@@ -38,6 +38,8 @@ _COARSEST_SIDE_PX = 80  # the pyramid stops halving before the shorter side gets
 _ECC_SMOOTHING_PX = 5  # ECC's own Gaussian: gives binarised images (DeepPCB) the gradients ECC needs
 _BORDER_ERODE_PX = 2  # pixels next to the warp's border mix in replicated values; they are not trusted
 _RETRY_BELOW_CORRELATION = 0.7  # an ECC result from no motion that correlates worse is tried again from afar
+_MAX_AFFINE_CORRECTION = 0.02  # of the image diagonal, at the corners: about a 4 % scale difference
+_BLANK_STD = 2.0  # grey levels: a reference this flat has nothing to align by, and nothing to misplace
 _MIN_TEXTURE_RATIO = 0.02  # a direction with less gradient energy than this share of the strongest has none
 
 
@@ -74,7 +76,8 @@ class Alignment:
     reference), so the pair differs only where the part does. ``transform`` (2x3, float64) takes reference
     pixel coordinates to frame pixel coordinates: where the part moved. ``shift_px`` is how far the image
     centre moved, ``rotation_deg`` and ``scale`` the rest of that motion. ``quality`` is in [0, 1] (the ECC
-    correlation). ``aligned`` is False when a limit was broken or no alignment was found; ``reason`` then says
+    correlation; 1 for a blank reference, which cannot be misplaced: whatever the frame shows on it is an
+    anomaly). ``aligned`` is False when a limit was broken or no alignment was found; ``reason`` then says
     which in words a QA operator can act on, and is empty otherwise. All arrays are read-only.
     """
 
@@ -171,29 +174,42 @@ def _pyramid(image: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
+def _ecc(
+    frame: np.ndarray, reference: np.ndarray, warp: np.ndarray, motion: int, iterations: int
+) -> tuple[np.ndarray, float]:
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, iterations, 1e-5)
+    everywhere = np.ones(frame.shape, np.uint8)
+    correlation, found = cv2.findTransformECC(frame, reference, warp, motion, criteria, everywhere, _ECC_SMOOTHING_PX)
+    return np.asarray(found, dtype=np.float32), float(correlation)
+
+
+def _corner_gap_px(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> float:
+    height, width = shape[:2]
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], np.float64).T
+    return float(np.abs(a.astype(np.float64) @ corners - b.astype(np.float64) @ corners).max())
+
+
 def _refine(frames: list[np.ndarray], references: list[np.ndarray], warp: np.ndarray) -> tuple[np.ndarray, float]:
     """ECC from the coarsest level to the finest, starting at ``warp`` (given at the coarsest level).
 
-    The motion model grows with the resolution: a translation where the image is a thumbnail, a rigid motion in
-    between, a full affine only at full resolution, where the detail to pin down a scale or a shear exists.
-    Fewer free parameters at coarse levels keep ECC from wandering along patterns that repeat.
+    The motion model grows with the resolution: a translation where the image is a thumbnail, a rigid motion
+    up to full resolution, and last an affine, kept only as a small correction of the rigid fit (a camera a
+    little closer, a lens a little different). On a nearly blank image ECC would otherwise "improve" its
+    correlation by scaling the few features out of view; fewer free parameters at coarse levels likewise keep
+    it from wandering along patterns that repeat.
     """
-    correlation = 0.0
     coarsest = len(frames) - 1
     for level in range(coarsest, -1, -1):
-        if level == 0:
-            motion, criteria = cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-4)
-        else:
-            motion = cv2.MOTION_TRANSLATION if level == coarsest else cv2.MOTION_EUCLIDEAN
-            criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-5)
-        everywhere = np.ones(frames[level].shape, np.uint8)
-        correlation, found = cv2.findTransformECC(
-            frames[level], references[level], warp, motion, criteria, everywhere, _ECC_SMOOTHING_PX
-        )
-        warp = np.asarray(found, dtype=np.float32)
+        motion = cv2.MOTION_TRANSLATION if level == coarsest and level else cv2.MOTION_EUCLIDEAN
+        warp, correlation = _ecc(frames[level], references[level], warp, motion, 50)
         if level:
             warp[:, 2] *= 2.0
-    return warp.astype(np.float64), float(correlation)
+    with contextlib.suppress(cv2.error):
+        affine, affine_correlation = _ecc(frames[0], references[0], warp.copy(), cv2.MOTION_AFFINE, 30)
+        diagonal = math.hypot(*frames[0].shape)
+        if _corner_gap_px(affine, warp, frames[0].shape) <= _MAX_AFFINE_CORRECTION * diagonal:
+            warp, correlation = affine, affine_correlation
+    return warp.astype(np.float64), correlation
 
 
 def _estimate(frame: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
@@ -284,12 +300,14 @@ def align(frame: np.ndarray, reference: np.ndarray, limits: AlignmentLimits = Al
     frame_grey = _grey(frame, "frame")
     reference_grey = _fit_to(_grey(reference, "reference"), frame_grey.shape)
     height, width = frame_grey.shape
-    try:
-        warp, quality = _estimate(frame_grey, reference_grey)
-    except cv2.error:
-        warp, quality, reason = np.eye(2, 3), 0.0, "no alignment found: frame and reference do not correlate"
+    reason = ""
+    if float(reference_grey.std()) < _BLANK_STD:  # a blank golden sample: nothing to misplace, nothing to fit
+        warp, quality = np.eye(2, 3), 1.0
     else:
-        reason = ""
+        try:
+            warp, quality = _estimate(frame_grey, reference_grey)
+        except cv2.error:
+            warp, quality, reason = np.eye(2, 3), 0.0, "no alignment found: frame and reference do not correlate"
     quality = min(max(quality, 0.0), 1.0)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(reference_grey, warp, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
