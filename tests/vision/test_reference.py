@@ -80,6 +80,18 @@ def test_a_moved_board_is_aligned_back(dx: float, dy: float, rotation: float) ->
     assert aligned.scale == pytest.approx(1.0, abs=0.01)
 
 
+def test_a_part_far_off_is_found_and_refused_only_by_the_shift_limit() -> None:
+    reference = board()
+    shot = Shot(dx_px=-40.0, dy_px=25.0)
+    frame = photograph(reference, shot)
+    found = align(frame, reference, AlignmentLimits(max_shift_px=80.0))
+    assert found.aligned, found.reason
+    assert corner_error_px(found.transform, shot_transform(shot, SIZE, SIZE)) < 1.0
+    refused = align(frame, reference)
+    assert not refused.aligned
+    assert "shifted 47.2 px" in refused.reason
+
+
 def test_a_realistic_shot_is_aligned_back_under_blur_noise_and_light() -> None:
     reference = board()
     shot = Shot(dx_px=-2.5, dy_px=3.0, rotation_deg=0.3, brightness=1.1, contrast=0.9, blur_sigma_px=0.8, noise_sigma=4)
