@@ -340,6 +340,14 @@ def reference_input(aligned: Alignment) -> np.ndarray:
     return np.ascontiguousarray(np.dstack([aligned.frame, aligned.reference, difference]))
 
 
+def model_input(frame: np.ndarray, reference: np.ndarray, limits: AlignmentLimits = AlignmentLimits()) -> np.ndarray:
+    """The model input of a labelled pair, as training and dataset exports build it: aligned and encoded
+    exactly as at inspection time. A pair outside ``limits`` keeps its best alignment rather than being
+    dropped: its labels were drawn by a person on the frame, so it remains a fair training image (at
+    inspection time the same frame goes to REVIEW instead)."""
+    return reference_input(align(frame, reference, limits))
+
+
 def difference_map(aligned: Alignment, blur_sigma_px: float) -> np.ndarray:
     """Absolute difference of the smoothed pair (uint8), zero outside the valid area.
 

@@ -21,6 +21,7 @@ from lineqa.vision.reference import (
     AnomalySettings,
     align,
     anomaly_regions,
+    model_input,
     reference_input,
     unexplained,
 )
@@ -205,6 +206,16 @@ def test_the_model_input_is_frame_reference_difference_in_array_order() -> None:
     x1, y1, x2, y2 = DEFECT
     assert encoded[y1:y2, x1:x2, 2].max() > 100  # the defect is in the difference channel
     assert np.median(encoded[..., 2]) <= 2
+
+
+def test_a_training_pair_outside_the_limits_keeps_its_best_alignment() -> None:
+    reference = board()
+    moved = photograph(with_defect(reference), Shot(9.0, -6.0, 1.0, 1.0, 1.0, 0.0, 0.0))
+    strict = AlignmentLimits(max_shift_px=2.0)
+    assert not align(moved, reference, strict).aligned  # at inspection time: REVIEW
+    encoded = model_input(moved, reference, strict)  # for training: still the aligned pair, not an error
+    np.testing.assert_array_equal(encoded, reference_input(align(moved, reference)))
+    assert np.median(encoded[..., 2]) <= 2  # aligned: only the defect differs
 
 
 def test_a_reference_of_another_size_is_stretched_to_the_frame() -> None:
