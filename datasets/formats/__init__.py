@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lineqa.datasets.errors import DatasetError
-from lineqa.datasets.formats._output import Compose
+from lineqa.datasets.formats._output import Compose, Images
 from lineqa.datasets.formats.coco import read_coco, write_coco
 from lineqa.datasets.formats.cvat import read_cvat
 from lineqa.datasets.formats.deeppcb import read_deeppcb
@@ -20,7 +20,7 @@ from lineqa.datasets.formats.detect import detect_format
 from lineqa.datasets.formats.labelstudio import read_labelstudio
 from lineqa.datasets.formats.voc import read_voc
 from lineqa.datasets.formats.yolo import read_yolo, write_yolo
-from lineqa.datasets.model import ImportedDataset, LabelledImage
+from lineqa.datasets.model import ImportedDataset
 
 
 class Writer(Protocol):
@@ -31,7 +31,7 @@ class Writer(Protocol):
     def __call__(
         self,
         classes: Sequence[str],
-        images: Sequence[LabelledImage],
+        images: Images,
         out: Path,
         *,
         overwrite: bool = False,

@@ -19,6 +19,7 @@ from lineqa.datasets.model import LabelledImage
 from lineqa.vision.errors import VisionError
 from lineqa.vision.image import load_image
 
+Images = Sequence[LabelledImage]
 Compose = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``compose(frame, reference)``: a model's input from an image and its reference, both decoded as the vision
 core decodes frames (BGR ``uint8``, H x W x 3). The exporters call it and know nothing of the encoding, so
@@ -84,7 +85,25 @@ def place_image(source: Path, dest: Path) -> None:
             raise DatasetError(f"{source}: cannot copy the image: {exc.strerror or exc}") from None
 
 
-def input_images(images: Sequence[LabelledImage], compose: Compose | None) -> list[LabelledImage]:
+def plan_export(
+    classes: Sequence[str],
+    images: Images,
+    out: Path,
+    folder_of: Callable[[str | None], str],
+    *,
+    overwrite: bool,
+    compose: Compose | None,
+) -> tuple[list[LabelledImage], dict[str, int], list[str]]:
+    """Everything an exporter checks before it writes, in the order that leaves nothing half-written: the
+    images as the export names them, class ids, each image's path in ``out``; then ``out`` made empty."""
+    named = input_images(images, compose)
+    ids = class_ids(classes, named)
+    paths = destinations(named, folder_of)
+    prepare_output(out, named, overwrite=overwrite)
+    return named, ids, paths
+
+
+def input_images(images: Images, compose: Compose | None) -> list[LabelledImage]:
     """The images as an export names them. With ``compose`` every image must have a reference: one without
     would be trained on as if it had none, or be missing from the data unnoticed, so the export stops and
     names it. Composed inputs are written as PNG (``.png`` replaces the name's suffix): lossless, since JPEG

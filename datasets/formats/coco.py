@@ -17,14 +17,7 @@ from pathlib import Path
 
 from lineqa.datasets.errors import DatasetFormatError
 from lineqa.datasets.formats._files import first_existing, image_size, record_name
-from lineqa.datasets.formats._output import (
-    Compose,
-    class_ids,
-    destinations,
-    input_images,
-    prepare_output,
-    write_input,
-)
+from lineqa.datasets.formats._output import Compose, Images, plan_export, write_input
 from lineqa.datasets.formats._parse import declared_size, number, read_json, status
 from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
@@ -53,20 +46,12 @@ def read_coco(path: Path) -> ImportedDataset:
 
 
 def write_coco(
-    classes: Sequence[str],
-    images: Sequence[LabelledImage],
-    out: Path,
-    *,
-    overwrite: bool = False,
-    compose: Compose | None = None,
+    classes: Sequence[str], images: Images, out: Path, *, overwrite: bool = False, compose: Compose | None = None
 ) -> Path:
     """Write ``out/annotations/instances_<split>.json`` and ``out/images/<split>/<name>``; return the
     annotations folder. Categories are numbered from 1 in ``classes`` order (0 is background to many tools).
     With ``compose``, each image is replaced by the model input built from it and its reference."""
-    images = input_images(images, compose)
-    ids = class_ids(classes, images)
-    paths = destinations(images, lambda split: f"images/{split}" if split else "images")
-    prepare_output(out, images, overwrite=overwrite)
+    images, ids, paths = plan_export(classes, images, out, _image_folder, overwrite=overwrite, compose=compose)
     entries: dict[str | None, list[Json]] = {}
     annotations: dict[str | None, list[Json]] = {}
     for image, relative in zip(images, paths, strict=True):
@@ -99,6 +84,11 @@ def write_coco(
         document = {"images": split_entries, "annotations": annotations[split], "categories": categories}
         (folder / (f"instances_{split}.json" if split else "instances.json")).write_text(json.dumps(document))
     return folder
+
+
+def _image_folder(split: str | None) -> str:
+    """Where an export puts a split's images; unsplit ones sit in ``images/`` itself."""
+    return f"images/{split}" if split else "images"
 
 
 def _split_of(file: Path) -> tuple[str | None, str | None]:
