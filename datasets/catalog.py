@@ -80,7 +80,20 @@ def _boxes(text: str) -> tuple[Box, ...]:
 
 def _state(sample: ManifestSample) -> tuple[Any, ...]:
     """What an import compares to tell an unchanged sample from an updated one."""
-    return sample.sha256, sample.annotation.value, _boxes_json(sample.boxes), sample.group, sample.split
+    return (
+        sample.sha256,
+        sample.annotation.value,
+        _boxes_json(sample.boxes),
+        sample.group,
+        sample.split,
+        sample.reference,
+    )
+
+
+def _row_state(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The same of a sample row about to be written."""
+    fields = ("sha256", "annotation", "boxes_json", "group_id", "split", "reference_sha256")
+    return tuple(row[field] for field in fields)
 
 
 def _check_name(name: str) -> None:
@@ -149,7 +162,8 @@ class Catalog:
         and raises :class:`ImportRefusedError` listing them all, unless ``skip_bad``: then the rest is
         imported and the problems are reported. The rows are written in one transaction, so an import is
         recorded whole or not at all. ``source`` is recorded as where the samples came from (default: the
-        importer's format and path).
+        importer's format and path). A sample's reference image is stored like any image: once, however
+        many samples name the same bytes (and once if it is a sample of its own as well).
         """
         new = name not in self.names()
         if new:
@@ -171,7 +185,14 @@ class Catalog:
             except (OSError, DatasetError) as exc:
                 skipped.append(f"{image.name}: {exc}")
                 continue
+            try:
+                reference = None if image.reference is None else self._store_image(image.reference)
+            except (OSError, DatasetError) as exc:
+                skipped.append(f"{image.name}: its reference {image.reference}: {exc}")
+                continue
             new_images.setdefault(sha256, image_row)
+            if reference is not None:
+                new_images.setdefault(*reference)
             row: dict[str, Any] = {
                 "name": f"{prefix}{image.name}",
                 "sha256": sha256,
@@ -181,11 +202,12 @@ class Catalog:
                 "split": image.split,
                 "source": source,
                 "updated_at": _now(),
+                "reference_sha256": None if reference is None else reference[0],
             }
             before = current.get(row["name"])
             if before is None:
                 inserts.append(row)
-            elif _state(before) == (row["sha256"], row["annotation"], row["boxes_json"], row["group_id"], row["split"]):
+            elif _state(before) == _row_state(row):
                 unchanged += 1
             else:
                 updates.append(row)
@@ -239,9 +261,14 @@ class Catalog:
 
     def working_samples(self, name: str) -> list[ManifestSample]:
         self.classes(name)
+        references = images.alias("reference_images")
         query = (
-            select(samples, images.c.ext, images.c.width, images.c.height)
+            select(samples, images.c.ext, images.c.width, images.c.height, references.c.ext.label("reference_ext"))
             .join(images, (images.c.tenant_id == samples.c.tenant_id) & (images.c.sha256 == samples.c.sha256))
+            .outerjoin(
+                references,
+                (references.c.tenant_id == samples.c.tenant_id) & (references.c.sha256 == samples.c.reference_sha256),
+            )
             .where(samples.c.tenant_id == self.tenant, samples.c.dataset == name)
             .order_by(samples.c.name)
         )
@@ -258,6 +285,8 @@ class Catalog:
                     r.group_id,
                     r.split,
                     self.tenant,
+                    r.reference_sha256,
+                    r.reference_ext,
                 )
                 for r in conn.execute(query)
             ]
@@ -363,8 +392,7 @@ class Catalog:
         for s in manifest.samples:
             if s.tenant != self.tenant:
                 raise DatasetNotFoundError(f"sample {s.name} is not an image of tenant {self.tenant!r}")
-            path = self.store.path(self.tenant, f"{self.tenant}/{s.sha256[:2]}/{s.sha256}.{s.ext}")
-            out.append(LabelledImage(s.name, path, s.boxes, s.annotation, (s.width, s.height), s.group, s.split))
+            out.append(s.labelled_image(self.store, s.name, s.group))
         return out
 
     # -- consent to pool --------------------------------------------------------------------------------

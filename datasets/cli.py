@@ -7,6 +7,7 @@
     lineqa datasets snapshot acme/pcb --note "after review week 47"
     lineqa datasets diff acme/pcb@1 acme/pcb@2
     lineqa datasets export acme/pcb@2 --format yolo --out ./pcb-v2   # data.yaml ready for training
+    lineqa datasets export acme/pcb@2 --input reference --out ./pcb-v2-ref  # (image, reference) model input
     lineqa datasets contribute acme/pcb@2 --by qa-lead@acme          # consent to pool; --withdraw revokes
     lineqa datasets pool --map scratches=scratch                     # a new pool version; export pool@N
     lineqa datasets clusters create automotive --by admin@hub        # a cluster of tenants with its own pool
@@ -22,6 +23,7 @@ version means the working dataset. Every command takes ``--json`` for scripts.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -41,7 +43,7 @@ from lineqa.datasets.clusters import (
 )
 from lineqa.datasets.database import open_catalog_database
 from lineqa.datasets.errors import DatasetError
-from lineqa.datasets.formats import READERS, WRITERS, detect_format
+from lineqa.datasets.formats import READERS, WRITERS, Compose, detect_format
 from lineqa.datasets.formats.deeppcb import read_deeppcb
 from lineqa.datasets.manifest import Manifest, diff
 from lineqa.datasets.model import ImportedDataset, LabelledImage
@@ -75,7 +77,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     step.add_argument("--format", choices=["auto", *formats], default="auto")
     step.add_argument("--prefix", default="", help="prepended to image names (to keep two sources apart)")
     step.add_argument(
-        "--templates", action="store_true", help="DeepPCB: also import each defect-free template as a good part"
+        "--templates",
+        action="store_true",
+        help="DeepPCB: also import each defect-free template as a sample of its own, a good part (background "
+        "image) in its board's group: hard negatives, and good boards to measure false rejects on",
+    )
+    step.add_argument(
+        "--no-references",
+        action="store_true",
+        help="DeepPCB: do not attach each board's template as its reference (by default every defective "
+        "board carries its template, the golden sample a reference model compares it with); combines "
+        "with --templates, and a template is stored once either way",
     )
     step.add_argument(
         "--skip-bad",
@@ -119,6 +131,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     step.add_argument("--format", choices=sorted(WRITERS), default="yolo")
     step.add_argument("--out", type=Path, required=True)
     step.add_argument("--overwrite", action="store_true")
+    step.add_argument(
+        "--input",
+        choices=["image", "reference"],
+        default="image",
+        help="what a model is fed: 'image', each sample's image as stored; 'reference', the input a reference "
+        "model takes, built by lineqa.vision.reference from the image and the sample's reference (written "
+        "as PNG; every sample must have a reference)",
+    )
 
     step = commands.add_parser("contribute", help="consent to put a version into future pools")
     step.add_argument("version")
@@ -235,9 +255,13 @@ def _import(ctx: _Context, args: argparse.Namespace) -> int:
     if version:
         raise DatasetError("import goes into the working dataset: name it without @version")
     fmt = detect_format(args.source) if args.format == "auto" and args.source.exists() else args.format
-    if args.templates and fmt != "deeppcb":
-        raise DatasetError("--templates is for DeepPCB sources")
-    imported = read_deeppcb(args.source, templates=True) if args.templates else _read(args.source, fmt)
+    for flag, given in (("--templates", args.templates), ("--no-references", args.no_references)):
+        if given and fmt != "deeppcb":
+            raise DatasetError(f"{flag} is for DeepPCB sources")
+    if fmt == "deeppcb" and args.source.exists():
+        imported = read_deeppcb(args.source, templates=args.templates, references=not args.no_references)
+    else:
+        imported = _read(args.source, fmt)
     progress = ProgressBar(f"importing {len(imported.images)} images")
     try:
         report = ctx.catalog(tenant).import_images(
@@ -326,14 +350,30 @@ def _diff(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def _export(ctx: _Context, args: argparse.Namespace) -> int:
+    compose = reference_input() if args.input == "reference" else None
     manifest, images = ctx.version(args.version)
-    out = WRITERS[args.format](list(manifest.classes), images, args.out, overwrite=args.overwrite)
+    out = WRITERS[args.format](list(manifest.classes), images, args.out, overwrite=args.overwrite, compose=compose)
     _emit(
         args,
-        {"out": str(out), "images": len(images), "manifest": manifest.sha256},
-        f"exported {len(images)} images of {args.version} ({manifest.sha256[:12]}) as {args.format} to {out}",
+        {"out": str(out), "images": len(images), "manifest": manifest.sha256, "input": args.input},
+        f"exported {len(images)} images of {args.version} ({manifest.sha256[:12]}) as {args.format} to {out}"
+        + (" (reference model input)" if compose else ""),
     )
     return 0
+
+
+def reference_input() -> Compose:
+    """The vision core's ``model_input(frame, reference)``, imported only when asked for: the exporter must not
+    know the encoding (training and inspection must build the very same input), and an installation without it
+    should say so before anything is read or written."""
+    try:
+        compose: Compose = importlib.import_module("lineqa.vision.reference").model_input
+    except (ImportError, AttributeError) as exc:
+        raise DatasetError(
+            f"reference input needs lineqa.vision.reference (its model_input(frame, reference)), which this "
+            f"installation lacks: {exc}"
+        ) from None
+    return compose
 
 
 def _contribute(ctx: _Context, args: argparse.Namespace) -> int:

@@ -48,6 +48,8 @@ class LabelledImage:
     round trips, shown in reports); ``path`` is where its bytes are now. ``declared_size`` is (width,
     height) when the annotation states it (checked against the real image by validation). ``group`` keeps
     images of one board, part or batch together in splits; ``split`` is one the source already assigned.
+    ``reference`` is where the bytes of the sample's golden sample are, when it has one: a defect-free image
+    of the same design that the model compares the image with (DeepPCB's template of the board).
     """
 
     name: str
@@ -57,6 +59,7 @@ class LabelledImage:
     declared_size: tuple[int, int] | None = None
     group: str | None = None
     split: str | None = None
+    reference: Path | None = None
 
 
 @dataclass

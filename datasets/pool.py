@@ -179,21 +179,10 @@ def participants(manifest: Manifest) -> set[str]:
 
 def pool_images(manifest: Manifest, store: ContentStore) -> list[LabelledImage]:
     """The pool's samples as files, named ``<tenant>/<name>`` so names of different tenants never collide."""
-    out = []
-    for s in manifest.samples:
-        path = store.path(s.tenant, f"{s.tenant}/{s.sha256[:2]}/{s.sha256}.{s.ext}")
-        out.append(
-            LabelledImage(
-                f"{s.tenant}/{s.name}",
-                path,
-                s.boxes,
-                s.annotation,
-                (s.width, s.height),
-                f"{s.tenant}/{s.group}" if s.group else None,
-                s.split,
-            )
-        )
-    return out
+    return [
+        s.labelled_image(store, f"{s.tenant}/{s.name}", f"{s.tenant}/{s.group}" if s.group else None)
+        for s in manifest.samples
+    ]
 
 
 def tenant_pool_manifest(

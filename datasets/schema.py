@@ -3,6 +3,8 @@ makes filters on it: that filter is the isolation between manufacturers.
 
 - ``ds_images``: the images a tenant has stored (bytes live in the content-addressed image store).
 - ``ds_datasets`` / ``ds_samples``: a tenant's working datasets, editable (imports, review decisions, splits).
+  A sample's ``reference_sha256`` names its golden sample among the tenant's images (stored once however many
+  samples share it).
 - ``ds_versions``: immutable snapshots; the manifest (JSON) is the version, its SHA-256 its identity.
 - ``ds_contributions``: a tenant's recorded consent to put one version in future pools, and its withdrawal;
   ``cluster`` is the pool it goes to (``""``: the platform's).
@@ -68,9 +70,15 @@ samples = Table(
     Column("split", String(32)),
     Column("source", String(512), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("reference_sha256", String(64)),
     PrimaryKeyConstraint("tenant_id", "dataset", "name"),
     ForeignKeyConstraint(["tenant_id", "dataset"], ["ds_datasets.tenant_id", "ds_datasets.name"]),
     ForeignKeyConstraint(["tenant_id", "sha256"], ["ds_images.tenant_id", "ds_images.sha256"]),
+    ForeignKeyConstraint(
+        ["tenant_id", "reference_sha256"],
+        ["ds_images.tenant_id", "ds_images.sha256"],
+        name="fk_ds_samples_reference_sha256_ds_images",  # the convention's name is the image key's
+    ),
 )
 
 versions = Table(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.formats._output import Compose, Images
 from lineqa.datasets.formats.coco import read_coco, write_coco
 from lineqa.datasets.formats.cvat import read_cvat
 from lineqa.datasets.formats.deeppcb import read_deeppcb
@@ -19,15 +20,22 @@ from lineqa.datasets.formats.detect import detect_format
 from lineqa.datasets.formats.labelstudio import read_labelstudio
 from lineqa.datasets.formats.voc import read_voc
 from lineqa.datasets.formats.yolo import read_yolo, write_yolo
-from lineqa.datasets.model import ImportedDataset, LabelledImage
+from lineqa.datasets.model import ImportedDataset
 
 
 class Writer(Protocol):
     """An exporter: writes ``images`` with ``classes`` into the folder ``out`` and returns the file or folder a
-    training tool is pointed at; refuses a non-empty ``out`` unless ``overwrite``."""
+    training tool is pointed at; refuses a non-empty ``out`` unless ``overwrite``. With ``compose`` it writes,
+    for each image, the model input ``compose`` builds from the image and its reference."""
 
     def __call__(
-        self, classes: Sequence[str], images: Sequence[LabelledImage], out: Path, *, overwrite: bool = False
+        self,
+        classes: Sequence[str],
+        images: Images,
+        out: Path,
+        *,
+        overwrite: bool = False,
+        compose: Compose | None = None,
     ) -> Path: ...
 
 
@@ -51,4 +59,4 @@ def read_dataset(path: Path, format_name: str | None = None) -> ImportedDataset:
     return reader(path)
 
 
-__all__ = ["READERS", "WRITERS", "Writer", "detect_format", "read_dataset"]
+__all__ = ["READERS", "WRITERS", "Compose", "Writer", "detect_format", "read_dataset"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lineqa.datasets.errors import DatasetFormatError
 from lineqa.datasets.formats._files import first_existing, image_size, record_name
-from lineqa.datasets.formats._output import class_ids, destinations, place_image, prepare_output
+from lineqa.datasets.formats._output import Compose, Images, plan_export, write_input
 from lineqa.datasets.formats._parse import declared_size, number, read_json, status
 from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
@@ -45,17 +45,18 @@ def read_coco(path: Path) -> ImportedDataset:
     return ImportedDataset("coco", root, classes, images, problems)
 
 
-def write_coco(classes: Sequence[str], images: Sequence[LabelledImage], out: Path, *, overwrite: bool = False) -> Path:
+def write_coco(
+    classes: Sequence[str], images: Images, out: Path, *, overwrite: bool = False, compose: Compose | None = None
+) -> Path:
     """Write ``out/annotations/instances_<split>.json`` and ``out/images/<split>/<name>``; return the
-    annotations folder. Categories are numbered from 1 in ``classes`` order (0 is background to many tools)."""
-    ids = class_ids(classes, images)
-    paths = destinations(images, lambda split: f"images/{split}" if split else "images")
-    prepare_output(out, images, overwrite=overwrite)
+    annotations folder. Categories are numbered from 1 in ``classes`` order (0 is background to many tools).
+    With ``compose``, each image is replaced by the model input built from it and its reference."""
+    images, ids, paths = plan_export(classes, images, out, _image_folder, overwrite=overwrite, compose=compose)
     entries: dict[str | None, list[Json]] = {}
     annotations: dict[str | None, list[Json]] = {}
     for image, relative in zip(images, paths, strict=True):
         dest = out / relative
-        place_image(image.path, dest)
+        write_input(image, dest, compose)
         width, height = image_size(dest)
         split_entries = entries.setdefault(image.split, [])
         split_annotations = annotations.setdefault(image.split, [])
@@ -83,6 +84,11 @@ def write_coco(classes: Sequence[str], images: Sequence[LabelledImage], out: Pat
         document = {"images": split_entries, "annotations": annotations[split], "categories": categories}
         (folder / (f"instances_{split}.json" if split else "instances.json")).write_text(json.dumps(document))
     return folder
+
+
+def _image_folder(split: str | None) -> str:
+    """Where an export puts a split's images; unsplit ones sit in ``images/`` itself."""
+    return f"images/{split}" if split else "images"
 
 
 def _split_of(file: Path) -> tuple[str | None, str | None]:

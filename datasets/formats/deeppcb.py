@@ -4,14 +4,19 @@ y2 type`` in pixels, type 1 to 6.
 
 The listed image path has no suffix of its own: ``group20085/20085/20085000.jpg`` stands for the defective image
 ``20085000_test.jpg`` beside the template ``20085000_temp.jpg``; the defective one is imported. The board's
-``group<G>`` folder is its group, so that splits keep images of one board design together. With
-``templates``, each template is imported too, as a background image (a known-good part) in the same group:
-hard negatives for training, and the good parts a false-reject rate is measured on.
+``group<G>`` folder is its group, so that splits keep images of one board design together.
+
+The template is a defect-free, aligned image of the same board: the golden sample a reference-based model
+compares the board with. By default (``references``) it rides on the defective board as its reference. With
+``templates``, each template is imported as a sample too, a background image (a known-good part) in the same
+group: hard negatives for training, and the good parts a false-reject rate is measured on. The two combine;
+the catalog stores a template's bytes once either way.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from lineqa.datasets.errors import DatasetFormatError
@@ -27,8 +32,10 @@ _SEPARATORS = re.compile(r"[\s,]+")
 _CORNERS = ("x1", "y1", "x2", "y2")
 
 
-def read_deeppcb(path: Path, *, templates: bool = False) -> ImportedDataset:
-    """Import a DeepPCB list file, or both lists of a ``PCBData`` folder (the images of each, once)."""
+def read_deeppcb(path: Path, *, templates: bool = False, references: bool = True) -> ImportedDataset:
+    """Import a DeepPCB list file, or both lists of a ``PCBData`` folder (the images of each, once): each
+    defective board with its template as reference (unless not ``references``), and with ``templates`` each
+    template as a good part of its own."""
     lists = [path] if path.is_file() else [path / name for name in LISTS if (path / name).is_file()]
     if not lists:
         raise DatasetFormatError(path, f"no DeepPCB list here: expected {' or '.join(LISTS)}")
@@ -47,9 +54,10 @@ def read_deeppcb(path: Path, *, templates: bool = False) -> ImportedDataset:
             if image.path in images:
                 problems.append(str(DatasetFormatError(list_file, f"{image.name} is listed again", line_no)))
                 continue
-            images[image.path] = image
             template = image.path.with_name(image.path.name.replace("_test.jpg", "_temp.jpg"))
-            if templates and template.is_file():
+            found = template.is_file()
+            images[image.path] = replace(image, reference=template) if references and found else image
+            if templates and found:
                 name = relative_name(template, root)
                 images[template] = LabelledImage(name, template, (), Annotation.BACKGROUND, group=image.group)
     return ImportedDataset("deeppcb", root, list(CLASSES), list(images.values()), problems)

@@ -17,7 +17,7 @@ import yaml
 
 from lineqa.datasets.errors import DatasetError, DatasetFormatError
 from lineqa.datasets.formats._files import find_images, first_existing, image_size, inside, relative_name
-from lineqa.datasets.formats._output import class_ids, destinations, place_image, prepare_output
+from lineqa.datasets.formats._output import Compose, Images, plan_export, write_input
 from lineqa.datasets.formats._parse import number, read_text, status
 from lineqa.datasets.model import Annotation, Box, ImportedDataset, LabelledImage
 
@@ -65,24 +65,25 @@ def _orphan_labels(image_paths: Iterable[Path]) -> list[str]:
     return [str(DatasetFormatError(label, "label file without an image (the image is missing)")) for label in orphans]
 
 
-def write_yolo(classes: Sequence[str], images: Sequence[LabelledImage], out: Path, *, overwrite: bool = False) -> Path:
+def write_yolo(
+    classes: Sequence[str], images: Images, out: Path, *, overwrite: bool = False, compose: Compose | None = None
+) -> Path:
     """Write a dataset ready for ``ultralytics.YOLO(...).train(data=...)`` into ``out``; return its data.yaml.
 
     Images without a split go to ``train``, recorded in ``lineqa.unsplit`` so that a re-import gives them back
     without one. A MISSING image gets no label file, which Ultralytics trains on as a defect-free image: leave
-    MISSING images out of a training export.
+    MISSING images out of a training export. With ``compose``, each image is replaced by the model input built
+    from it and its reference (see :func:`~lineqa.datasets.formats._output.input_images`).
     """
     unknown = sorted({image.split for image in images if image.split is not None} - set(SPLITS))
     if unknown:
         raise DatasetError(f"YOLO holds only the splits {', '.join(SPLITS)}; rename {', '.join(unknown)} first")
-    ids = class_ids(classes, images)
-    paths = destinations(images, lambda split: f"images/{split or 'train'}")
-    prepare_output(out, images, overwrite=overwrite)
+    images, ids, paths = plan_export(classes, images, out, _image_folder, overwrite=overwrite, compose=compose)
     groups: dict[str, str] = {}
     unsplit: list[str] = []
     for image, relative in zip(images, paths, strict=True):
         dest = out / relative
-        place_image(image.path, dest)
+        write_input(image, dest, compose)
         if image.annotation is not Annotation.MISSING:
             label = _label_path(dest)
             label.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,11 @@ def write_yolo(classes: Sequence[str], images: Sequence[LabelledImage], out: Pat
     data_yaml = out / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return data_yaml
+
+
+def _image_folder(split: str | None) -> str:
+    """Where an export puts a split's images; unsplit ones train."""
+    return f"images/{split or 'train'}"
 
 
 def _label_path(image: Path) -> Path:
