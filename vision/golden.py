@@ -34,10 +34,10 @@ def compare(frame: np.ndarray, reference: np.ndarray, rule: ReferenceRule) -> tu
     No regions when the frame is not aligned (a misplaced comparison would flag the whole part) or the rule
     turns anomaly flags off.
     """
-    alignment = align(frame, reference, rule.alignment.limits())
+    alignment = align(frame, reference, rule.alignment.core())
     if not alignment.aligned or not rule.anomaly.enabled:
         return alignment, []
-    return alignment, anomaly_regions(alignment, rule.anomaly.settings())
+    return alignment, anomaly_regions(alignment, rule.anomaly.core())
 
 
 def _finding(region: AnomalyRegion, recipe: Recipe, inspected: bool) -> JudgedDefect:

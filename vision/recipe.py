@@ -88,25 +88,32 @@ class TilingSettings(_Strict):
         return TilingOptions(self.tile_px, self.overlap_ratio, self.include_full_image, self.merge_threshold)
 
 
-class AlignmentRule(_Strict):
-    """The recipe's :class:`AlignmentLimits`; defaults and checks are the vision core's own, so the two never
-    drift apart."""
+class _CoreMirror(_Strict):
+    """Recipe fields that mirror a vision-core dataclass: the defaults are read from it and a recipe is checked
+    by building it, so the YAML and the core never disagree on what is valid."""
+
+    @model_validator(mode="after")
+    def _valid_for_the_core(self) -> _CoreMirror:
+        self.core()
+        return self
+
+    def core(self) -> object:
+        raise NotImplementedError
+
+
+class AlignmentRule(_CoreMirror):
+    """The recipe's :class:`AlignmentLimits`."""
 
     min_quality: float = AlignmentLimits.min_quality
     max_shift_px: float = AlignmentLimits.max_shift_px
     max_rotation_deg: float = AlignmentLimits.max_rotation_deg
     max_scale_change: float = AlignmentLimits.max_scale_change
 
-    @model_validator(mode="after")
-    def _valid(self) -> AlignmentRule:
-        self.limits()
-        return self
-
-    def limits(self) -> AlignmentLimits:
+    def core(self) -> AlignmentLimits:
         return AlignmentLimits(**self.model_dump())
 
 
-class AnomalyRule(_Strict):
+class AnomalyRule(_CoreMirror):
     """The recipe's :class:`AnomalySettings`, plus whether anomaly flags are raised at all and how much of a
     region a flagged detection must cover to explain it (see :func:`lineqa.vision.reference.unexplained`).
 
@@ -122,12 +129,7 @@ class AnomalyRule(_Strict):
     min_area_px: int = AnomalySettings.min_area_px
     min_contrast: float = AnomalySettings.min_contrast
 
-    @model_validator(mode="after")
-    def _valid(self) -> AnomalyRule:
-        self.settings()
-        return self
-
-    def settings(self) -> AnomalySettings:
+    def core(self) -> AnomalySettings:
         return AnomalySettings(**self.model_dump(exclude={"enabled", "min_overlap"}))
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from lineqa.vision.decision import NO_DEFECT, Decision, Disposition, Verdict, decide
 from lineqa.vision.detections import Detections
+from lineqa.vision.errors import RecipeError
 from lineqa.vision.golden import ANOMALY_CLASS, compare, judge_against_reference
 from lineqa.vision.perturb import rephotograph
 from lineqa.vision.recipe import Recipe, parse_recipe
@@ -145,3 +146,17 @@ def test_the_reference_block_is_part_of_the_version_and_absent_leaves_it_alone()
     with_reference = recipe()
     assert with_reference.version != recipe(", anomaly: {min_area_px: 20}").version
     assert parse_recipe(plain).version != parse_recipe(plain + f"reference: {{image: {GOLDEN}}}\n").version
+
+
+@pytest.mark.parametrize(
+    ("block", "field"),
+    [
+        ("alignment: {min_quality: 1.5}", "min_quality"),
+        ("anomaly: {pixel_threshold: 0}", "pixel_threshold"),
+        ("anomaly: {min_overlap: 0}", "min_overlap"),
+        ("anomaly: {typo: 1}", "typo"),
+    ],
+)
+def test_a_reference_block_the_vision_core_would_refuse_is_refused_with_its_field(block: str, field: str) -> None:
+    with pytest.raises(RecipeError, match=field):
+        recipe(f", {block}")
