@@ -102,6 +102,10 @@ def test_golden_sample_verdicts_through_the_gateway_equal_lineqa_predict(served,
         assert [(d.class_name, pytest.approx([d.box.x1, d.box.y1, d.box.x2, d.box.y2], abs=0.01)) for d in
                 result.defects] == [(d["class_name"], d["box"]) for d in flagged]  # fmt: skip
     assert predicted[2]["alignment"]["aligned"] is False
+    from_store = [*cmd[: cmd.index("--reference")], "--tenant", "acme", "--home", str(tmp_path), str(parts["defect"])]
+    stored = subprocess.run(from_store, capture_output=True, text=True, timeout=300)  # the home's copy
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(stored.stdout)["detections"] == predicted[1]["detections"]
 
 
 def test_predict_refuses_a_golden_sample_the_recipe_does_not_name(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

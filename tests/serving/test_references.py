@@ -12,7 +12,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.serving.access import AccessStore
+from lineqa.serving.camera.retry import is_transient
 from lineqa.serving.database import open_database, sqlite_url
 from lineqa.serving.references import ReferenceStore, ReferenceUnavailableError
 from tests.helpers.boards import board
@@ -87,3 +89,10 @@ def test_recipes_set_refuses_a_golden_sample_the_tenant_never_added(tmp_path: Pa
     assert lineqa(home, "references", "add", "--tenant", "acme", str(golden)).returncode == 0
     accepted = lineqa(home, "recipes", "set", "acme/pcb", str(recipe), "--reason", "golden sample")
     assert accepted.returncode == 0 and "acme/pcb@1 set" in accepted.stdout, accepted.stderr
+
+
+def test_a_missing_golden_sample_is_sent_again_by_camera_agents() -> None:
+    """Adding the sample ('lineqa references add') is what fixes it: the same frame, sent again, is judged."""
+    missing = pb.InspectionResult(verdict=pb.VERDICT_ERROR)
+    missing.error.code = pb.ERROR_CODE_REFERENCE_UNAVAILABLE
+    assert is_transient(missing)
