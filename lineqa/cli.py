@@ -40,6 +40,9 @@ COMMANDS: dict[str, Command] = {
         "lineqa.serving.models_cli", "the model registry (Triton's repository): publish, promote, rollback, allow"
     ),
     "recipes": Command("lineqa.serving.recipes_cli", "a tenant's recipes: set, show, history, diff (audited)"),
+    "references": Command(
+        "lineqa.serving.references_cli", "a tenant's golden samples (reference images) that recipes compare parts with"
+    ),
     "hub": Command("lineqa.fleet.hub_cli", "the hub: serve plants, add and revoke them, data policies, bundles"),
     "plant": Command("lineqa.fleet.plant_cli", "a plant: join a hub, follow its models, send parts up (sync)"),
     "db": Command("lineqa.db_cli", "the database: migrate it as its owner, the application role's password"),

@@ -31,6 +31,10 @@ SERVER_FAULTS: dict[int, str] = {
     pb.ERROR_CODE_MODEL_TIMEOUT: "the model did not answer in time; the frame can be sent again",
     pb.ERROR_CODE_INVALID_MODEL_OUTPUT: "the model's output could not be read",
     pb.ERROR_CODE_STORAGE_FAILURE: "the result could not be stored; the frame can be sent again",
+    pb.ERROR_CODE_REFERENCE_UNAVAILABLE: (
+        "the recipe's golden sample is not on this gateway (add it with 'lineqa references add'); the frame can "
+        "be sent again"
+    ),
 }
 
 

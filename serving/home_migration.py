@@ -32,8 +32,8 @@ from lineqa.vision.errors import RecipeError
 LEGACY_RECIPES = "recipes"
 IMPORTED_RECIPES = "recipes.imported"
 PRIVATE = {"": 0o700, "lineqa.db": 0o600, "lineqa.db-wal": 0o600, "lineqa.db-shm": 0o600, "images": 0o700,
-           "pki": 0o700}  # fmt: skip
-WATCHED = ("lineqa.db", "lineqa.db-wal", "lineqa.db-shm", "images")
+           "references": 0o700, "pki": 0o700}  # fmt: skip
+WATCHED = ("lineqa.db", "lineqa.db-wal", "lineqa.db-shm", "images", "references")
 
 
 def home_problems(home: Path) -> list[str]:

@@ -12,6 +12,11 @@ An ERROR outcome is recorded as an attempt (its own table, its record id in the 
 record: the part's history is complete, and a camera agent sending the frame again after an outage gets it
 judged. Every storage call (records, images) has a deadline on a thread pool of its own
 (:mod:`lineqa.serving.storage_calls`).
+
+A recipe with a golden sample (``reference:``) has each frame compared with it, off the event loop, by the
+same vision step as ``lineqa predict`` (:mod:`lineqa.vision.golden`): a frame that cannot be aligned, or that
+differs where no detection explains it, is REVIEW, and the differences are ``anomaly`` defects in the result
+and the record. A golden sample the gateway cannot read makes the frame REFERENCE_UNAVAILABLE, never PASS.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from lineqa.serving.model_repository import ModelVersion
 from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.recipes import RecipeBook
 from lineqa.serving.records import AttemptRecord, InspectionRecord, RecordStore, RecordStoreError
+from lineqa.serving.references import ReferenceStore, ReferenceUnavailableError
 from lineqa.serving.served_models import ServedModels
 from lineqa.serving.storage_calls import StorageCalls
 from lineqa.serving.triton_client import ModelTimeoutError, ModelUnavailableError, TritonClient
@@ -58,8 +64,10 @@ from lineqa.vision.errors import (
     UnsupportedEncodingError,
     VisionError,
 )
+from lineqa.vision.golden import compare, judge_against_reference
 from lineqa.vision.image import ImageEncoding, ImageLimits, decode_image
-from lineqa.vision.recipe import Recipe
+from lineqa.vision.recipe import Recipe, ReferenceRule
+from lineqa.vision.reference import Alignment, AnomalyRegion
 from lineqa.vision.tiling import merge_tile_results, tile_crops
 from lineqa.vision.yolo_output import DecodeOptions
 
@@ -81,6 +89,7 @@ ERROR_CODES: tuple[tuple[type[Exception], pb.ErrorCode], ...] = (
     (UnsupportedEncodingError, pb.ERROR_CODE_UNSUPPORTED_ENCODING),
     (CorruptImageError, pb.ERROR_CODE_INVALID_IMAGE),
     (RecipeError, pb.ERROR_CODE_UNKNOWN_RECIPE),
+    (ReferenceUnavailableError, pb.ERROR_CODE_REFERENCE_UNAVAILABLE),
     (ModelTimeoutError, pb.ERROR_CODE_MODEL_TIMEOUT),
     (ModelUnavailableError, pb.ERROR_CODE_MODEL_UNAVAILABLE),
     (ModelRepositoryError, pb.ERROR_CODE_MODEL_UNAVAILABLE),
@@ -189,6 +198,7 @@ class Inspector:
         metrics: GatewayMetrics | None = None,
         slots: InferenceSlots | None = None,
         storage: StorageCalls | None = None,
+        references: ReferenceStore | None = None,
     ) -> None:
         self.served = served
         self.recipes = recipes
@@ -199,6 +209,7 @@ class Inspector:
         self.metrics = metrics or GatewayMetrics()
         self.slots = slots or InferenceSlots(4, self.settings.triton_timeout_s)
         self.storage = storage or StorageCalls()
+        self.references = references
         self.metrics.inference_limit.set_function(lambda: self.slots.limit)
         self._probe_id = f"{socket.gethostname()}-{os.getpid()}"
 
@@ -292,6 +303,7 @@ class Inspector:
         recipe = await self.recipes.get(tenant, frame.recipe_id)
         image = await asyncio.to_thread(_decode, frame, self.settings.limits)
         decoded = time.perf_counter()
+        comparison = await self._compare(tenant, recipe, image, result)
         # The version is chosen and held as one step: it stays loaded until this frame's inference is done.
         async with self.served.lease(recipe.model.name, recipe.model.version) as version:
             spec = version.metadata.spec(version.name, max_batch=self.served.lineup.max_batch(version.name))
@@ -299,6 +311,8 @@ class Inspector:
             detections = await self._detect(image, version, spec, recipe, result)
         after_inference = time.perf_counter()
         decision = decide(detections, spec.class_names, recipe)
+        if comparison is not None:
+            decision = judge_against_reference(decision, recipe, *comparison)
         result.verdict = _VERDICTS[decision.verdict]
         result.defects.extend(_defects(decision))
         result.reasons.extend(decision.reasons)
@@ -317,6 +331,23 @@ class Inspector:
         timings.persist_ms = (time.perf_counter() - persist_start) * 1e3
         if existed:  # another connection judged the same frame first: its result is the one
             result.CopyFrom(_replay(stored, frame, image_sha256))
+
+    async def _compare(
+        self, tenant: str, recipe: Recipe, image: np.ndarray, result: pb.InspectionResult
+    ) -> tuple[Alignment, list[AnomalyRegion]] | None:
+        """The frame against its recipe's golden sample (None for a recipe without one), on a worker thread:
+        alignment takes tens of milliseconds and the event loop serves every other camera meanwhile."""
+        if recipe.reference is None:
+            return None
+        began = time.perf_counter()
+        comparison = await asyncio.to_thread(self._against, tenant, image, recipe.reference)
+        result.timings.alignment_ms = (time.perf_counter() - began) * 1e3
+        return comparison
+
+    def _against(self, tenant: str, image: np.ndarray, rule: ReferenceRule) -> tuple[Alignment, list[AnomalyRegion]]:
+        if self.references is None:
+            raise ReferenceUnavailableError("this gateway was started without a reference store")
+        return compare(image, self.references.image(tenant, rule.image), rule)
 
     async def _detect(
         self, image: np.ndarray, version: ModelVersion, spec: ModelSpec, recipe: Recipe, result: pb.InspectionResult

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 # Seconds: from sub-millisecond decision steps to multi-second Triton deadlines.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_STAGES = ("decode", "preprocess", "queue", "inference", "postprocess", "decision", "persist", "total")
+_STAGES = ("decode", "alignment", "preprocess", "queue", "inference", "postprocess", "decision", "persist", "total")
 
 
 class TritonMetrics(Collector):

@@ -1,7 +1,8 @@
 """Run the serving pipeline on image files: decode, detect (tiled if asked), judge, draw.
 
 This is ``lineqa predict``'s engine and the demo's; the gateway runs the same vision calls with Triton as the
-inference backend.
+inference backend, including the golden-sample step (:mod:`lineqa.vision.golden`) of a recipe with a
+``reference:``, so both give the same verdict for the same image.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from lineqa.serving.onnx_model import OnnxModel
 from lineqa.vision.decision import Decision, decide
 from lineqa.vision.detections import Detections
 from lineqa.vision.detector import detect
-from lineqa.vision.errors import ImageError
+from lineqa.vision.errors import ImageError, RecipeError
+from lineqa.vision.golden import compare, judge_against_reference
 from lineqa.vision.image import ImageLimits, load_image
 from lineqa.vision.overlay import draw_decision
 from lineqa.vision.recipe import ClassRule, ModelRef, Recipe
@@ -32,6 +35,7 @@ class PredictConfig:
     tiling: TilingOptions | None = None
     limits: ImageLimits = field(default_factory=ImageLimits)
     save_dir: Path | None = None
+    reference: np.ndarray | None = None  # the recipe's golden sample, decoded; needed when it names one
 
 
 def default_recipe(model_name: str) -> Recipe:
@@ -60,6 +64,8 @@ def predict_files(
     """One JSON-ready record per image, in order; an unreadable image yields a record with an ``error``."""
     spec = model.spec
     recipe.check_classes(spec.class_names)
+    if recipe.reference is not None and config.reference is None:
+        raise RecipeError(f"recipe {recipe.id!r} compares parts with a golden sample, and none was given")
     if config.save_dir:
         config.save_dir.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(paths):
@@ -79,6 +85,11 @@ def predict_files(
         )
         inferred = time.perf_counter()
         decision = decide(detections, spec.class_names, recipe)
+        if recipe.reference is not None and config.reference is not None:
+            alignment, regions = compare(image, config.reference, recipe.reference)
+            decision = judge_against_reference(decision, recipe, alignment, regions)
+            record["alignment"] = {"aligned": alignment.aligned, "quality": round(alignment.quality, 4),
+                                   "reason": alignment.reason, "anomaly_regions": len(regions)}  # fmt: skip
         judged = time.perf_counter()
         record |= {
             "width": int(image.shape[1]),

@@ -4,11 +4,16 @@ One line per image: its detections (source-image pixels) with how the recipe cou
 reasons, the model and recipe versions and timings. An image that cannot be read gets a line with an
 ``error`` and the run goes on; the exit status is then 1. Without ``--recipe`` a default recipe applies: a
 detection at confidence 0.5 or more is a defect, one from 0.25 (``yolo predict``'s ``conf``) needs review.
+
+A recipe with a golden sample (``reference:``) needs its image, exactly as the gateway uses it: ``--reference
+FILE`` (the very file added with ``lineqa references add``: its SHA-256 must be the recipe's id) or ``--tenant
+T`` to read it from the home's reference store.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -16,10 +21,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+
+from lineqa.home import default_home
 from lineqa.serving.onnx_model import PROVIDERS, OnnxModel
 from lineqa.serving.predict import PredictConfig, default_recipe, predict_files
-from lineqa.vision.image import ImageLimits
-from lineqa.vision.recipe import load_recipe
+from lineqa.serving.references import references_of
+from lineqa.vision.errors import RecipeError
+from lineqa.vision.image import ImageLimits, decode_image
+from lineqa.vision.recipe import Recipe, load_recipe
 from lineqa.vision.tiling import TilingOptions
 from lineqa.vision.yolo_output import DecodeOptions
 
@@ -40,6 +50,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-dir", type=Path, help="write overlay images (defects drawn) here")
     parser.add_argument("--output", type=Path, help="write JSON lines here instead of standard output")
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels, help="largest image accepted")
+    golden = parser.add_mutually_exclusive_group()
+    golden.add_argument("--reference", type=Path, help="the recipe's golden sample as a file")
+    golden.add_argument("--tenant", help="read the recipe's golden sample from this tenant's references in the home")
+    parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
+
+
+def _golden_sample(args: argparse.Namespace, recipe: Recipe) -> np.ndarray | None:
+    """The recipe's golden sample, decoded, from where the command line says; refused when it is not the one
+    the recipe names (predict would then judge differently from the gateway)."""
+    if recipe.reference is None:
+        if args.reference or args.tenant:
+            raise RecipeError(f"recipe {recipe.id!r} has no reference: block to use a golden sample with")
+        return None
+    if args.tenant:
+        return references_of(args.home or default_home()).image(args.tenant, recipe.reference.image)
+    if args.reference is None:
+        raise RecipeError(
+            f"recipe {recipe.id!r} compares parts with golden sample {recipe.reference.image[:12]}...: give "
+            "--reference FILE or --tenant T (its references in the lineqa home)"
+        )
+    try:
+        data = args.reference.read_bytes()
+    except OSError as exc:
+        raise RecipeError(f"{args.reference}: cannot read: {exc.strerror or exc}") from exc
+    if hashlib.sha256(data).hexdigest() != recipe.reference.image:
+        raise RecipeError(f"{args.reference} is not recipe {recipe.id!r}'s golden sample (its SHA-256 differs)")
+    return decode_image(data)
 
 
 def _expand(paths: Sequence[Path]) -> Iterator[Path]:
@@ -83,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         tiling=tiling,
         limits=ImageLimits(max_pixels=args.max_pixels),
         save_dir=args.save_dir,
+        reference=_golden_sample(args, recipe),
     )
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     failures = 0

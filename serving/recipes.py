@@ -32,6 +32,7 @@ from lineqa.content_store import TENANT_ID
 from lineqa.db import as_utc, tenant_scope
 from lineqa.serving.database import DatabaseError, database_url, open_database
 from lineqa.serving.model_access import may_use
+from lineqa.serving.references import ReferenceStore
 from lineqa.serving.schema import recipe_versions
 from lineqa.vision.errors import RecipeError
 from lineqa.vision.recipe import Recipe, load_recipe, parse_recipe
@@ -95,9 +96,17 @@ class RecipeStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def set(self, ref: RecipeRef, text: str, *, by: str, reason: str) -> tuple[RecipeVersion, bool]:
-        """Store ``text`` as the recipe's next version; (the version in force, whether it is new)."""
+    def set(
+        self, ref: RecipeRef, text: str, *, by: str, reason: str, references: ReferenceStore | None = None
+    ) -> tuple[RecipeVersion, bool]:
+        """Store ``text`` as the recipe's next version; (the version in force, whether it is new).
+
+        Given the tenant's ``references``, a recipe naming a golden sample that is not among them is refused:
+        every frame it judged would be an ERROR.
+        """
         recipe = parse_recipe(text, str(ref))
+        if references is not None:
+            references.check(ref.tenant, recipe)
         if recipe.id != ref.recipe_id:
             raise RecipeError(f"the YAML declares id {recipe.id!r}, not {ref.recipe_id!r}")
         if not by.strip() or not reason.strip():

@@ -23,6 +23,7 @@ from lineqa.home import default_home, env_default
 from lineqa.serving.database import database_url, open_database
 from lineqa.serving.promotions import current_user
 from lineqa.serving.recipes import RecipeRef, RecipeStore, parse_ref
+from lineqa.serving.references import references_of
 from lineqa.vision.errors import RecipeError
 
 
@@ -49,12 +50,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = open_database(database_url(args.home or default_home(), args.db))
+    home = args.home or default_home()
+    engine = open_database(database_url(home, args.db))
     store = RecipeStore(engine)
     try:
         if args.action == "set":
             text = sys.stdin.read() if args.file == "-" else _read(Path(args.file))
-            version, new = store.set(parse_ref(args.recipe), text, by=args.by or current_user(), reason=args.reason)
+            by, references = args.by or current_user(), references_of(home)
+            version, new = store.set(parse_ref(args.recipe), text, by=by, reason=args.reason, references=references)
             state = "set" if new else "unchanged: the version in force has this content already"
             print(f"{version.ref} {state} (sha256 {version.sha256[:12]})")
         elif args.action == "show":

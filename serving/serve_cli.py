@@ -33,6 +33,7 @@ from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.pki import PlantPki
 from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
+from lineqa.serving.references import references_of
 from lineqa.serving.served_models import ServedModels
 from lineqa.serving.storage_calls import StorageCalls
 from lineqa.serving.triton_client import TritonClient
@@ -226,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
             ImageStore(args.images or home / "images"),
             slots=InferenceSlots(_concurrency(args, repository, embedded is not None), args.triton_timeout_s),
             storage=StorageCalls(args.storage_timeout_s),
+            references=references_of(home),
         )
         if args.metrics_port:
             if embedded is not None:

@@ -19,6 +19,9 @@ import numpy as np
 from lineqa.vision.detections import Detections
 from lineqa.vision.recipe import Recipe, Region
 
+NO_DEFECT = "no defect at or above the recipe's thresholds"
+"""The reason of a PASS with nothing to report; a later step that escalates the verdict drops it."""
+
 
 class Verdict(str, Enum):
     PASS = "PASS"
@@ -71,9 +74,9 @@ def _inside_any(points: np.ndarray, regions: list[Region]) -> np.ndarray:
     return inside
 
 
-def _region_mask(detections: Detections, recipe: Recipe) -> np.ndarray:
-    """True where a detection lies in the inspected area."""
-    centers = detections.centers
+def in_inspected_area(centers: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """True for each (x, y) centre that lies in the recipe's inspected area: one rule for detections and for
+    anomaly regions alike, so an ``ignore`` polygon (a fiducial, a label) silences both."""
     inspected = _inside_any(centers, recipe.include) if recipe.include else np.ones(len(centers), dtype=bool)
     if recipe.ignore:
         inspected &= ~_inside_any(centers, recipe.ignore)
@@ -81,7 +84,7 @@ def _region_mask(detections: Detections, recipe: Recipe) -> np.ndarray:
 
 
 def _judge(detections: Detections, class_names: tuple[str, ...], recipe: Recipe) -> list[JudgedDefect]:
-    in_region = _region_mask(detections, recipe)
+    in_region = in_inspected_area(detections.centers, recipe)
     areas = detections.area_px
     scale = recipe.mm_per_px
     judged = []
@@ -131,5 +134,5 @@ def decide(detections: Detections, class_names: tuple[str, ...], recipe: Recipe)
     elif reviewing:
         verdict, reasons = Verdict.REVIEW, reviewing + tolerated
     else:
-        verdict, reasons = Verdict.PASS, tolerated or ["no defect at or above the recipe's thresholds"]
+        verdict, reasons = Verdict.PASS, tolerated or [NO_DEFECT]
     return Decision(verdict, tuple(reasons), tuple(judged), recipe.id, recipe.version)

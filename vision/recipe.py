@@ -15,6 +15,10 @@ canonical JSON, so the same rules always have the same version and a verdict is 
       - name: fiducial
         polygon: [[0, 0], [60, 0], [60, 60], [0, 60]]
     tiling: {tile_px: 640, overlap_ratio: 0.2}
+    reference:                      # optional: judge each part against a golden sample too
+      image: 3f1c...e9              # the id 'lineqa references add' printed (the image file's SHA-256)
+      alignment: {min_quality: 0.8, max_shift_px: 24}
+      anomaly: {min_area_px: 12, min_contrast: 90, min_overlap: 0.5}
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from lineqa.vision.errors import RecipeError
+from lineqa.vision.reference import AlignmentLimits, AnomalySettings
 from lineqa.vision.tiling import TilingOptions
 
 Confidence = Annotated[float, Field(gt=0.0, le=1.0)]
@@ -83,6 +88,59 @@ class TilingSettings(_Strict):
         return TilingOptions(self.tile_px, self.overlap_ratio, self.include_full_image, self.merge_threshold)
 
 
+class _CoreMirror(_Strict):
+    """Recipe fields that mirror a vision-core dataclass: the defaults are read from it and a recipe is checked
+    by building it, so the YAML and the core never disagree on what is valid."""
+
+    @model_validator(mode="after")
+    def _valid_for_the_core(self) -> _CoreMirror:
+        self.core()
+        return self
+
+    def core(self) -> object:
+        raise NotImplementedError
+
+
+class AlignmentRule(_CoreMirror):
+    """The recipe's :class:`AlignmentLimits`."""
+
+    min_quality: float = AlignmentLimits.min_quality
+    max_shift_px: float = AlignmentLimits.max_shift_px
+    max_rotation_deg: float = AlignmentLimits.max_rotation_deg
+    max_scale_change: float = AlignmentLimits.max_scale_change
+
+    def core(self) -> AlignmentLimits:
+        return AlignmentLimits(**self.model_dump())
+
+
+class AnomalyRule(_CoreMirror):
+    """The recipe's :class:`AnomalySettings`, plus whether anomaly flags are raised at all and how much of a
+    region a flagged detection must cover to explain it (see :func:`lineqa.vision.reference.unexplained`).
+
+    ``enabled: false`` keeps the alignment check (an unalignable part still goes to REVIEW) without the flags,
+    for a product whose golden sample is good enough to place parts but not to compare them.
+    """
+
+    enabled: bool = True
+    min_overlap: float = Field(0.5, gt=0.0, le=1.0)
+    blur_sigma_px: float = AnomalySettings.blur_sigma_px
+    pixel_threshold: int = AnomalySettings.pixel_threshold
+    opening_px: int = AnomalySettings.opening_px
+    min_area_px: int = AnomalySettings.min_area_px
+    min_contrast: float = AnomalySettings.min_contrast
+
+    def core(self) -> AnomalySettings:
+        return AnomalySettings(**self.model_dump(exclude={"enabled", "min_overlap"}))
+
+
+class ReferenceRule(_Strict):
+    """A golden sample of the product, by the id its tenant's reference store gave it."""
+
+    image: str = Field(pattern=r"^[0-9a-f]{64}$", description="the SHA-256 'lineqa references add' printed")
+    alignment: AlignmentRule = AlignmentRule()
+    anomaly: AnomalyRule = AnomalyRule()
+
+
 class Recipe(_Strict):
     """One product's inspection rules."""
 
@@ -96,6 +154,7 @@ class Recipe(_Strict):
     ignore: list[Region] = Field(default_factory=list, description="these areas are never inspected")
     iou_threshold: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU, as yolo predict's iou")
     tiling: TilingSettings | None = None
+    reference: ReferenceRule | None = Field(None, description="judge each part against a golden sample too")
 
     _rules: dict[str, ClassRule] = PrivateAttr(default_factory=dict)
 
@@ -125,7 +184,10 @@ class Recipe(_Strict):
 
     @cached_property
     def version(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The content hash. A recipe without a reference hashes as it did before references existed, so
+        the versions records already name stay valid."""
+        content = self.model_dump(mode="json", exclude={"reference"} if self.reference is None else None)
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def check_classes(self, class_names: tuple[str, ...] | list[str]) -> None:

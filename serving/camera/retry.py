@@ -1,7 +1,8 @@
 """Which ERROR answers are worth sending again, and what the line gets meanwhile.
 
 A transient error (the model server unavailable, slow, or answering with output it should never give: the
-wrong shape, NaN; the record store failing; the gateway overloaded) says nothing about the part: the same
+wrong shape, NaN; the record store failing; the gateway overloaded; the recipe's golden sample not yet on the
+gateway) says nothing about the part: the same
 frame sent later can be judged. The agent keeps such a frame in its spool and sends it again with exponential
 backoff until it is judged; the verdict then reaches the outputs marked ``late``. Every other error is final
 for that frame (a corrupt or oversized image, an encoding or recipe the gateway does not know, a sequence
@@ -28,6 +29,7 @@ TRANSIENT_ERRORS = frozenset(
         pb.ERROR_CODE_INVALID_MODEL_OUTPUT,
         pb.ERROR_CODE_STORAGE_FAILURE,
         pb.ERROR_CODE_OVERLOADED,
+        pb.ERROR_CODE_REFERENCE_UNAVAILABLE,
     }
 )
 

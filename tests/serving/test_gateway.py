@@ -36,6 +36,7 @@ from lineqa.serving.model_repository import ModelRepository
 from lineqa.serving.pass_sample import PassSample
 from lineqa.serving.recipes import RecipeBook, RecipeStore
 from lineqa.serving.records import RecordStore
+from lineqa.serving.references import ReferenceStore
 from lineqa.serving.triton_client import TritonClient
 from lineqa.vision.detections import Detections
 from tests.helpers.deeppcb import deeppcb_pairs
@@ -80,9 +81,14 @@ class Rig:
 
 
 def make_rig(
-    served: tuple[ModelRepository, Path, EmbeddedTriton], db: Path, triton_url: str | None = None, url: str = ""
+    served: tuple[ModelRepository, Path, EmbeddedTriton],
+    db: Path,
+    triton_url: str | None = None,
+    url: str = "",
+    references: ReferenceStore | None = None,
 ) -> Rig:
-    """A rig whose database is SQLite at ``db`` or, given, the database at ``url`` (images beside ``db``)."""
+    """A rig whose database is SQLite at ``db`` or, given, the database at ``url`` (images beside ``db``), with
+    the golden samples of ``references``."""
     repository, _, triton = served
     client = TritonClient(triton_url or triton.endpoints.grpc_url, timeout_s=10)
     images = ImageStore(db.parent / "images")
@@ -91,7 +97,10 @@ def make_rig(
                                   recipes={"pcb": RECIPE})  # fmt: skip
     engine = open_database(url)
     recipes = RecipeBook(RecipeStore(engine))
-    return Rig(Inspector(lineup_of(repository, recipes), recipes, client, RecordStore(engine), images=images), plant)
+    inspector = Inspector(
+        lineup_of(repository, recipes), recipes, client, RecordStore(engine), images=images, references=references
+    )
+    return Rig(inspector, plant)
 
 
 def frame(sequence: int, data: bytes, encoding: int = pb.IMAGE_ENCODING_JPEG, recipe: str = "pcb") -> pb.Frame:

@@ -47,6 +47,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_STORAGE_FAILURE: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
     ERROR_CODE_SEQUENCE_CONFLICT: _ClassVar[ErrorCode]
+    ERROR_CODE_REFERENCE_UNAVAILABLE: _ClassVar[ErrorCode]
 IMAGE_ENCODING_UNSPECIFIED: ImageEncoding
 IMAGE_ENCODING_JPEG: ImageEncoding
 IMAGE_ENCODING_PNG: ImageEncoding
@@ -73,6 +74,7 @@ ERROR_CODE_OVERLOADED: ErrorCode
 ERROR_CODE_STORAGE_FAILURE: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_SEQUENCE_CONFLICT: ErrorCode
+ERROR_CODE_REFERENCE_UNAVAILABLE: ErrorCode
 
 class InspectRequest(_message.Message):
     __slots__ = ("frame",)
@@ -183,7 +185,7 @@ class RecipeRef(_message.Message):
     def __init__(self, id: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class StageTimings(_message.Message):
-    __slots__ = ("decode_ms", "preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "decision_ms", "persist_ms", "total_ms")
+    __slots__ = ("decode_ms", "preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "decision_ms", "persist_ms", "total_ms", "alignment_ms")
     DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +194,7 @@ class StageTimings(_message.Message):
     DECISION_MS_FIELD_NUMBER: _ClassVar[int]
     PERSIST_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    ALIGNMENT_MS_FIELD_NUMBER: _ClassVar[int]
     decode_ms: float
     preprocess_ms: float
     queue_ms: float
@@ -200,7 +203,8 @@ class StageTimings(_message.Message):
     decision_ms: float
     persist_ms: float
     total_ms: float
-    def __init__(self, decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., decision_ms: _Optional[float] = ..., persist_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    alignment_ms: float
+    def __init__(self, decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., decision_ms: _Optional[float] = ..., persist_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., alignment_ms: _Optional[float] = ...) -> None: ...
 
 class InspectionError(_message.Message):
     __slots__ = ("code", "message")

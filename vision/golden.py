@@ -1,0 +1,87 @@
+"""A recipe's golden sample applied to a verdict: the one step the gateway and ``lineqa predict`` share.
+
+The detector's :class:`~lineqa.vision.decision.Decision` stays what it was; the golden sample can only add
+doubt. A frame that cannot be aligned with the sample within the recipe's limits goes to REVIEW with the
+alignment's reason (the comparison means nothing, so it must never let the part PASS), and a region that
+differs from the sample with no flagged detection to explain it becomes an ``anomaly`` finding that sends the
+part to REVIEW: what lets a product with no labelled defects get useful flags from its first good part. A FAIL
+is never softened: the reasons are added to it.
+
+Splitting the work in two (:func:`compare` is the image work, :func:`judge_against_reference` the rule) lets
+the gateway run the image work off its event loop and still apply the very same rule as ``predict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from lineqa.vision.decision import NO_DEFECT, Decision, Disposition, JudgedDefect, Verdict, in_inspected_area
+from lineqa.vision.recipe import Recipe, ReferenceRule
+from lineqa.vision.reference import Alignment, AnomalyRegion, align, anomaly_regions, unexplained
+
+ANOMALY_CLASS = "anomaly"
+"""The class name of a golden-sample finding, as results, records and the review app show it."""
+ANOMALY_CLASS_ID = -1
+"""Not a class of any model: a finding of the comparison, not a detection."""
+
+
+def compare(frame: np.ndarray, reference: np.ndarray, rule: ReferenceRule) -> tuple[Alignment, list[AnomalyRegion]]:
+    """Align ``reference`` onto ``frame`` under the rule's limits, and the regions where they differ.
+
+    No regions when the frame is not aligned (a misplaced comparison would flag the whole part) or the rule
+    turns anomaly flags off.
+    """
+    alignment = align(frame, reference, rule.alignment.core())
+    if not alignment.aligned or not rule.anomaly.enabled:
+        return alignment, []
+    return alignment, anomaly_regions(alignment, rule.anomaly.core())
+
+
+def _finding(region: AnomalyRegion, recipe: Recipe, inspected: bool) -> JudgedDefect:
+    """An anomaly region as a judged finding. Its confidence is the region's mean contrast over 255: a
+    brighter difference is a surer one, and the scale stays in [0, 1] like a detector's."""
+    scale = recipe.mm_per_px
+    area_mm2 = region.area_px * scale * scale if scale is not None else None
+    disposition = Disposition.REVIEW if inspected else Disposition.IGNORED_REGION
+    box = (float(region.x1), float(region.y1), float(region.x2), float(region.y2))
+    confidence = min(region.contrast / 255.0, 1.0)
+    return JudgedDefect(ANOMALY_CLASS_ID, ANOMALY_CLASS, confidence, box, float(region.area_px), area_mm2, disposition)
+
+
+def _escalated(decision: Decision, reason: str, findings: Sequence[JudgedDefect]) -> Decision:
+    """``decision`` with one more reason for REVIEW: a FAIL stays FAIL, anything else becomes REVIEW."""
+    verdict = Verdict.FAIL if decision.verdict is Verdict.FAIL else Verdict.REVIEW
+    reasons = (*(r for r in decision.reasons if r != NO_DEFECT), reason)
+    return replace(decision, verdict=verdict, reasons=reasons, judged=decision.judged + tuple(findings))
+
+
+def judge_against_reference(
+    decision: Decision, recipe: Recipe, alignment: Alignment, regions: Sequence[AnomalyRegion]
+) -> Decision:
+    """The verdict once the golden sample has had its say (see the module's docstring).
+
+    ``regions`` are :func:`compare`'s for the same frame. A region counts as explained when a flagged detection
+    (defect or review) covers at least the recipe's ``min_overlap`` of it; regions outside the recipe's
+    inspected area are kept as ignored findings, so the record still says they were seen. A recipe without a
+    ``reference`` returns ``decision`` unchanged.
+    """
+    if recipe.reference is None:
+        return decision
+    if not alignment.aligned:
+        return _escalated(decision, f"not aligned with the golden sample: {alignment.reason}", [])
+    boxes = [judged.xyxy for judged in decision.flagged]
+    left = unexplained(regions, boxes, recipe.reference.anomaly.min_overlap)
+    if not left:
+        return decision
+    centres = np.array([((r.x1 + r.x2) / 2.0, (r.y1 + r.y2) / 2.0) for r in left], dtype=np.float64)
+    findings = [
+        _finding(r, recipe, bool(inside)) for r, inside in zip(left, in_inspected_area(centres, recipe), strict=True)
+    ]
+    counted = sum(f.disposition is Disposition.REVIEW for f in findings)
+    if not counted:
+        return replace(decision, judged=decision.judged + tuple(findings))
+    noun = "region" if counted == 1 else "regions"
+    return _escalated(decision, f"{counted} anomaly {noun} no detection explains", findings)
