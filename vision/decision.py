@@ -36,6 +36,10 @@ class Disposition(str, Enum):
     IGNORED_REGION = "ignored_region"
     TOO_SMALL = "too_small"
     BELOW_THRESHOLD = "below_threshold"
+    ANOMALY = "anomaly"  # a golden-sample region no detection explains (lineqa.vision.golden)
+
+
+_FLAGGED = (Disposition.DEFECT, Disposition.REVIEW, Disposition.ANOMALY)
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,8 @@ class Decision:
 
     @property
     def flagged(self) -> tuple[JudgedDefect, ...]:
-        """The detections that count: defects and review ones (what a result and a record list)."""
-        return tuple(j for j in self.judged if j.disposition in (Disposition.DEFECT, Disposition.REVIEW))
+        """The findings that count: defects, review ones and anomalies (what a result and a record list)."""
+        return tuple(j for j in self.judged if j.disposition in _FLAGGED)
 
 
 def _inside_any(points: np.ndarray, regions: list[Region]) -> np.ndarray:

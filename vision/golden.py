@@ -45,7 +45,7 @@ def _finding(region: AnomalyRegion, recipe: Recipe, inspected: bool) -> JudgedDe
     brighter difference is a surer one, and the scale stays in [0, 1] like a detector's."""
     scale = recipe.mm_per_px
     area_mm2 = region.area_px * scale * scale if scale is not None else None
-    disposition = Disposition.REVIEW if inspected else Disposition.IGNORED_REGION
+    disposition = Disposition.ANOMALY if inspected else Disposition.IGNORED_REGION
     box = (float(region.x1), float(region.y1), float(region.x2), float(region.y2))
     confidence = min(region.contrast / 255.0, 1.0)
     return JudgedDefect(ANOMALY_CLASS_ID, ANOMALY_CLASS, confidence, box, float(region.area_px), area_mm2, disposition)
@@ -80,7 +80,7 @@ def judge_against_reference(
     findings = [
         _finding(r, recipe, bool(inside)) for r, inside in zip(left, in_inspected_area(centres, recipe), strict=True)
     ]
-    counted = sum(f.disposition is Disposition.REVIEW for f in findings)
+    counted = sum(f.disposition is Disposition.ANOMALY for f in findings)
     if not counted:
         return replace(decision, judged=decision.judged + tuple(findings))
     noun = "region" if counted == 1 else "regions"

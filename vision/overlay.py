@@ -1,6 +1,7 @@
 """Draw judged detections on an image for people: QA screens, ``lineqa predict --save-dir``, reports.
 
-Colours follow the disposition (red defect, amber review, grey ignored) so a glance tells why a part failed.
+Colours follow the disposition (red defect, amber review, magenta golden-sample anomaly, grey ignored) so a
+glance tells why a part failed.
 Text uses OpenCV's built-in Hershey font: nothing to download.
 """
 
@@ -17,6 +18,7 @@ _COLOURS_BGR = {
     Disposition.IGNORED_REGION: (150, 150, 150),
     Disposition.TOO_SMALL: (150, 150, 150),
     Disposition.BELOW_THRESHOLD: (200, 200, 200),
+    Disposition.ANOMALY: (200, 60, 200),
 }
 _VERDICT_COLOURS_BGR = {
     Verdict.PASS: (60, 170, 60),
@@ -33,7 +35,7 @@ def draw_decision(image: np.ndarray, decision: Decision, *, show_ignored: bool =
     scale = max(0.4, min(canvas.shape[:2]) / 1000)
     thickness = max(1, round(scale * 2))
     for judged in decision.judged:
-        if not show_ignored and judged.disposition not in (Disposition.DEFECT, Disposition.REVIEW):
+        if not show_ignored and judged not in decision.flagged:
             continue
         colour = _COLOURS_BGR[judged.disposition]
         x1, y1, x2, y2 = (round(v) for v in judged.xyxy)

@@ -68,7 +68,7 @@ def test_golden_sample_verdicts_through_the_gateway_equal_lineqa_predict(served,
     assert defect.verdict == pb.VERDICT_REVIEW
     assert list(defect.reasons) == ["1 anomaly region no detection explains"]
     [anomaly] = defect.defects
-    assert anomaly.class_name == "anomaly" and anomaly.disposition == pb.DEFECT_DISPOSITION_REVIEW
+    assert anomaly.class_name == "anomaly" and anomaly.disposition == pb.DEFECT_DISPOSITION_ANOMALY
     x1, y1, x2, y2 = DEFECT
     box = (anomaly.box.x1, anomaly.box.y1, anomaly.box.x2, anomaly.box.y2)
     assert overlaps(box, (x1 - MARGIN, y1 - MARGIN, x2 + MARGIN, y2 + MARGIN))
@@ -82,7 +82,7 @@ def test_golden_sample_verdicts_through_the_gateway_equal_lineqa_predict(served,
         rows = dict(conn.exec_driver_sql("SELECT sequence, defects_json FROM inspections").all())
     assert sorted(rows) == [1, 2, 3]
     [recorded] = json.loads(rows[2])
-    assert recorded["class"] == "anomaly" and recorded["disposition"] == "review"
+    assert recorded["class"] == "anomaly" and recorded["disposition"] == "anomaly"
     assert recorded["box"] == pytest.approx(list(box), abs=0.01)
 
     repository, _, _ = served
@@ -98,7 +98,7 @@ def test_golden_sample_verdicts_through_the_gateway_equal_lineqa_predict(served,
         assert result.verdict == getattr(pb, f"VERDICT_{record['verdict']}"), record["image"]
         assert list(result.reasons) == record["reasons"]
         assert result.recipe.version == record["recipe"]["version"]
-        flagged = [d for d in record["detections"] if d["disposition"] in ("defect", "review")]
+        flagged = [d for d in record["detections"] if d["disposition"] in ("defect", "review", "anomaly")]
         assert [(d.class_name, pytest.approx([d.box.x1, d.box.y1, d.box.x2, d.box.y2], abs=0.01)) for d in
                 result.defects] == [(d["class_name"], d["box"]) for d in flagged]  # fmt: skip
     assert predicted[2]["alignment"]["aligned"] is False

@@ -67,7 +67,7 @@ def test_a_defect_no_detection_explains_is_review_with_an_anomaly_over_it() -> N
     [box] = anomalies(after)
     assert overlaps(box, DEFECT)
     [finding] = [j for j in after.judged if j.class_name == ANOMALY_CLASS]
-    assert finding.disposition is Disposition.REVIEW and 0 < finding.confidence <= 1
+    assert finding.disposition is Disposition.ANOMALY and 0 < finding.confidence <= 1
 
 
 def test_a_detection_over_the_defect_explains_it() -> None:

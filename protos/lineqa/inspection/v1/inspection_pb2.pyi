@@ -31,6 +31,7 @@ class DefectDisposition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEFECT_DISPOSITION_UNSPECIFIED: _ClassVar[DefectDisposition]
     DEFECT_DISPOSITION_DEFECT: _ClassVar[DefectDisposition]
     DEFECT_DISPOSITION_REVIEW: _ClassVar[DefectDisposition]
+    DEFECT_DISPOSITION_ANOMALY: _ClassVar[DefectDisposition]
 
 class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -61,6 +62,7 @@ VERDICT_ERROR: Verdict
 DEFECT_DISPOSITION_UNSPECIFIED: DefectDisposition
 DEFECT_DISPOSITION_DEFECT: DefectDisposition
 DEFECT_DISPOSITION_REVIEW: DefectDisposition
+DEFECT_DISPOSITION_ANOMALY: DefectDisposition
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_INVALID_FRAME: ErrorCode
 ERROR_CODE_INVALID_IMAGE: ErrorCode
