@@ -36,7 +36,7 @@ import numpy as np
 from lineqa.home import private_folder
 from lineqa.serving.errors import ModelLoadError, ModelRepositoryError
 from lineqa.serving.promotions import PromotionLog
-from lineqa.vision.detector import ModelSpec
+from lineqa.vision.detector import IMAGE_INPUT, ModelSpec
 from lineqa.vision.yolo_output import HeadKind
 
 CONFIG_NAME = "config.pbtxt"
@@ -107,11 +107,15 @@ class VersionMetadata:
     sha256: str = ""
     lineage: dict[str, Any] = field(default_factory=dict)
     fixed_batch: int | None = None  # the batch the model was exported with; None: a dynamic batch dimension
+    input_encoding: str = IMAGE_INPUT  # what the model looks at (lineqa.vision.detector.ModelSpec)
 
     def spec(self, name: str, max_batch: int) -> ModelSpec:
         """The pre/post-processing spec; a served model always gets the full fixed-size letterbox."""
         batch = self.fixed_batch or max_batch
-        return ModelSpec(name, self.input_hw, self.class_names, self.head, max_batch=batch, stride=self.stride)
+        return ModelSpec(
+            name, self.input_hw, self.class_names, self.head, max_batch=batch, stride=self.stride,
+            input_encoding=self.input_encoding,
+        )  # fmt: skip
 
     def shape_differences(self, other: VersionMetadata) -> list[str]:
         """What would make ``other`` need another Triton configuration than this (empty: none)."""
@@ -122,6 +126,7 @@ class VersionMetadata:
             "head": (self.head.value, other.head.value),
             "output shape": (self.output_dims, other.output_dims),
             "input/output names": ((self.input_name, self.output_name), (other.input_name, other.output_name)),
+            "input encoding": (self.input_encoding, other.input_encoding),
         }
         return [f"{what} {mine} vs {theirs}" for what, (mine, theirs) in fields.items() if mine != theirs]
 
@@ -144,6 +149,7 @@ class VersionMetadata:
             sha256=data.get("sha256", ""),
             lineage=dict(data.get("lineage", {})),
             fixed_batch=data.get("fixed_batch"),
+            input_encoding=data.get("input_encoding", IMAGE_INPUT),
         )
 
 
@@ -232,6 +238,7 @@ def read_onnx_metadata(model_file: Path, lineage: dict[str, Any] | None = None) 
         sha256=hashlib.sha256(model_file.read_bytes()).hexdigest(),
         lineage=dict(lineage or {}),
         fixed_batch=model.fixed_batch,
+        input_encoding=spec.input_encoding,
     )
 
 

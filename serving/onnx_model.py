@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lineqa.serving.errors import ModelLoadError
-from lineqa.vision.detector import ModelSpec
+from lineqa.vision.detector import IMAGE_INPUT, INPUT_METADATA_KEY, ModelSpec
 from lineqa.vision.errors import ModelOutputError
 from lineqa.vision.letterbox import scale_input
 from lineqa.vision.yolo_output import HeadKind, infer_head_kind
@@ -117,6 +117,7 @@ class OnnxModel:
             head=head,
             max_batch=batch if isinstance(batch, int) else DEFAULT_DYNAMIC_BATCH,
             stride=int(_literal(metadata, "stride") or 32),
+            input_encoding=metadata.get(INPUT_METADATA_KEY, IMAGE_INPUT),
         )
 
     @property

@@ -23,9 +23,20 @@ InferFn = Callable[[np.ndarray], np.ndarray]
 """Runs a model on an (N, 3, H, W) ``uint8`` RGB batch and returns its raw (N, ·, ·) detection output."""
 
 
+IMAGE_INPUT = "image"
+"""The input of an ordinary detector: the frame alone."""
+INPUT_METADATA_KEY = "lineqa_input"
+"""The ONNX metadata key holding a model's input encoding (absent: :data:`IMAGE_INPUT`)."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the pre- and post-processing must know about a detection model."""
+    """What the pre- and post-processing must know about a detection model.
+
+    ``input_encoding`` says what the model was trained to look at: :data:`IMAGE_INPUT`, the frame itself, or
+    :data:`lineqa.vision.reference.ENCODING`, the frame with its golden sample (which then must come with every
+    frame). It travels in the exported ONNX file's metadata under :data:`INPUT_METADATA_KEY`.
+    """
 
     name: str
     input_hw: tuple[int, int]
@@ -33,6 +44,11 @@ class ModelSpec:
     head: HeadKind
     max_batch: int = 1
     stride: int = 32
+    input_encoding: str = IMAGE_INPUT
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.input_encoding != IMAGE_INPUT
 
     def __post_init__(self) -> None:
         if not self.class_names:

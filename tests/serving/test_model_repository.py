@@ -25,6 +25,8 @@ from lineqa.serving.promotions import event
 from lineqa.serving.served_models import wanted_versions
 from lineqa.training.errors import TrainingError
 from lineqa.training.registry import rollback
+from lineqa.vision.detector import IMAGE_INPUT, INPUT_METADATA_KEY
+from lineqa.vision.reference import ENCODING
 from lineqa.vision.yolo_output import HeadKind
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -177,9 +179,28 @@ def _with_classes(model: Path, names: dict[int, str], out: Path) -> Path:
     return out
 
 
-def test_a_plain_fixed_batch_export_is_served_without_batching(
-    plain_exports: dict[str, Path], tmp_path: Path
-) -> None:
+def _with_input_encoding(model: Path, encoding: str, out: Path) -> Path:
+    """A copy of an export whose metadata says it was trained on ``encoding`` (as lineqa's export writes it)."""
+    import onnx
+
+    graph = onnx.load(str(model))
+    onnx.helper.set_model_props(graph, {**{p.key: p.value for p in graph.metadata_props}, INPUT_METADATA_KEY: encoding})
+    onnx.save(graph, str(out))
+    return out
+
+
+def test_a_models_input_encoding_is_read_from_its_file_and_kept(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    image = repo.add_version("plain", tiny_models["yolo11n"])
+    assert image.metadata.input_encoding == IMAGE_INPUT and not image.metadata.spec("plain", 1).needs_reference
+    trained_on_pairs = _with_input_encoding(tiny_models["yolo11n"], ENCODING, tmp_path / "r.onnx")
+    with_reference = repo.add_version("golden", trained_on_pairs)
+    assert with_reference.metadata.input_encoding == ENCODING
+    assert repo.version("golden", 1).metadata.spec("golden", 1).needs_reference  # read back from lineqa.json
+    assert VersionMetadata.from_json(image.metadata.to_json()) == image.metadata
+
+
+def test_a_plain_fixed_batch_export_is_served_without_batching(plain_exports: dict[str, Path], tmp_path: Path) -> None:
     """Ultralytics' default export has input [1, 3, 320, 320]: the configuration must not batch it."""
     repo = ModelRepository(tmp_path)
     for name in ("yolo11n", "yolo26n"):
@@ -205,7 +226,12 @@ def test_batching_a_fixed_batch_export_is_refused(plain_exports: dict[str, Path]
 
 @pytest.mark.parametrize(
     ("second", "difference"),
-    [("plain", "batch dynamic vs fixed at 1"), ("e2e", "head"), ("classes", "classes")],
+    [
+        ("plain", "batch dynamic vs fixed at 1"),
+        ("e2e", "head"),
+        ("classes", "classes"),
+        ("reference", "input encoding"),
+    ],
 )
 def test_a_version_that_needs_another_configuration_is_refused(
     second: str, difference: str, tiny_models: dict[str, Path], plain_exports: dict[str, Path], tmp_path: Path
@@ -216,6 +242,7 @@ def test_a_version_that_needs_another_configuration_is_refused(
         "plain": plain_exports["yolo11n"],
         "e2e": tiny_models["yolo26n"],
         "classes": _with_classes(tiny_models["yolo11n"], {0: "scratch", 1: "dent", 2: "rust"}, tmp_path / "c.onnx"),
+        "reference": _with_input_encoding(tiny_models["yolo11n"], ENCODING, tmp_path / "r.onnx"),
     }
     with pytest.raises(ModelRepositoryError, match=f"{difference}.*new model name"):
         repo.add_version("m", candidates[second])
