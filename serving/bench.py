@@ -52,8 +52,16 @@ LINE_ID = "line-1"
 RECIPE = "id: bench\nmodel: {name: bench}\ndefaults: {fail_confidence: 0.5, review_confidence: 0.25}\n"
 PROGRESS_EVERY_S = 5.0
 STALL_S = 60.0  # no result for this long on a stream: the gateway is stuck, the run is void
-STAGES = ("decode_ms", "preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "decision_ms", "persist_ms",
-          "total_ms")
+STAGES = (
+    "decode_ms",
+    "preprocess_ms",
+    "queue_ms",
+    "inference_ms",
+    "postprocess_ms",
+    "decision_ms",
+    "persist_ms",
+    "total_ms",
+)
 
 
 class BenchError(ServingError):

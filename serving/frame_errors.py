@@ -24,6 +24,7 @@ CAMERA_FAULTS = frozenset(
         pb.ERROR_CODE_IMAGE_TOO_LARGE,
         pb.ERROR_CODE_UNKNOWN_RECIPE,
         pb.ERROR_CODE_SEQUENCE_CONFLICT,
+        pb.ERROR_CODE_REFERENCE_REQUIRED,
     }
 )
 SERVER_FAULTS: dict[int, str] = {
@@ -32,8 +33,8 @@ SERVER_FAULTS: dict[int, str] = {
     pb.ERROR_CODE_INVALID_MODEL_OUTPUT: "the model's output could not be read",
     pb.ERROR_CODE_STORAGE_FAILURE: "the result could not be stored; the frame can be sent again",
     pb.ERROR_CODE_REFERENCE_UNAVAILABLE: (
-        "the recipe's golden sample is not on this gateway (add it with 'lineqa references add'); the frame can "
-        "be sent again"
+        "the golden sample the recipe or the frame names is not on this gateway for the tenant (add it with "
+        "'lineqa references add' or the AddReference call); the frame can be sent again"
     ),
 }
 

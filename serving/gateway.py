@@ -34,6 +34,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lineqa.content_store import ContentStoreError
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2_grpc as pb_grpc
 from lineqa.serving.access import AccessDeniedError, TokenCache
@@ -46,7 +47,10 @@ from lineqa.serving.auth import (
 )
 from lineqa.serving.database import DatabaseError
 from lineqa.serving.errors import ServingError
+from lineqa.serving.frame_reference import add_reference
 from lineqa.serving.inspector import Inspector, identity_problem
+from lineqa.serving.references import ReferenceUnavailableError
+from lineqa.vision.errors import ImageError
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +121,25 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         async with self.slots:
             result = await self.inspector.inspect(principal.tenant_id, request.frame)
         return pb.InspectResponse(result=result)
+
+    async def AddReference(  # noqa: N802
+        self, request: pb.AddReferenceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AddReferenceResponse:
+        """Store a golden sample for the caller's tenant, the tenant its camera token proves (never one the
+        request could name), in the store ``lineqa references add`` writes to."""
+        async with self._call(context):
+            store, tenant = self.inspector.references, current_caller().principal.tenant_id
+            limits = self.inspector.settings.limits
+            try:
+                reference_id = await asyncio.to_thread(add_reference, store, tenant, request.image, limits)
+            except ImageError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the reference image: {exc}")
+            except ReferenceUnavailableError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            except (OSError, ContentStoreError):
+                logger.exception("tenant %s: a reference could not be stored", tenant)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the reference could not be stored; send it again")
+            return pb.AddReferenceResponse(id=reference_id)
 
     async def StreamInspect(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.StreamInspectRequest], context: grpc.aio.ServicerContext

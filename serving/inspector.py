@@ -17,6 +17,9 @@ A recipe with a golden sample (``reference:``) has each frame compared with it, 
 same vision step as ``lineqa predict`` (:mod:`lineqa.vision.golden`): a frame that cannot be aligned, or that
 differs where no detection explains it, is REVIEW, and the differences are ``anomaly`` defects in the result
 and the record. A golden sample the gateway cannot read makes the frame REFERENCE_UNAVAILABLE, never PASS.
+A frame may bring its own golden sample, which then replaces the recipe's, and a model trained on
+frame+reference pairs is given the aligned pair (:mod:`lineqa.serving.frame_reference`): without any golden
+sample its frame is REFERENCE_REQUIRED, and a frame that cannot be aligned is REVIEW without being inferred.
 """
 
 from __future__ import annotations
@@ -43,6 +46,13 @@ from lineqa.serving.admission import InferenceSlots
 from lineqa.serving.database import DatabaseError
 from lineqa.serving.errors import ModelRepositoryError, ServingError
 from lineqa.serving.frame_errors import camera_message
+from lineqa.serving.frame_reference import (
+    Comparison,
+    ReferenceRequiredError,
+    compared,
+    frame_reference,
+    require_reference,
+)
 from lineqa.serving.image_store import ImagePolicy, ImageStore, ImageStoreError
 from lineqa.serving.metrics import GatewayMetrics
 from lineqa.serving.model_repository import ModelVersion
@@ -64,10 +74,9 @@ from lineqa.vision.errors import (
     UnsupportedEncodingError,
     VisionError,
 )
-from lineqa.vision.golden import compare, judge_against_reference
+from lineqa.vision.golden import judge_against_reference, not_aligned
 from lineqa.vision.image import ImageEncoding, ImageLimits, decode_image
-from lineqa.vision.recipe import Recipe, ReferenceRule
-from lineqa.vision.reference import Alignment, AnomalyRegion
+from lineqa.vision.recipe import Recipe
 from lineqa.vision.tiling import merge_tile_results, tile_crops
 from lineqa.vision.yolo_output import DecodeOptions
 
@@ -90,6 +99,7 @@ ERROR_CODES: tuple[tuple[type[Exception], pb.ErrorCode], ...] = (
     (CorruptImageError, pb.ERROR_CODE_INVALID_IMAGE),
     (RecipeError, pb.ERROR_CODE_UNKNOWN_RECIPE),
     (ReferenceUnavailableError, pb.ERROR_CODE_REFERENCE_UNAVAILABLE),
+    (ReferenceRequiredError, pb.ERROR_CODE_REFERENCE_REQUIRED),
     (ModelTimeoutError, pb.ERROR_CODE_MODEL_TIMEOUT),
     (ModelUnavailableError, pb.ERROR_CODE_MODEL_UNAVAILABLE),
     (ModelRepositoryError, pb.ERROR_CODE_MODEL_UNAVAILABLE),
@@ -306,17 +316,28 @@ class Inspector:
     ) -> None:
         recipe = await self.recipes.get(tenant, frame.recipe_id)
         image = await asyncio.to_thread(_decode, frame, self.settings.limits)
+        reference = await asyncio.to_thread(
+            frame_reference, tenant, frame, recipe, self.references, self.settings.limits
+        )
         decoded = time.perf_counter()
-        comparison = await self._compare(tenant, recipe, image, result)
         # The version is chosen and held as one step: it stays loaded until this frame's inference is done.
         async with self.served.lease(recipe.model.name, recipe.model.version) as version:
             spec = version.metadata.spec(version.name, max_batch=self.served.lineup.max_batch(version.name))
             recipe.check_classes(spec.class_names)
-            detections = await self._detect(image, version, spec, recipe, result)
+            require_reference(spec, reference, recipe)
+            comparison = await self._compare(image, reference, recipe, spec, result)
+            unaligned_pair = spec.needs_reference and comparison is not None and not comparison.alignment.aligned
+            if unaligned_pair:  # a misplaced pair is no input the model was trained on: REVIEW, not inferred
+                detections = Detections.empty()
+            else:
+                model_image = comparison.model_image if comparison is not None else image
+                detections = await self._detect(model_image, version, spec, recipe, result)
         after_inference = time.perf_counter()
         decision = decide(detections, spec.class_names, recipe)
-        if comparison is not None:
-            decision = judge_against_reference(decision, recipe, *comparison)
+        if comparison is not None and recipe.reference is not None:
+            decision = judge_against_reference(decision, recipe, comparison.alignment, comparison.regions)
+        elif comparison is not None and not comparison.alignment.aligned:
+            decision = not_aligned(decision, comparison.alignment)
         result.verdict = _VERDICTS[decision.verdict]
         result.defects.extend(_defects(decision))
         result.reasons.extend(decision.reasons)
@@ -337,21 +358,17 @@ class Inspector:
             result.CopyFrom(_replay(stored, frame, image_sha256))
 
     async def _compare(
-        self, tenant: str, recipe: Recipe, image: np.ndarray, result: pb.InspectionResult
-    ) -> tuple[Alignment, list[AnomalyRegion]] | None:
-        """The frame against its recipe's golden sample (None for a recipe without one), on a worker thread:
+        self, image: np.ndarray, reference: np.ndarray | None, recipe: Recipe, spec: ModelSpec,
+        result: pb.InspectionResult,
+    ) -> Comparison | None:  # fmt: skip
+        """The frame against its golden sample (:mod:`lineqa.serving.frame_reference`), on a worker thread:
         alignment takes tens of milliseconds and the event loop serves every other camera meanwhile."""
-        if recipe.reference is None:
+        if reference is None:
             return None
         began = time.perf_counter()
-        comparison = await asyncio.to_thread(self._against, tenant, image, recipe.reference)
+        comparison = await asyncio.to_thread(compared, image, reference, recipe, spec)
         result.timings.alignment_ms = (time.perf_counter() - began) * 1e3
         return comparison
-
-    def _against(self, tenant: str, image: np.ndarray, rule: ReferenceRule) -> tuple[Alignment, list[AnomalyRegion]]:
-        if self.references is None:
-            raise ReferenceUnavailableError("this gateway was started without a reference store")
-        return compare(image, self.references.image(tenant, rule.image), rule)
 
     async def _detect(
         self, image: np.ndarray, version: ModelVersion, spec: ModelSpec, recipe: Recipe, result: pb.InspectionResult

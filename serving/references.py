@@ -23,7 +23,7 @@ import numpy as np
 from lineqa.content_store import TENANT_ID, ContentStore, ContentStoreError
 from lineqa.serving.errors import ServingError
 from lineqa.vision.errors import ImageError, RecipeError
-from lineqa.vision.image import ImageEncoding, ImageHeader, decode_image, read_header, sniff_encoding
+from lineqa.vision.image import ImageEncoding, ImageHeader, ImageLimits, decode_image, read_header, sniff_encoding
 from lineqa.vision.recipe import Recipe
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -42,10 +42,11 @@ class ReferenceStore:
         self._decoded: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, tenant: str, data: bytes) -> str:
-        """Validate ``data`` as an image (JPEG or PNG) and store it for ``tenant``; its id."""
+    def add(self, tenant: str, data: bytes, limits: ImageLimits | None = None) -> str:
+        """Validate ``data`` as an image (JPEG or PNG, within ``limits`` when given: the gateway's, for an image
+        from the wire) and store it for ``tenant``; its id. The same bytes again give the same id."""
         encoding = sniff_encoding(data)
-        decode_image(data, encoding)
+        decode_image(data, encoding, limits=limits or ImageLimits())
         key = self._files.put(tenant, data, _EXTENSIONS[encoding])
         return Path(key).stem
 

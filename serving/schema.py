@@ -77,7 +77,6 @@ camera_tokens = Table(
 )
 
 
-
 def _frame_columns() -> list[Column[Any]]:
     """Which frame a row is about, and when it came: what a verdict record and an attempt share."""
     return [

@@ -58,6 +58,13 @@ def _escalated(decision: Decision, reason: str, findings: Sequence[JudgedDefect]
     return replace(decision, verdict=verdict, reasons=reasons, judged=decision.judged + tuple(findings))
 
 
+def not_aligned(decision: Decision, alignment: Alignment) -> Decision:
+    """``decision`` for a frame that could not be aligned with its golden sample: REVIEW (a FAIL stays FAIL)
+    with the alignment's reason. Also what a model trained on frame+reference pairs gets instead of being run
+    on a misplaced pair, whether or not its recipe compares parts itself."""
+    return _escalated(decision, f"not aligned with the golden sample: {alignment.reason}", [])
+
+
 def judge_against_reference(
     decision: Decision, recipe: Recipe, alignment: Alignment, regions: Sequence[AnomalyRegion]
 ) -> Decision:
@@ -71,7 +78,7 @@ def judge_against_reference(
     if recipe.reference is None:
         return decision
     if not alignment.aligned:
-        return _escalated(decision, f"not aligned with the golden sample: {alignment.reason}", [])
+        return not_aligned(decision, alignment)
     boxes = [judged.xyxy for judged in decision.flagged]
     left = unexplained(regions, boxes, recipe.reference.anomaly.min_overlap)
     if not left:

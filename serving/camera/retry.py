@@ -6,7 +6,8 @@ gateway) says nothing about the part: the same
 frame sent later can be judged. The agent keeps such a frame in its spool and sends it again with exponential
 backoff until it is judged; the verdict then reaches the outputs marked ``late``. Every other error is final
 for that frame (a corrupt or oversized image, an encoding or recipe the gateway does not know, a sequence
-conflict, an internal error): the same frame would fail the same way, so it is handed on once and counted.
+conflict, a frame a reference-trained model cannot judge for want of a golden sample (REFERENCE_REQUIRED), an
+internal error): the same frame would fail the same way, so it is handed on once and counted.
 
 A reject gate cannot wait for the model server to come back, so by default (:attr:`TransientAnswer.ANSWER`)
 the transient ERROR itself is handed on at once as the part's answer (marked ``retrying``), which a gate

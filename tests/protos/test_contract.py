@@ -21,13 +21,23 @@ def test_service_has_unary_and_bidirectional_methods() -> None:
     proto = descriptor_pb2.ServiceDescriptorProto()
     service.CopyToProto(proto)
     methods = {m.name: (m.client_streaming, m.server_streaming) for m in proto.method}
-    assert methods == {"Inspect": (False, False), "StreamInspect": (True, True)}
+    assert methods == {"Inspect": (False, False), "StreamInspect": (True, True), "AddReference": (False, False)}
 
 
 def test_frame_and_result_fields() -> None:
     identity = {f.name for f in pb.FrameIdentity.DESCRIPTOR.fields}
     assert identity == {"camera_id", "line_id", "part_id", "sequence", "capture_time"}
-    assert {f.name for f in pb.Frame.DESCRIPTOR.fields} == {"identity", "recipe_id", "image"}
+    assert {f.name for f in pb.Frame.DESCRIPTOR.fields} == {
+        "identity",
+        "recipe_id",
+        "image",
+        "reference_image",
+        "reference_id",
+    }
+    assert [f.name for f in pb.Frame.DESCRIPTOR.oneofs_by_name["reference"].fields] == [
+        "reference_image",
+        "reference_id",
+    ]
     assert {f.name for f in pb.Image.DESCRIPTOR.fields} == {"encoding", "data", "width", "height", "stride"}
     result = {f.name for f in pb.InspectionResult.DESCRIPTOR.fields}
     assert {"frame", "verdict", "defects", "reasons", "model", "recipe", "timings", "record_id", "error"} <= result

@@ -50,14 +50,18 @@ ASSET = Path(__file__).resolve().parent.parent / "assets" / "deeppcb-yolo11n-320
 RECIPE = "id: pcb\nmodel: {name: deeppcb}\ndefaults: {fail_confidence: 0.5, review_confidence: 0.25}\n"
 
 
+def deeppcb_onnx(work: Path) -> Path:
+    """The committed DeepPCB detector exported to ONNX at 320 under ``work``."""
+    weights = work / ASSET.name
+    weights.write_bytes(ASSET.read_bytes())
+    return Path(adapter.export_onnx(weights, 320))
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModelRepository, Path, EmbeddedTriton]]:
     work = tmp_path_factory.mktemp("gateway")
-    weights = work / ASSET.name
-    weights.write_bytes(ASSET.read_bytes())
-    onnx = adapter.export_onnx(weights, 320)
     repository = ModelRepository(work / "models")
-    repository.add_version("deeppcb", onnx)
+    repository.add_version("deeppcb", deeppcb_onnx(work))
     (work / "recipes").mkdir()
     (work / "recipes" / "pcb.yaml").write_text(RECIPE)  # for lineqa predict; the gateway reads its database
     with embedded_triton(repository) as triton:

@@ -96,3 +96,11 @@ def test_a_missing_golden_sample_is_sent_again_by_camera_agents() -> None:
     missing = pb.InspectionResult(verdict=pb.VERDICT_ERROR)
     missing.error.code = pb.ERROR_CODE_REFERENCE_UNAVAILABLE
     assert is_transient(missing)
+
+
+def test_a_frame_a_reference_model_cannot_judge_is_not_sent_again() -> None:
+    """REFERENCE_REQUIRED is the frame's own shape (no golden sample with it or its recipe): the same frame sent
+    again fails the same way, so the agent hands it on once instead of retrying it for ever."""
+    required = pb.InspectionResult(verdict=pb.VERDICT_ERROR)
+    required.error.code = pb.ERROR_CODE_REFERENCE_REQUIRED
+    assert not is_transient(required)

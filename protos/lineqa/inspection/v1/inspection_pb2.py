@@ -25,49 +25,53 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3lineqa/protos/lineqa/inspection/v1/inspection.proto\x12\x14lineqa.inspection.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x0eInspectRequest\x12*\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1b.lineqa.inspection.v1.Frame\"I\n\x0fInspectResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32&.lineqa.inspection.v1.InspectionResult\"B\n\x14StreamInspectRequest\x12*\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1b.lineqa.inspection.v1.Frame\"O\n\x15StreamInspectResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32&.lineqa.inspection.v1.InspectionResult\"\x88\x01\n\rFrameIdentity\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0f\n\x07part_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x30\n\x0c\x63\x61pture_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x05\x46rame\x12\x35\n\x08identity\x18\x01 \x01(\x0b\x32#.lineqa.inspection.v1.FrameIdentity\x12\x11\n\trecipe_id\x18\x02 \x01(\t\x12*\n\x05image\x18\x03 \x01(\x0b\x32\x1b.lineqa.inspection.v1.Image\"{\n\x05Image\x12\x35\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32#.lineqa.inspection.v1.ImageEncoding\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0e\n\x06stride\x18\x05 \x01(\r\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\xe5\x01\n\x06\x44\x65\x66\x65\x63t\x12\x12\n\nclass_name\x18\x01 \x01(\t\x12\x10\n\x08\x63lass_id\x18\x02 \x01(\x05\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12.\n\x03\x62ox\x18\x04 \x01(\x0b\x32!.lineqa.inspection.v1.BoundingBox\x12\x0f\n\x07\x61rea_px\x18\x05 \x01(\x01\x12\x15\n\x08\x61rea_mm2\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12<\n\x0b\x64isposition\x18\x07 \x01(\x0e\x32\'.lineqa.inspection.v1.DefectDispositionB\x0b\n\t_area_mm2\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"(\n\tRecipeRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xc9\x01\n\x0cStageTimings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x10\n\x08queue_ms\x18\x03 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x04 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x05 \x01(\x01\x12\x13\n\x0b\x64\x65\x63ision_ms\x18\x06 \x01(\x01\x12\x12\n\npersist_ms\x18\x07 \x01(\x01\x12\x10\n\x08total_ms\x18\x08 \x01(\x01\x12\x14\n\x0c\x61lignment_ms\x18\t \x01(\x01\"Q\n\x0fInspectionError\x12-\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1f.lineqa.inspection.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd6\x03\n\x10InspectionResult\x12\x32\n\x05\x66rame\x18\x01 \x01(\x0b\x32#.lineqa.inspection.v1.FrameIdentity\x12.\n\x07verdict\x18\x02 \x01(\x0e\x32\x1d.lineqa.inspection.v1.Verdict\x12-\n\x07\x64\x65\x66\x65\x63ts\x18\x03 \x03(\x0b\x32\x1c.lineqa.inspection.v1.Defect\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12-\n\x05model\x18\x05 \x01(\x0b\x32\x1e.lineqa.inspection.v1.ModelRef\x12/\n\x06recipe\x18\x06 \x01(\x0b\x32\x1f.lineqa.inspection.v1.RecipeRef\x12\x33\n\x07timings\x18\x07 \x01(\x0b\x32\".lineqa.inspection.v1.StageTimings\x12\x11\n\trecord_id\x18\x08 \x01(\t\x12\x34\n\x05\x65rror\x18\t \x01(\x0b\x32%.lineqa.inspection.v1.InspectionError\x12\x0e\n\x06replay\x18\n \x01(\x08\x12\x30\n\x0creceive_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9b\x01\n\rImageEncoding\x12\x1e\n\x1aIMAGE_ENCODING_UNSPECIFIED\x10\x00\x12\x17\n\x13IMAGE_ENCODING_JPEG\x10\x01\x12\x16\n\x12IMAGE_ENCODING_PNG\x10\x02\x12\x1c\n\x18IMAGE_ENCODING_RAW_GRAY8\x10\x03\x12\x1b\n\x17IMAGE_ENCODING_RAW_BGR8\x10\x04*m\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_PASS\x10\x01\x12\x10\n\x0cVERDICT_FAIL\x10\x02\x12\x12\n\x0eVERDICT_REVIEW\x10\x03\x12\x11\n\rVERDICT_ERROR\x10\x04*\x95\x01\n\x11\x44\x65\x66\x65\x63tDisposition\x12\"\n\x1e\x44\x45\x46\x45\x43T_DISPOSITION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45\x46\x45\x43T_DISPOSITION_DEFECT\x10\x01\x12\x1d\n\x19\x44\x45\x46\x45\x43T_DISPOSITION_REVIEW\x10\x02\x12\x1e\n\x1a\x44\x45\x46\x45\x43T_DISPOSITION_ANOMALY\x10\x03*\xc8\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45RROR_CODE_INVALID_FRAME\x10\x01\x12\x1c\n\x18\x45RROR_CODE_INVALID_IMAGE\x10\x02\x12#\n\x1f\x45RROR_CODE_UNSUPPORTED_ENCODING\x10\x03\x12\x1e\n\x1a\x45RROR_CODE_IMAGE_TOO_LARGE\x10\x04\x12\x1d\n\x19\x45RROR_CODE_UNKNOWN_RECIPE\x10\x05\x12 \n\x1c\x45RROR_CODE_MODEL_UNAVAILABLE\x10\x06\x12\x1c\n\x18\x45RROR_CODE_MODEL_TIMEOUT\x10\x07\x12#\n\x1f\x45RROR_CODE_INVALID_MODEL_OUTPUT\x10\x08\x12\x19\n\x15\x45RROR_CODE_OVERLOADED\x10\t\x12\x1e\n\x1a\x45RROR_CODE_STORAGE_FAILURE\x10\n\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x0b\x12 \n\x1c\x45RROR_CODE_SEQUENCE_CONFLICT\x10\x0c\x12$\n ERROR_CODE_REFERENCE_UNAVAILABLE\x10\r2\xd9\x01\n\x11InspectionService\x12V\n\x07Inspect\x12$.lineqa.inspection.v1.InspectRequest\x1a%.lineqa.inspection.v1.InspectResponse\x12l\n\rStreamInspect\x12*.lineqa.inspection.v1.StreamInspectRequest\x1a+.lineqa.inspection.v1.StreamInspectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3lineqa/protos/lineqa/inspection/v1/inspection.proto\x12\x14lineqa.inspection.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"A\n\x13\x41\x64\x64ReferenceRequest\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.lineqa.inspection.v1.Image\"\"\n\x14\x41\x64\x64ReferenceResponse\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x0eInspectRequest\x12*\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1b.lineqa.inspection.v1.Frame\"I\n\x0fInspectResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32&.lineqa.inspection.v1.InspectionResult\"B\n\x14StreamInspectRequest\x12*\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1b.lineqa.inspection.v1.Frame\"O\n\x15StreamInspectResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32&.lineqa.inspection.v1.InspectionResult\"\x88\x01\n\rFrameIdentity\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0f\n\x07part_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x30\n\x0c\x63\x61pture_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xda\x01\n\x05\x46rame\x12\x35\n\x08identity\x18\x01 \x01(\x0b\x32#.lineqa.inspection.v1.FrameIdentity\x12\x11\n\trecipe_id\x18\x02 \x01(\t\x12*\n\x05image\x18\x03 \x01(\x0b\x32\x1b.lineqa.inspection.v1.Image\x12\x36\n\x0freference_image\x18\x04 \x01(\x0b\x32\x1b.lineqa.inspection.v1.ImageH\x00\x12\x16\n\x0creference_id\x18\x05 \x01(\tH\x00\x42\x0b\n\treference\"{\n\x05Image\x12\x35\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32#.lineqa.inspection.v1.ImageEncoding\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0e\n\x06stride\x18\x05 \x01(\r\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\xe5\x01\n\x06\x44\x65\x66\x65\x63t\x12\x12\n\nclass_name\x18\x01 \x01(\t\x12\x10\n\x08\x63lass_id\x18\x02 \x01(\x05\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12.\n\x03\x62ox\x18\x04 \x01(\x0b\x32!.lineqa.inspection.v1.BoundingBox\x12\x0f\n\x07\x61rea_px\x18\x05 \x01(\x01\x12\x15\n\x08\x61rea_mm2\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12<\n\x0b\x64isposition\x18\x07 \x01(\x0e\x32\'.lineqa.inspection.v1.DefectDispositionB\x0b\n\t_area_mm2\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"(\n\tRecipeRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xc9\x01\n\x0cStageTimings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x10\n\x08queue_ms\x18\x03 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x04 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x05 \x01(\x01\x12\x13\n\x0b\x64\x65\x63ision_ms\x18\x06 \x01(\x01\x12\x12\n\npersist_ms\x18\x07 \x01(\x01\x12\x10\n\x08total_ms\x18\x08 \x01(\x01\x12\x14\n\x0c\x61lignment_ms\x18\t \x01(\x01\"Q\n\x0fInspectionError\x12-\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1f.lineqa.inspection.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd6\x03\n\x10InspectionResult\x12\x32\n\x05\x66rame\x18\x01 \x01(\x0b\x32#.lineqa.inspection.v1.FrameIdentity\x12.\n\x07verdict\x18\x02 \x01(\x0e\x32\x1d.lineqa.inspection.v1.Verdict\x12-\n\x07\x64\x65\x66\x65\x63ts\x18\x03 \x03(\x0b\x32\x1c.lineqa.inspection.v1.Defect\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12-\n\x05model\x18\x05 \x01(\x0b\x32\x1e.lineqa.inspection.v1.ModelRef\x12/\n\x06recipe\x18\x06 \x01(\x0b\x32\x1f.lineqa.inspection.v1.RecipeRef\x12\x33\n\x07timings\x18\x07 \x01(\x0b\x32\".lineqa.inspection.v1.StageTimings\x12\x11\n\trecord_id\x18\x08 \x01(\t\x12\x34\n\x05\x65rror\x18\t \x01(\x0b\x32%.lineqa.inspection.v1.InspectionError\x12\x0e\n\x06replay\x18\n \x01(\x08\x12\x30\n\x0creceive_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9b\x01\n\rImageEncoding\x12\x1e\n\x1aIMAGE_ENCODING_UNSPECIFIED\x10\x00\x12\x17\n\x13IMAGE_ENCODING_JPEG\x10\x01\x12\x16\n\x12IMAGE_ENCODING_PNG\x10\x02\x12\x1c\n\x18IMAGE_ENCODING_RAW_GRAY8\x10\x03\x12\x1b\n\x17IMAGE_ENCODING_RAW_BGR8\x10\x04*m\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_PASS\x10\x01\x12\x10\n\x0cVERDICT_FAIL\x10\x02\x12\x12\n\x0eVERDICT_REVIEW\x10\x03\x12\x11\n\rVERDICT_ERROR\x10\x04*\x95\x01\n\x11\x44\x65\x66\x65\x63tDisposition\x12\"\n\x1e\x44\x45\x46\x45\x43T_DISPOSITION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45\x46\x45\x43T_DISPOSITION_DEFECT\x10\x01\x12\x1d\n\x19\x44\x45\x46\x45\x43T_DISPOSITION_REVIEW\x10\x02\x12\x1e\n\x1a\x44\x45\x46\x45\x43T_DISPOSITION_ANOMALY\x10\x03*\xeb\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45RROR_CODE_INVALID_FRAME\x10\x01\x12\x1c\n\x18\x45RROR_CODE_INVALID_IMAGE\x10\x02\x12#\n\x1f\x45RROR_CODE_UNSUPPORTED_ENCODING\x10\x03\x12\x1e\n\x1a\x45RROR_CODE_IMAGE_TOO_LARGE\x10\x04\x12\x1d\n\x19\x45RROR_CODE_UNKNOWN_RECIPE\x10\x05\x12 \n\x1c\x45RROR_CODE_MODEL_UNAVAILABLE\x10\x06\x12\x1c\n\x18\x45RROR_CODE_MODEL_TIMEOUT\x10\x07\x12#\n\x1f\x45RROR_CODE_INVALID_MODEL_OUTPUT\x10\x08\x12\x19\n\x15\x45RROR_CODE_OVERLOADED\x10\t\x12\x1e\n\x1a\x45RROR_CODE_STORAGE_FAILURE\x10\n\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x0b\x12 \n\x1c\x45RROR_CODE_SEQUENCE_CONFLICT\x10\x0c\x12$\n ERROR_CODE_REFERENCE_UNAVAILABLE\x10\r\x12!\n\x1d\x45RROR_CODE_REFERENCE_REQUIRED\x10\x0e\x32\xc0\x02\n\x11InspectionService\x12V\n\x07Inspect\x12$.lineqa.inspection.v1.InspectRequest\x1a%.lineqa.inspection.v1.InspectResponse\x12l\n\rStreamInspect\x12*.lineqa.inspection.v1.StreamInspectRequest\x1a+.lineqa.inspection.v1.StreamInspectResponse(\x01\x30\x01\x12\x65\n\x0c\x41\x64\x64Reference\x12).lineqa.inspection.v1.AddReferenceRequest\x1a*.lineqa.inspection.v1.AddReferenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lineqa.protos.lineqa.inspection.v1.inspection_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEENCODING']._serialized_start=1928
-  _globals['_IMAGEENCODING']._serialized_end=2083
-  _globals['_VERDICT']._serialized_start=2085
-  _globals['_VERDICT']._serialized_end=2194
-  _globals['_DEFECTDISPOSITION']._serialized_start=2197
-  _globals['_DEFECTDISPOSITION']._serialized_end=2346
-  _globals['_ERRORCODE']._serialized_start=2349
-  _globals['_ERRORCODE']._serialized_end=2805
-  _globals['_INSPECTREQUEST']._serialized_start=110
-  _globals['_INSPECTREQUEST']._serialized_end=170
-  _globals['_INSPECTRESPONSE']._serialized_start=172
-  _globals['_INSPECTRESPONSE']._serialized_end=245
-  _globals['_STREAMINSPECTREQUEST']._serialized_start=247
-  _globals['_STREAMINSPECTREQUEST']._serialized_end=313
-  _globals['_STREAMINSPECTRESPONSE']._serialized_start=315
-  _globals['_STREAMINSPECTRESPONSE']._serialized_end=394
-  _globals['_FRAMEIDENTITY']._serialized_start=397
-  _globals['_FRAMEIDENTITY']._serialized_end=533
-  _globals['_FRAME']._serialized_start=535
-  _globals['_FRAME']._serialized_end=660
-  _globals['_IMAGE']._serialized_start=662
-  _globals['_IMAGE']._serialized_end=785
-  _globals['_BOUNDINGBOX']._serialized_start=787
-  _globals['_BOUNDINGBOX']._serialized_end=848
-  _globals['_DEFECT']._serialized_start=851
-  _globals['_DEFECT']._serialized_end=1080
-  _globals['_MODELREF']._serialized_start=1082
-  _globals['_MODELREF']._serialized_end=1123
-  _globals['_RECIPEREF']._serialized_start=1125
-  _globals['_RECIPEREF']._serialized_end=1165
-  _globals['_STAGETIMINGS']._serialized_start=1168
-  _globals['_STAGETIMINGS']._serialized_end=1369
-  _globals['_INSPECTIONERROR']._serialized_start=1371
-  _globals['_INSPECTIONERROR']._serialized_end=1452
-  _globals['_INSPECTIONRESULT']._serialized_start=1455
-  _globals['_INSPECTIONRESULT']._serialized_end=1925
-  _globals['_INSPECTIONSERVICE']._serialized_start=2808
-  _globals['_INSPECTIONSERVICE']._serialized_end=3025
+  _globals['_IMAGEENCODING']._serialized_start=2125
+  _globals['_IMAGEENCODING']._serialized_end=2280
+  _globals['_VERDICT']._serialized_start=2282
+  _globals['_VERDICT']._serialized_end=2391
+  _globals['_DEFECTDISPOSITION']._serialized_start=2394
+  _globals['_DEFECTDISPOSITION']._serialized_end=2543
+  _globals['_ERRORCODE']._serialized_start=2546
+  _globals['_ERRORCODE']._serialized_end=3037
+  _globals['_ADDREFERENCEREQUEST']._serialized_start=110
+  _globals['_ADDREFERENCEREQUEST']._serialized_end=175
+  _globals['_ADDREFERENCERESPONSE']._serialized_start=177
+  _globals['_ADDREFERENCERESPONSE']._serialized_end=211
+  _globals['_INSPECTREQUEST']._serialized_start=213
+  _globals['_INSPECTREQUEST']._serialized_end=273
+  _globals['_INSPECTRESPONSE']._serialized_start=275
+  _globals['_INSPECTRESPONSE']._serialized_end=348
+  _globals['_STREAMINSPECTREQUEST']._serialized_start=350
+  _globals['_STREAMINSPECTREQUEST']._serialized_end=416
+  _globals['_STREAMINSPECTRESPONSE']._serialized_start=418
+  _globals['_STREAMINSPECTRESPONSE']._serialized_end=497
+  _globals['_FRAMEIDENTITY']._serialized_start=500
+  _globals['_FRAMEIDENTITY']._serialized_end=636
+  _globals['_FRAME']._serialized_start=639
+  _globals['_FRAME']._serialized_end=857
+  _globals['_IMAGE']._serialized_start=859
+  _globals['_IMAGE']._serialized_end=982
+  _globals['_BOUNDINGBOX']._serialized_start=984
+  _globals['_BOUNDINGBOX']._serialized_end=1045
+  _globals['_DEFECT']._serialized_start=1048
+  _globals['_DEFECT']._serialized_end=1277
+  _globals['_MODELREF']._serialized_start=1279
+  _globals['_MODELREF']._serialized_end=1320
+  _globals['_RECIPEREF']._serialized_start=1322
+  _globals['_RECIPEREF']._serialized_end=1362
+  _globals['_STAGETIMINGS']._serialized_start=1365
+  _globals['_STAGETIMINGS']._serialized_end=1566
+  _globals['_INSPECTIONERROR']._serialized_start=1568
+  _globals['_INSPECTIONERROR']._serialized_end=1649
+  _globals['_INSPECTIONRESULT']._serialized_start=1652
+  _globals['_INSPECTIONRESULT']._serialized_end=2122
+  _globals['_INSPECTIONSERVICE']._serialized_start=3040
+  _globals['_INSPECTIONSERVICE']._serialized_end=3360
 # @@protoc_insertion_point(module_scope)

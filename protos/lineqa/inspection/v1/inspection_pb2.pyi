@@ -49,6 +49,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
     ERROR_CODE_SEQUENCE_CONFLICT: _ClassVar[ErrorCode]
     ERROR_CODE_REFERENCE_UNAVAILABLE: _ClassVar[ErrorCode]
+    ERROR_CODE_REFERENCE_REQUIRED: _ClassVar[ErrorCode]
 IMAGE_ENCODING_UNSPECIFIED: ImageEncoding
 IMAGE_ENCODING_JPEG: ImageEncoding
 IMAGE_ENCODING_PNG: ImageEncoding
@@ -77,6 +78,19 @@ ERROR_CODE_STORAGE_FAILURE: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_SEQUENCE_CONFLICT: ErrorCode
 ERROR_CODE_REFERENCE_UNAVAILABLE: ErrorCode
+ERROR_CODE_REFERENCE_REQUIRED: ErrorCode
+
+class AddReferenceRequest(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class AddReferenceResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class InspectRequest(_message.Message):
     __slots__ = ("frame",)
@@ -117,14 +131,18 @@ class FrameIdentity(_message.Message):
     def __init__(self, camera_id: _Optional[str] = ..., line_id: _Optional[str] = ..., part_id: _Optional[str] = ..., sequence: _Optional[int] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("identity", "recipe_id", "image")
+    __slots__ = ("identity", "recipe_id", "image", "reference_image", "reference_id")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     RECIPE_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
     identity: FrameIdentity
     recipe_id: str
     image: Image
-    def __init__(self, identity: _Optional[_Union[FrameIdentity, _Mapping]] = ..., recipe_id: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+    reference_image: Image
+    reference_id: str
+    def __init__(self, identity: _Optional[_Union[FrameIdentity, _Mapping]] = ..., recipe_id: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., reference_image: _Optional[_Union[Image, _Mapping]] = ..., reference_id: _Optional[str] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("encoding", "data", "width", "height", "stride")

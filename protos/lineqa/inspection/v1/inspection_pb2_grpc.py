@@ -45,6 +45,11 @@ class InspectionServiceStub:
                 request_serializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.SerializeToString,
                 response_deserializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.FromString,
                 _registered_method=True)
+        self.AddReference = channel.unary_unary(
+                '/lineqa.inspection.v1.InspectionService/AddReference',
+                request_serializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.AddReferenceRequest.SerializeToString,
+                response_deserializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.AddReferenceResponse.FromString,
+                _registered_method=True)
 
 
 class InspectionServiceServicer:
@@ -68,6 +73,16 @@ class InspectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddReference(self, request, context):
+        """Stores a golden sample (reference image of a good part) for the caller's tenant, once, and returns its id:
+        the SHA-256 of the image bytes, the same id 'lineqa references add' prints for the same file. Sending the
+        same image again returns the same id. Frames then name it in Frame.reference_id instead of carrying it.
+        A bad image fails the call with INVALID_ARGUMENT; a gateway without a reference store, UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InspectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +95,11 @@ def add_InspectionServiceServicer_to_server(servicer, server):
                     servicer.StreamInspect,
                     request_deserializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.FromString,
                     response_serializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.SerializeToString,
+            ),
+            'AddReference': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddReference,
+                    request_deserializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.AddReferenceRequest.FromString,
+                    response_serializer=lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.AddReferenceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +157,33 @@ class InspectionService:
             '/lineqa.inspection.v1.InspectionService/StreamInspect',
             lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectRequest.SerializeToString,
             lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.StreamInspectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddReference(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lineqa.inspection.v1.InspectionService/AddReference',
+            lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.AddReferenceRequest.SerializeToString,
+            lineqa_dot_protos_dot_lineqa_dot_inspection_dot_v1_dot_inspection__pb2.AddReferenceResponse.FromString,
             options,
             channel_credentials,
             insecure,
