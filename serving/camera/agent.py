@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import statistics
@@ -31,6 +32,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -42,6 +44,8 @@ from lineqa.serving.camera.retry import RetryPolicy, TransientAnswer, is_transie
 from lineqa.serving.camera.sinks import SinkSet, verdict_label
 from lineqa.serving.camera.spool import Spool, SpooledFrame
 from lineqa.serving.errors import ServingError
+from lineqa.vision.errors import ImageError
+from lineqa.vision.image import decode_image
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +104,29 @@ class _Ending(Enum):
     ENDED = "ended"  # the gateway ended the call on its own: reconnect with backoff
 
 
-def _request(context: Context, recipe_id: str, frame: SpooledFrame) -> pb.StreamInspectRequest:
+@dataclass(frozen=True)
+class GoldenSample:
+    """The camera's golden sample (a photograph of a good part): uploaded with ``AddReference`` at the start
+    of every stream, then named by its id in every frame. Uploading per stream, not once, is what lets a
+    gateway replica or a rebuilt home that never saw it judge the next frame; the gateway stores it once."""
+
+    image: pb.Image
+    id: str
+
+    @classmethod
+    def read(cls, path: Path) -> GoldenSample:
+        """The file as it is (its SHA-256 is its id), checked here: a bad file stops the agent at start, not
+        every stream at the gateway."""
+        try:
+            data = path.read_bytes()
+            decode_image(data)
+        except (OSError, ImageError) as exc:
+            raise AgentError(f"golden sample {path}: {exc}") from None
+        encoding = pb.IMAGE_ENCODING_JPEG if data.startswith(b"\xff\xd8") else pb.IMAGE_ENCODING_PNG
+        return cls(pb.Image(encoding=encoding, data=data), hashlib.sha256(data).hexdigest())
+
+
+def _request(context: Context, recipe_id: str, frame: SpooledFrame, reference_id: str = "") -> pb.StreamInspectRequest:
     capture = frame.capture
     captured = Timestamp()
     captured.FromDatetime(capture.captured_at)
@@ -112,7 +138,10 @@ def _request(context: Context, recipe_id: str, frame: SpooledFrame) -> pb.Stream
         capture_time=captured,
     )
     image = pb.Image(encoding=capture.encoding, data=capture.data, width=capture.width, height=capture.height)  # type: ignore[arg-type]
-    return pb.StreamInspectRequest(frame=pb.Frame(identity=identity, recipe_id=recipe_id, image=image))
+    request = pb.StreamInspectRequest(frame=pb.Frame(identity=identity, recipe_id=recipe_id, image=image))
+    if reference_id:
+        request.frame.reference_id = reference_id
+    return request
 
 
 @dataclass
@@ -132,8 +161,10 @@ class CameraAgent:
         *,
         stream: StreamSettings | None = None,
         retry: RetryPolicy | None = None,
+        golden: GoldenSample | None = None,
     ) -> None:
         self.target = target
+        self.golden = golden
         self.context = context
         self.recipe_id = recipe_id
         self.spool = spool
@@ -295,10 +326,11 @@ class CameraAgent:
                     last = frame.sequence
                     first[frame.sequence] = _InFlight(time.monotonic(), frame.attempts)
                 self.status.sent += 1
-                yield _request(self.context, self.recipe_id, frame)
+                yield _request(self.context, self.recipe_id, frame, reference_id)
 
         async with self.target.channel(self.settings.channel_options()) as channel:
             stub = pb_grpc.InspectionServiceStub(channel)  # type: ignore[no-untyped-call]
+            reference_id = await self._upload_golden(stub, metadata)
             call = stub.StreamInspect(requests(), metadata=metadata, timeout=self.settings.deadline_s)
             self.status.state = "streaming"
             self.sinks.status(self.status)
@@ -321,6 +353,19 @@ class CameraAgent:
         if self._source_done.is_set() and not first and not retries and not await asyncio.to_thread(len, self.spool):
             return _Ending.FINISHED
         return _Ending.ENDED
+
+    async def _upload_golden(self, stub: pb_grpc.InspectionServiceStub, metadata: tuple[tuple[str, str], ...]) -> str:
+        """The id frames name their golden sample by, after making sure this gateway holds it ('' without one)."""
+        if self.golden is None:
+            return ""
+        try:
+            request = pb.AddReferenceRequest(image=self.golden.image)
+            answer = await stub.AddReference(request, metadata=metadata, timeout=min(30.0, self.settings.deadline_s))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                raise AgentError(f"gateway {self.target.address} predates golden samples sent by cameras") from None
+            raise
+        return str(answer.id)
 
     async def _settle(self, sequence: int, result: pb.InspectionResult, flight: _InFlight, *, answered: bool) -> None:
         """Take one result: the frame's verdict (to the outbox, the frame leaves the spool), or a transient

@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 
 from lineqa.home import default_home
-from lineqa.serving.camera.agent import CameraAgent, GatewayTarget, StreamSettings
+from lineqa.serving.camera.agent import CameraAgent, GatewayTarget, GoldenSample, StreamSettings
 from lineqa.serving.camera.console import ConsoleSink
 from lineqa.serving.camera.hot_folder import HotFolderSettings
 from lineqa.serving.camera.model import Capture, Context, FrameSource, VerdictSink
@@ -59,6 +59,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--line", required=True, help="production line id")
     parser.add_argument("--camera", required=True, help="camera id (as registered with 'lineqa admin camera add')")
     parser.add_argument("--recipe", required=True, help="recipe id that judges this camera's parts")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="golden sample: a JPEG/PNG of a good part, sent to the gateway once per stream and named by every "
+        "frame (it replaces the recipe's; a model trained on pairs needs one here or in the recipe)",
+    )
     parser.add_argument("--source", required=True, help="folder, video file, rtsp://..., usb:0, synthetic:metal")
     parser.add_argument(
         "--loop", action="store_true", help="repeat a video file, or replay a folder's images over and over (a demo)"
@@ -207,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         retry = RetryPolicy(TransientAnswer(args.on_transient_error), Backoff(initial_s=1.0, max_s=args.retry_max_s))
     except ValueError as exc:
         raise CameraConfigError(str(exc)) from None
+    golden = GoldenSample.read(args.reference) if args.reference else None
     spool = Spool(
         (args.spool_dir or home / "spool") / f"{args.tenant}-{args.camera}.db",
         max_frames=args.spool_max_frames,
@@ -218,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         spool.close()
         raise
-    agent = CameraAgent(target, context, args.recipe, spool, sinks, stream=stream, retry=retry)
+    agent = CameraAgent(target, context, args.recipe, spool, sinks, stream=stream, retry=retry, golden=golden)
     try:
         asyncio.run(_run(agent, source))
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,11 @@ import numpy as np
 import pytest
 
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
+from lineqa.serving.camera.agent import AgentError, CameraAgent, GatewayTarget, GoldenSample
+from lineqa.serving.camera.model import Context
+from lineqa.serving.camera.sinks import JsonLinesSink, SinkSet
+from lineqa.serving.camera.sources import FolderSource
+from lineqa.serving.camera.spool import Spool
 from lineqa.serving.local_plant import set_recipe
 from lineqa.serving.references import ReferenceStore
 from lineqa.vision.perturb import rephotograph
@@ -118,3 +124,54 @@ def test_predict_refuses_a_golden_sample_the_recipe_does_not_name(served, tmp_pa
     assert missing.returncode == 2 and "--reference FILE or --tenant" in missing.stderr
     other = subprocess.run([*base, "--reference", str(golden)], capture_output=True, text=True, timeout=300)
     assert other.returncode == 2 and "is not recipe 'golden''s golden sample" in other.stderr
+
+
+def test_a_camera_sends_its_golden_sample_once_per_stream_and_every_frame_names_it(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``lineqa camera --reference``: the agent uploads the file (AddReference) and its frames are judged against
+    it, not against the recipe's golden sample (here an unrelated board, which would make every part REVIEW)."""
+    references = ReferenceStore(tmp_path / "references")
+    elsewhere = references.add("acme", write_png(tmp_path / "elsewhere.png", board(seed=5)).read_bytes())
+    golden = GoldenSample.read(write_png(tmp_path / "golden.png", board()))
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    rng = np.random.default_rng(4)
+    write_png(parts / "1-good.png", rephotograph(board(), rng))
+    write_png(parts / "2-defect.png", rephotograph(with_defect(board()), rng))
+    rig = make_rig(served, tmp_path / "records.db", references=references)
+    set_recipe(rig.inspector.store.engine, "acme", "other", golden_recipe(elsewhere, "other"))
+    context = Context("acme", "line-1", "cam-1")
+    out = tmp_path / "verdicts.jsonl"
+
+    async def run() -> None:
+        gateway = rig.server()
+        await gateway.server.start()
+        spool = Spool(tmp_path / "spool.db")
+        sinks = SinkSet([JsonLinesSink(out, context)], logging.getLogger("test.golden-camera"))
+        target = GatewayTarget(f"localhost:{gateway.port}", rig.plant.channel_credentials(), rig.plant.tokens["cam-1"])
+        agent = CameraAgent(target, context, "other", spool, sinks, golden=golden)
+        try:
+            await asyncio.wait_for(agent.run(FolderSource(parts), asyncio.Event()), 120)
+        finally:
+            sinks.close()
+            spool.close()
+            await gateway.server.stop(1)
+            await rig.inspector.triton.close()
+
+    assert [i for i, _ in references.ids("acme")].count(golden.id) == 0
+    asyncio.run(run())
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["part_id"].split("-")[-1], line["verdict"]) for line in lines] == [
+        ("good", "PASS"),
+        ("defect", "REVIEW"),
+    ]
+    assert golden.id == hashlib.sha256((tmp_path / "golden.png").read_bytes()).hexdigest()
+    assert golden.id in [i for i, _ in references.ids("acme")]  # stored once by the gateway, for cam-1's tenant
+
+
+def test_a_camera_refuses_a_golden_sample_that_is_no_image(tmp_path: Path) -> None:
+    bad = tmp_path / "golden.png"
+    bad.write_bytes(b"GIF89a not a png")
+    with pytest.raises(AgentError, match=r"golden sample .*golden\.png"):
+        GoldenSample.read(bad)
+    with pytest.raises(AgentError, match="golden sample"):
+        GoldenSample.read(tmp_path / "missing.png")
