@@ -21,10 +21,11 @@ from lineqa.vision.decision import Decision, decide
 from lineqa.vision.detections import Detections
 from lineqa.vision.detector import detect
 from lineqa.vision.errors import ImageError, RecipeError
-from lineqa.vision.golden import compare, judge_against_reference
+from lineqa.vision.golden import judge_against_reference, limits_of, regions_of, require_alignment
 from lineqa.vision.image import ImageLimits, load_image
 from lineqa.vision.overlay import draw_decision
 from lineqa.vision.recipe import ClassRule, ModelRef, Recipe
+from lineqa.vision.reference import Alignment, align, check_encoding, reference_input
 from lineqa.vision.tiling import TilingOptions, detect_tiled
 from lineqa.vision.yolo_output import DecodeOptions
 
@@ -35,7 +36,9 @@ class PredictConfig:
     tiling: TilingOptions | None = None
     limits: ImageLimits = field(default_factory=ImageLimits)
     save_dir: Path | None = None
-    reference: np.ndarray | None = None  # the recipe's golden sample, decoded; needed when it names one
+    # The reference every image is compared with, decoded: the recipe's golden sample when it names one, and
+    # what a reference model's input is built from (then needed even when the recipe has none).
+    reference: np.ndarray | None = None
 
 
 def default_recipe(model_name: str) -> Recipe:
@@ -66,6 +69,10 @@ def predict_files(
     recipe.check_classes(spec.class_names)
     if recipe.reference is not None and config.reference is None:
         raise RecipeError(f"recipe {recipe.id!r} compares parts with a golden sample, and none was given")
+    if spec.needs_reference:
+        check_encoding(spec.input_encoding, spec.name)
+        if config.reference is None:
+            raise RecipeError(f"model {spec.name!r} was trained on images with their reference, and none was given")
     if config.save_dir:
         config.save_dir.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(paths):
@@ -78,16 +85,24 @@ def predict_files(
             yield record
             continue
         decoded = time.perf_counter()
+        alignment: Alignment | None = None
+        if config.reference is not None and (spec.needs_reference or recipe.reference is not None):
+            alignment = align(image, config.reference, limits_of(recipe))
+        pixels = reference_input(alignment) if alignment is not None and spec.needs_reference else image
         detections: Detections = (
-            detect_tiled(image, model.infer, spec, config.tiling, config.options)
+            detect_tiled(pixels, model.infer, spec, config.tiling, config.options)
             if config.tiling
-            else detect([image], model.infer, spec, config.options)[0]
+            else detect([pixels], model.infer, spec, config.options)[0]
         )
         inferred = time.perf_counter()
         decision = decide(detections, spec.class_names, recipe)
-        if recipe.reference is not None and config.reference is not None:
-            alignment, regions = compare(image, config.reference, recipe.reference)
-            decision = judge_against_reference(decision, recipe, alignment, regions)
+        if alignment is not None:
+            regions = regions_of(alignment, recipe.reference) if recipe.reference is not None else []
+            # The recipe's golden-sample rule when it has one; else a reference model's own need of alignment.
+            if recipe.reference is not None:
+                decision = judge_against_reference(decision, recipe, alignment, regions)
+            else:
+                decision = require_alignment(decision, alignment)
             record["alignment"] = {"aligned": alignment.aligned, "quality": round(alignment.quality, 4),
                                    "reason": alignment.reason, "anomaly_regions": len(regions)}  # fmt: skip
         judged = time.perf_counter()

@@ -20,12 +20,18 @@ import numpy as np
 
 from lineqa.vision.decision import NO_DEFECT, Decision, Disposition, JudgedDefect, Verdict, in_inspected_area
 from lineqa.vision.recipe import Recipe, ReferenceRule
-from lineqa.vision.reference import Alignment, AnomalyRegion, align, anomaly_regions, unexplained
+from lineqa.vision.reference import Alignment, AlignmentLimits, AnomalyRegion, align, anomaly_regions, unexplained
 
 ANOMALY_CLASS = "anomaly"
 """The class name of a golden-sample finding, as results, records and the review app show it."""
 ANOMALY_CLASS_ID = -1
 """Not a class of any model: a finding of the comparison, not a detection."""
+
+
+def limits_of(recipe: Recipe) -> AlignmentLimits:
+    """The recipe's alignment limits, else the vision core's defaults: a reference model aligns every frame to
+    its reference whether or not the recipe has a golden sample of its own."""
+    return recipe.reference.alignment.core() if recipe.reference is not None else AlignmentLimits()
 
 
 def compare(frame: np.ndarray, reference: np.ndarray, rule: ReferenceRule) -> tuple[Alignment, list[AnomalyRegion]]:
@@ -35,9 +41,15 @@ def compare(frame: np.ndarray, reference: np.ndarray, rule: ReferenceRule) -> tu
     turns anomaly flags off.
     """
     alignment = align(frame, reference, rule.alignment.core())
+    return alignment, regions_of(alignment, rule)
+
+
+def regions_of(alignment: Alignment, rule: ReferenceRule) -> list[AnomalyRegion]:
+    """The anomaly regions of an alignment made already (a reference model's input needed it first), under
+    the same conditions as :func:`compare`."""
     if not alignment.aligned or not rule.anomaly.enabled:
-        return alignment, []
-    return alignment, anomaly_regions(alignment, rule.anomaly.core())
+        return []
+    return anomaly_regions(alignment, rule.anomaly.core())
 
 
 def _finding(region: AnomalyRegion, recipe: Recipe, inspected: bool) -> JudgedDefect:
@@ -71,7 +83,7 @@ def judge_against_reference(
     if recipe.reference is None:
         return decision
     if not alignment.aligned:
-        return _escalated(decision, f"not aligned with the golden sample: {alignment.reason}", [])
+        return require_alignment(decision, alignment)
     boxes = [judged.xyxy for judged in decision.flagged]
     left = unexplained(regions, boxes, recipe.reference.anomaly.min_overlap)
     if not left:
@@ -85,3 +97,12 @@ def judge_against_reference(
         return replace(decision, judged=decision.judged + tuple(findings))
     noun = "region" if counted == 1 else "regions"
     return _escalated(decision, f"{counted} anomaly {noun} no detection explains", findings)
+
+
+def require_alignment(decision: Decision, alignment: Alignment) -> Decision:
+    """``decision`` unless the frame was not aligned with its reference; then REVIEW (a FAIL stays FAIL) with the
+    alignment's reason. The rule for any judgement built on a comparison with a reference, a reference model's
+    detections included: their input holds a misplaced reference, so they cannot clear the part."""
+    if alignment.aligned:
+        return decision
+    return _escalated(decision, f"not aligned with the golden sample: {alignment.reason}", [])
