@@ -150,3 +150,18 @@ def test_an_image_run_on_the_same_data_trains_on_the_images(home: Path, tmp_path
     assert "alignment" not in record  # no recipe reference, no reference model: nothing to align
     ok(home, "evaluate", "--run", "img", "--dataset", "acme/held@1", "--split", "test", "--out", str(tmp_path / "e"))
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["input_encoding"] == "image"
+
+
+ASSET = Path(__file__).resolve().parents[1] / "assets" / "deeppcb-yolo11n-320.pt"
+
+
+def test_the_parity_gate_compares_both_sides_on_the_encoded_inputs(home: Path) -> None:
+    """A one-epoch model from the YAML detects nothing to compare; the repository's DeepPCB model, fine-tuned
+    gently on the pairs, does, and its export must then match Ultralytics detection for detection."""
+    gentle = ["--set", "lr0=0.0001", "--set", "warmup_epochs=0", "--set", "mosaic=0", "--set", "close_mosaic=0"]
+    ok(home, "train", "--dataset", "acme/boards@1", "--base", str(ASSET), "--name", "ref-asset", "--input",
+       "reference", *TINY, *gentle)  # fmt: skip
+    exported = ok(home, "export", "ref-asset")
+    assert "parity passed" in exported.stdout
+    report = json.loads((home / "runs" / "ref-asset" / "export" / "parity.json").read_text())
+    assert report["matched_detections"] > 0 and all(i["image"].endswith(".png") for i in report["images"])
