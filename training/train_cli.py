@@ -257,7 +257,10 @@ def run(args: argparse.Namespace) -> int:
             raise
     finally:
         engine.dispose()
-    print(f"run {run_.root}: {training_set.images_per_split} images of {args.dataset}, base {base.ref}")
+    encoding = INPUTS[args.input or "image"][0]
+    print(
+        f"run {run_.root}: {training_set.images_per_split} images of {args.dataset}, base {base.ref}, input {encoding}"
+    )
     started = time.monotonic()
     try:
         best = train(spec)
