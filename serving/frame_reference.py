@@ -16,8 +16,6 @@ the frame alone whatever reference came with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from lineqa.protos.lineqa.inspection.v1 import inspection_pb2 as pb
@@ -25,26 +23,14 @@ from lineqa.serving.errors import ServingError
 from lineqa.serving.references import ReferenceStore, ReferenceUnavailableError
 from lineqa.vision.detector import ModelSpec
 from lineqa.vision.errors import CorruptImageError, UnsupportedEncodingError
-from lineqa.vision.golden import compare
 from lineqa.vision.image import ImageEncoding, ImageLimits, decode_image, sniff_encoding
 from lineqa.vision.recipe import Recipe
-from lineqa.vision.reference import Alignment, AlignmentLimits, AnomalyRegion, align, reference_input
 
 _INLINE_ENCODINGS = {pb.IMAGE_ENCODING_JPEG: ImageEncoding.JPEG, pb.IMAGE_ENCODING_PNG: ImageEncoding.PNG}
 
 
 class ReferenceRequiredError(ServingError):
     """The model was trained on frame+reference pairs and the frame has no golden sample at all."""
-
-
-@dataclass(frozen=True, eq=False)
-class Comparison:
-    """A frame aligned with its reference: the alignment, the regions that differ (only when the recipe asks
-    for anomaly flags) and the model's input (the encoded pair for a reference model, else the frame)."""
-
-    alignment: Alignment
-    regions: list[AnomalyRegion]
-    model_image: np.ndarray
 
 
 def frame_reference(
@@ -91,17 +77,3 @@ def require_reference(spec: ModelSpec, reference: np.ndarray | None, recipe: Rec
             f"neither this frame nor recipe {recipe.id!r} has one: send a reference with the frame "
             "(the camera's --reference) or name one in the recipe"
         )
-
-
-def compared(image: np.ndarray, reference: np.ndarray, recipe: Recipe, spec: ModelSpec) -> Comparison | None:
-    """The frame against its reference, once, for whatever needs it: None when neither the recipe's rule nor
-    the model does. Without a ``reference:`` rule in the recipe the alignment limits are the defaults and no
-    anomaly regions are looked for. Tens of milliseconds of CPU: call it off the event loop."""
-    if recipe.reference is not None:
-        alignment, regions = compare(image, reference, recipe.reference)
-    elif spec.needs_reference:
-        alignment, regions = align(image, reference, AlignmentLimits()), []
-    else:
-        return None
-    model_image = reference_input(alignment) if spec.needs_reference else image
-    return Comparison(alignment, regions, model_image)

@@ -46,13 +46,7 @@ from lineqa.serving.admission import InferenceSlots
 from lineqa.serving.database import DatabaseError
 from lineqa.serving.errors import ModelRepositoryError, ServingError
 from lineqa.serving.frame_errors import camera_message
-from lineqa.serving.frame_reference import (
-    Comparison,
-    ReferenceRequiredError,
-    compared,
-    frame_reference,
-    require_reference,
-)
+from lineqa.serving.frame_reference import ReferenceRequiredError, frame_reference, require_reference
 from lineqa.serving.image_store import ImagePolicy, ImageStore, ImageStoreError
 from lineqa.serving.metrics import GatewayMetrics
 from lineqa.serving.model_repository import ModelVersion
@@ -74,7 +68,7 @@ from lineqa.vision.errors import (
     UnsupportedEncodingError,
     VisionError,
 )
-from lineqa.vision.golden import judge_against_reference, not_aligned
+from lineqa.vision.golden import Comparison, comparison, settle
 from lineqa.vision.image import ImageEncoding, ImageLimits, decode_image
 from lineqa.vision.recipe import Recipe
 from lineqa.vision.tiling import merge_tile_results, tile_crops
@@ -325,19 +319,14 @@ class Inspector:
             spec = version.metadata.spec(version.name, max_batch=self.served.lineup.max_batch(version.name))
             recipe.check_classes(spec.class_names)
             require_reference(spec, reference, recipe)
-            comparison = await self._compare(image, reference, recipe, spec, result)
-            unaligned_pair = spec.needs_reference and comparison is not None and not comparison.alignment.aligned
-            if unaligned_pair:  # a misplaced pair is no input the model was trained on: REVIEW, not inferred
+            compared = await self._compare(image, reference, recipe, spec, result)
+            model_image = image if compared is None else compared.model_image
+            if model_image is None:  # a misplaced pair is no input the model was trained on: REVIEW, not inferred
                 detections = Detections.empty()
             else:
-                model_image = comparison.model_image if comparison is not None else image
                 detections = await self._detect(model_image, version, spec, recipe, result)
         after_inference = time.perf_counter()
-        decision = decide(detections, spec.class_names, recipe)
-        if comparison is not None and recipe.reference is not None:
-            decision = judge_against_reference(decision, recipe, comparison.alignment, comparison.regions)
-        elif comparison is not None and not comparison.alignment.aligned:
-            decision = not_aligned(decision, comparison.alignment)
+        decision = settle(decide(detections, spec.class_names, recipe), recipe, compared)
         result.verdict = _VERDICTS[decision.verdict]
         result.defects.extend(_defects(decision))
         result.reasons.extend(decision.reasons)
@@ -361,14 +350,14 @@ class Inspector:
         self, image: np.ndarray, reference: np.ndarray | None, recipe: Recipe, spec: ModelSpec,
         result: pb.InspectionResult,
     ) -> Comparison | None:  # fmt: skip
-        """The frame against its golden sample (:mod:`lineqa.serving.frame_reference`), on a worker thread:
+        """The frame against its golden sample (:func:`lineqa.vision.golden.comparison`), on a worker thread:
         alignment takes tens of milliseconds and the event loop serves every other camera meanwhile."""
         if reference is None:
             return None
         began = time.perf_counter()
-        comparison = await asyncio.to_thread(compared, image, reference, recipe, spec)
+        compared = await asyncio.to_thread(comparison, image, reference, recipe, spec)
         result.timings.alignment_ms = (time.perf_counter() - began) * 1e3
-        return comparison
+        return compared
 
     async def _detect(
         self, image: np.ndarray, version: ModelVersion, spec: ModelSpec, recipe: Recipe, result: pb.InspectionResult

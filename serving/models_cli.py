@@ -38,6 +38,7 @@ from lineqa.serving.model_repository import (
     read_onnx_metadata,
 )
 from lineqa.serving.promotions import current_user
+from lineqa.vision.detector import IMAGE_INPUT
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +138,7 @@ def _show(repository: ModelRepository, ref: str) -> int:
         "path": str(version.path),
         "classes": list(version.metadata.class_names),
         "input_hw": list(version.metadata.input_hw),
+        "input_encoding": version.metadata.input_encoding,
         "sha256": version.metadata.sha256,
         "lineage": version.metadata.lineage,
         "audit": history,
@@ -161,6 +163,8 @@ def _add(repository: ModelRepository, args: argparse.Namespace) -> int:
     settings = replace(base, **{key: value for key, value in asked.items() if value is not None})
     version = repository.add_version(args.name, args.model, settings=settings)
     print(f"added {version.name} version {version.version} at {version.path}")
+    if version.metadata.input_encoding != IMAGE_INPUT:  # the one thing a plant must know before sending frames
+        print(f"input {version.metadata.input_encoding}: every frame must come with its reference")
     if version.metadata.fixed_batch is not None:
         print(
             f"the model was exported with a fixed batch of {version.metadata.fixed_batch}: served without batching "

@@ -21,10 +21,11 @@ from lineqa.vision.decision import Decision, decide
 from lineqa.vision.detections import Detections
 from lineqa.vision.detector import detect
 from lineqa.vision.errors import ImageError, RecipeError
-from lineqa.vision.golden import compare, judge_against_reference
+from lineqa.vision.golden import comparison, settle
 from lineqa.vision.image import ImageLimits, load_image
 from lineqa.vision.overlay import draw_decision
 from lineqa.vision.recipe import ClassRule, ModelRef, Recipe
+from lineqa.vision.reference import check_encoding
 from lineqa.vision.tiling import TilingOptions, detect_tiled
 from lineqa.vision.yolo_output import DecodeOptions
 
@@ -35,7 +36,9 @@ class PredictConfig:
     tiling: TilingOptions | None = None
     limits: ImageLimits = field(default_factory=ImageLimits)
     save_dir: Path | None = None
-    reference: np.ndarray | None = None  # the recipe's golden sample, decoded; needed when it names one
+    # The reference every image is compared with, decoded: the recipe's golden sample when it names one, and
+    # what a reference model's input is built from (then needed even when the recipe has none).
+    reference: np.ndarray | None = None
 
 
 def default_recipe(model_name: str) -> Recipe:
@@ -66,6 +69,10 @@ def predict_files(
     recipe.check_classes(spec.class_names)
     if recipe.reference is not None and config.reference is None:
         raise RecipeError(f"recipe {recipe.id!r} compares parts with a golden sample, and none was given")
+    if spec.needs_reference:
+        check_encoding(spec.input_encoding, spec.name)
+        if config.reference is None:
+            raise RecipeError(f"model {spec.name!r} was trained on images with their reference, and none was given")
     if config.save_dir:
         config.save_dir.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(paths):
@@ -78,18 +85,21 @@ def predict_files(
             yield record
             continue
         decoded = time.perf_counter()
-        detections: Detections = (
-            detect_tiled(image, model.infer, spec, config.tiling, config.options)
-            if config.tiling
-            else detect([image], model.infer, spec, config.options)[0]
-        )
+        compared = comparison(image, config.reference, recipe, spec) if config.reference is not None else None
+        pixels = image if compared is None else compared.model_image
+        detections: Detections
+        if pixels is None:  # a misplaced pair is no input the model was trained on: REVIEW, not inferred
+            detections = Detections.empty()
+        elif config.tiling:
+            detections = detect_tiled(pixels, model.infer, spec, config.tiling, config.options)
+        else:
+            detections = detect([pixels], model.infer, spec, config.options)[0]
         inferred = time.perf_counter()
-        decision = decide(detections, spec.class_names, recipe)
-        if recipe.reference is not None and config.reference is not None:
-            alignment, regions = compare(image, config.reference, recipe.reference)
-            decision = judge_against_reference(decision, recipe, alignment, regions)
+        decision = settle(decide(detections, spec.class_names, recipe), recipe, compared)
+        if compared is not None:
+            alignment = compared.alignment
             record["alignment"] = {"aligned": alignment.aligned, "quality": round(alignment.quality, 4),
-                                   "reason": alignment.reason, "anomaly_regions": len(regions)}  # fmt: skip
+                                   "reason": alignment.reason, "anomaly_regions": len(compared.regions)}  # fmt: skip
         judged = time.perf_counter()
         record |= {
             "width": int(image.shape[1]),

@@ -7,7 +7,9 @@ detection at confidence 0.5 or more is a defect, one from 0.25 (``yolo predict``
 
 A recipe with a golden sample (``reference:``) needs its image, exactly as the gateway uses it: ``--reference
 FILE`` (the very file added with ``lineqa references add``: its SHA-256 must be the recipe's id) or ``--tenant
-T`` to read it from the home's reference store.
+T`` to read it from the home's reference store. A model trained on references (its ONNX metadata says so)
+needs one with every image, whatever the recipe: the recipe's golden sample, else ``--reference FILE``; each
+image is aligned to it and the model fed the pair, and an image that cannot be aligned is REVIEW, never PASS.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lineqa.home import default_home
 from lineqa.serving.onnx_model import PROVIDERS, OnnxModel
 from lineqa.serving.predict import PredictConfig, default_recipe, predict_files
 from lineqa.serving.references import references_of
+from lineqa.vision.detector import ModelSpec
 from lineqa.vision.errors import RecipeError
 from lineqa.vision.image import ImageLimits, decode_image
 from lineqa.vision.recipe import Recipe, load_recipe
@@ -51,15 +54,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, help="write JSON lines here instead of standard output")
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels, help="largest image accepted")
     golden = parser.add_mutually_exclusive_group()
-    golden.add_argument("--reference", type=Path, help="the recipe's golden sample as a file")
+    golden.add_argument(
+        "--reference", type=Path, help="the recipe's golden sample as a file (or a reference model's reference)"
+    )
     golden.add_argument("--tenant", help="read the recipe's golden sample from this tenant's references in the home")
     parser.add_argument("--home", type=Path, help="lineqa home (default: $LINEQA_HOME or ~/.lineqa)")
 
 
-def _golden_sample(args: argparse.Namespace, recipe: Recipe) -> np.ndarray | None:
-    """The recipe's golden sample, decoded, from where the command line says; refused when it is not the one
-    the recipe names (predict would then judge differently from the gateway)."""
+def _golden_sample(args: argparse.Namespace, recipe: Recipe, spec: ModelSpec) -> np.ndarray | None:
+    """The reference images are compared with, decoded, from where the command line says: the recipe's golden
+    sample, refused when it is not the one the recipe names (predict would then judge differently from the
+    gateway); for a reference model whose recipe has none, the ``--reference`` file as given. Checked before any
+    image is read, so a missing reference costs nothing."""
     if recipe.reference is None:
+        if spec.needs_reference:
+            if args.reference is None:
+                raise RecipeError(
+                    f"model {spec.name!r} was trained on images with their reference: give --reference FILE (a good "
+                    f"part of the product), or a recipe with a reference: block (--tenant T reads it)"
+                )
+            return decode_image(_read(args.reference))
         if args.reference or args.tenant:
             raise RecipeError(f"recipe {recipe.id!r} has no reference: block to use a golden sample with")
         return None
@@ -70,13 +84,17 @@ def _golden_sample(args: argparse.Namespace, recipe: Recipe) -> np.ndarray | Non
             f"recipe {recipe.id!r} compares parts with golden sample {recipe.reference.image[:12]}...: give "
             "--reference FILE or --tenant T (its references in the lineqa home)"
         )
-    try:
-        data = args.reference.read_bytes()
-    except OSError as exc:
-        raise RecipeError(f"{args.reference}: cannot read: {exc.strerror or exc}") from exc
+    data = _read(args.reference)
     if hashlib.sha256(data).hexdigest() != recipe.reference.image:
         raise RecipeError(f"{args.reference} is not recipe {recipe.id!r}'s golden sample (its SHA-256 differs)")
     return decode_image(data)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def _expand(paths: Sequence[Path]) -> Iterator[Path]:
@@ -120,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         tiling=tiling,
         limits=ImageLimits(max_pixels=args.max_pixels),
         save_dir=args.save_dir,
-        reference=_golden_sample(args, recipe),
+        reference=_golden_sample(args, recipe, model.spec),
     )
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     failures = 0

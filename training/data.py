@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lineqa.datasets.errors import DatasetError
+from lineqa.datasets.formats import Compose
 from lineqa.datasets.formats.yolo import write_yolo
 from lineqa.datasets.manifest import Manifest
 from lineqa.datasets.model import Annotation, LabelledImage
@@ -60,9 +62,20 @@ def _thin_backgrounds(images: list[LabelledImage], share: float) -> list[Labelle
 
 
 def write_training_set(
-    ref: str, manifest: Manifest, images: list[LabelledImage], out: Path, *, background_share: float = 0.1
+    ref: str,
+    manifest: Manifest,
+    images: list[LabelledImage],
+    out: Path,
+    *,
+    background_share: float = 0.1,
+    compose: Compose | None = None,
 ) -> TrainingSet:
-    """Write the labelled images of a version as a YOLO dataset under ``out``; refuse one that cannot train."""
+    """Write the labelled images of a version as a YOLO dataset under ``out``; refuse one that cannot train.
+
+    With ``compose`` (a reference model's input from image and reference) every image is written as that input,
+    so the run trains on exactly what inspection will feed it; a sample without a reference stops the run
+    before anything trains, named, rather than training on a quietly smaller set.
+    """
     labelled = [image for image in images if image.annotation is not Annotation.MISSING]
     kept = _thin_backgrounds(labelled, background_share)
     splits = Counter(image.split or "unsplit" for image in labelled)
@@ -74,7 +87,14 @@ def write_training_set(
         )
     if not any(image.boxes for image in labelled if image.split == "train"):
         raise TrainingError(f"{ref}: the train split has no labelled defect at all")
-    data_yaml = write_yolo(list(manifest.classes), kept, out, overwrite=True)
+    if compose is not None:
+        lacking = next((image.name for image in kept if image.reference is None), None)
+        if lacking is not None:
+            raise TrainingError(f"{ref}: --input reference needs a reference for every sample; {lacking} has none")
+    try:
+        data_yaml = write_yolo(list(manifest.classes), kept, out, overwrite=True, compose=compose)
+    except DatasetError as exc:
+        raise TrainingError(f"{ref}: {exc}") from None
     return TrainingSet(
         ref=ref,
         manifest_sha256=manifest.sha256,

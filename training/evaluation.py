@@ -4,6 +4,10 @@ The ONNX model runs exactly as the gateway runs it (fixed-size letterbox, the vi
 a low confidence for the COCO metrics and once with the recipe's own thresholds for the inspection metrics a
 plant cares about: the escape rate (a defective part judged PASS) and the false-reject rate (a good part,
 labelled defect-free, judged FAIL). Everything here is torch-free, so the promotion gate runs beside serving.
+
+A model trained on references is fed, for every sample, the vision core's input built from the sample and its
+reference (the dataset's own, one per sample), aligned under the recipe's limits; a sample that cannot be
+aligned is judged REVIEW, never PASS, as on the line. An image model is fed the image alone, references or not.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from lineqa.training.errors import TrainingError
 from lineqa.training.metrics import ImageBoxes, class_curves, confusion_matrix, mean_ap
 from lineqa.vision.decision import Verdict, decide
 from lineqa.vision.detections import Detections
-from lineqa.vision.detector import postprocess, preprocess
+from lineqa.vision.detector import IMAGE_INPUT, ModelSpec, postprocess, preprocess
 from lineqa.vision.errors import VisionError
+from lineqa.vision.golden import limits_of, require_alignment
 from lineqa.vision.image import load_image
 from lineqa.vision.recipe import Recipe
+from lineqa.vision.reference import Alignment, AlignmentLimits, align, check_encoding, reference_input
 from lineqa.vision.tiling import detect_tiled
 from lineqa.vision.yolo_output import DecodeOptions
 
@@ -50,6 +56,7 @@ class Evaluation:
     images: list[EvaluatedImage]
     recipe: Recipe
     unknown_class_predictions: int
+    input_encoding: str = IMAGE_INPUT
 
     def curves(self) -> list[Any]:
         return class_curves([i.boxes for i in self.images], len(self.classes))
@@ -73,6 +80,7 @@ class Evaluation:
         }
         return {
             "images": len(self.images),
+            "input_encoding": self.input_encoding,
             "mAP50": round(map50, 5),
             "mAP50-95": round(map50_95, 5),
             "per_class": {
@@ -128,6 +136,36 @@ def _truth(image: LabelledImage, classes: tuple[str, ...]) -> tuple[np.ndarray, 
     return xyxy, np.array([lookup[b.class_name] for b in image.boxes], dtype=np.int64)
 
 
+def _check_references(spec: ModelSpec, images: list[LabelledImage]) -> None:
+    """A reference model judged without its references would score noise: refuse, naming the first sample."""
+    if not spec.needs_reference:
+        return
+    try:
+        check_encoding(spec.input_encoding, spec.name)
+    except VisionError as exc:
+        raise TrainingError(str(exc)) from None
+    lacking = next((image.name for image in images if image.reference is None), None)
+    if lacking is not None:
+        raise TrainingError(
+            f"model {spec.name!r} was trained on images with their reference, and {lacking} has none: evaluate it "
+            "on a dataset version whose samples have references"
+        )
+
+
+def _model_input(
+    image: LabelledImage, spec: ModelSpec, limits: AlignmentLimits
+) -> tuple[np.ndarray, np.ndarray, Alignment | None]:
+    """(the sample's image, what the model is fed, the alignment when that is built from the pair)."""
+    try:
+        pixels = load_image(image.path)
+        if not spec.needs_reference or image.reference is None:
+            return pixels, pixels, None
+        alignment = align(pixels, load_image(image.reference), limits)
+    except (VisionError, OSError) as exc:
+        raise TrainingError(f"{image.name}: cannot read the image or its reference: {exc}") from None
+    return pixels, reference_input(alignment), alignment
+
+
 def evaluate(
     model: OnnxModel,
     images: list[LabelledImage],
@@ -144,25 +182,26 @@ def evaluate(
         raise TrainingError("nothing to evaluate: the split holds no images")
     spec = model.spec
     recipe.check_classes(spec.class_names)
+    _check_references(spec, images)
+    limits = limits_of(recipe)
     mapping = _class_index(spec.class_names, classes)
     recipe_options = DecodeOptions(conf_threshold=recipe.min_confidence, iou_threshold=recipe.iou_threshold)
     tiling = recipe.tiling.options() if recipe.tiling else None
     results: list[EvaluatedImage] = []
     unknown = 0
     for index, image in enumerate(images):
-        try:
-            pixels = load_image(image.path)
-        except (VisionError, OSError) as exc:
-            raise TrainingError(f"{image.name}: cannot read the image: {exc}") from None
-        tensor, letterboxes = preprocess([pixels], spec)
+        pixels, fed, alignment = _model_input(image, spec, limits)
+        tensor, letterboxes = preprocess([fed], spec)
         raw = model.infer(tensor)
         (scored,) = postprocess(raw, letterboxes, spec, METRIC_OPTIONS)
         judged: Detections = (
-            detect_tiled(pixels, model.infer, spec, tiling, recipe_options)
+            detect_tiled(fed, model.infer, spec, tiling, recipe_options)
             if tiling
             else postprocess(raw, letterboxes, spec, recipe_options)[0]
         )
         decision = decide(judged, spec.class_names, recipe)
+        if alignment is not None:
+            decision = require_alignment(decision, alignment)
         pred_class = mapping[scored.class_id]
         unknown += int((pred_class < 0).sum())
         truth_xyxy, truth_class = _truth(image, classes)
@@ -173,4 +212,4 @@ def evaluate(
         results.append(EvaluatedImage(image.name, size, boxes, decision.verdict, bool(image.boxes), good, top))
         if progress:
             progress(index + 1, len(images))
-    return Evaluation(classes, results, recipe, unknown)
+    return Evaluation(classes, results, recipe, unknown, spec.input_encoding)

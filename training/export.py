@@ -3,6 +3,12 @@
 The ONNX model has a dynamic batch (Triton batches frames of several cameras) and the run's training image
 size. The golden set is the dataset's held-out images (test, else val), taken in a fixed order so that the
 same run always gets the same gate; ``--golden`` can point at a folder of the plant's own reference parts.
+
+A run trained on references (``lineqa train --input reference``) has its encoding written into the ONNX file's
+metadata beside Ultralytics' own keys, so the registry, ``predict`` and the gateway know to build each frame's
+input from its reference. Its held-out images in the run are already that input, built by the vision core
+from each sample's pair, so the gate holds both sides to the same encoded inputs; a ``--golden`` folder for
+such a model must hold encoded inputs too (as ``lineqa datasets export --input reference`` writes them).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from lineqa.serving.onnx_model import OnnxModel
 from lineqa.serving.predict import default_recipe
 from lineqa.training.bases import file_sha256
@@ -20,7 +28,7 @@ from lineqa.training.errors import TrainingError
 from lineqa.training.parity import Tolerance, parity_report
 from lineqa.training.runs import Run, now_iso
 from lineqa.training.ultralytics_adapter import export_onnx, reference_predict
-from lineqa.vision.detector import detect
+from lineqa.vision.detector import IMAGE_INPUT, INPUT_METADATA_KEY, detect
 from lineqa.vision.image import load_image
 from lineqa.vision.recipe import Recipe
 from lineqa.vision.yolo_output import DecodeOptions
@@ -74,6 +82,21 @@ def check_parity(
     )
 
 
+def stamp_input_encoding(path: Path, encoding: str) -> None:
+    """Record in the ONNX file at ``path`` what its model looks at; an image model's file stays as exported
+    (an absent key means the image alone, so models exported before encodings existed read the same)."""
+    if encoding == IMAGE_INPUT:
+        return
+    model = onnx.load(str(path))
+    kept = [prop for prop in model.metadata_props if prop.key != INPUT_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=INPUT_METADATA_KEY, value=encoding)
+    staging = path.with_suffix(".tmp")
+    onnx.save(model, str(staging))
+    staging.replace(path)
+
+
 def export_run(
     run: Run, *, golden: Path | None = None, golden_count: int = 32, recipe: Recipe | None = None
 ) -> dict[str, Any]:
@@ -86,6 +109,8 @@ def export_run(
     onnx = run.root / "export" / "model.onnx"
     onnx.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(export_onnx(weights, imgsz), onnx)
+    encoding = str(record.get("input_encoding", IMAGE_INPUT))
+    stamp_input_encoding(onnx, encoding)
     images = golden_images(run, golden, golden_count)
     report = check_parity(weights, onnx, images, recipe or default_recipe(run.name))
     (run.root / "export" / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -94,6 +119,7 @@ def export_run(
         "onnx_sha256": file_sha256(onnx),
         "weights_sha256": file_sha256(weights),
         "imgsz": imgsz,
+        "input_encoding": encoding,
         "dynamic_batch": True,
         "exported_at": now_iso(),
         "parity": {k: v for k, v in report.items() if k != "images"},

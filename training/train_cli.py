@@ -6,6 +6,7 @@
     lineqa train --dataset cluster/automotive@1 --base yolo11s.yaml --name automotive-base  # a cluster's base
     lineqa train --dataset acme/pcb@3 --base automotive-base@1             # a member fine-tunes from it
     lineqa train --dataset acme/pcb@3 --base ./yolo11n.pt                  # Ultralytics' own weights, if you have them
+    lineqa train --dataset acme/pcb@3 --base yolo11n.yaml --input reference  # learn from (part, golden sample)
     lineqa train --resume pcb-20261125-101500                              # continue an interrupted run
     lineqa train --dataset acme/pcb@3 --base yolo11n.yaml --device 0,1     # Ultralytics' multi-GPU (DDP) mode
 
@@ -15,6 +16,12 @@ half-size copy of a 10 px defect is below what the stride-8 head finds; vertical
 a steel strip has no "up" for its defects; mosaic on until the last 10 epochs. AdamW with one optimizer step
 per batch: small tenant datasets give few batches per epoch, and Ultralytics' default of a step per 64
 images would learn too slowly from them.
+
+``--input reference`` trains on each sample paired with its reference (its golden sample): the run's images
+are the vision core's model input built from the pair (frame, aligned reference, difference), the very input
+``predict``, ``evaluate`` and the gateway build at inspection time; every sample must have a reference. The run
+records the encoding, and its ONNX export carries it in the model's metadata, so whatever serves the model
+knows to ask for a reference with each frame.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from lineqa.content_store import TENANT_ID, ContentStore
 from lineqa.datasets.catalog import parse_ref
 from lineqa.datasets.clusters import is_member
 from lineqa.datasets.database import open_catalog_database
+from lineqa.datasets.formats import Compose
 from lineqa.datasets.pool import parse_pool_ref
 from lineqa.datasets.versions import load_version
 from lineqa.db import database_url
@@ -51,6 +59,11 @@ from lineqa.training.ultralytics_adapter import (
     resume,
     train,
 )
+from lineqa.vision.detector import IMAGE_INPUT
+from lineqa.vision.reference import ENCODING, model_input
+
+INPUTS: dict[str, tuple[str, Compose | None]] = {"image": (IMAGE_INPUT, None), "reference": (ENCODING, model_input)}
+"""``--input``: the encoding a run records, and how its training images are built from each sample."""
 
 SMALL_DEFECT_DEFAULTS: dict[str, Any] = {
     "scale": 0.25,
@@ -88,6 +101,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--background-share", type=float, default=0.1, help="most background images in train (default 0.1)"
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any Ultralytics argument")
+    parser.add_argument(
+        "--input",
+        choices=sorted(INPUTS),
+        help="what the model looks at: 'image' (default), or 'reference': each sample with its reference",
+    )
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run (name or folder)")
 
 
@@ -155,8 +173,9 @@ def _prepare(
 ) -> tuple[TrainSpec, TrainingSet]:
     """Write the dataset into the run, remap the base if needed, record the run; return what to train."""
     manifest, images = load_version(engine, ContentStore(home / "images"), args.dataset, _acting_tenant(args))
+    encoding, compose = INPUTS[args.input or "image"]
     training_set = write_training_set(
-        args.dataset, manifest, images, run_.root / "data", background_share=args.background_share
+        args.dataset, manifest, images, run_.root / "data", background_share=args.background_share, compose=compose
     )
     source, remap = _starting_weights(base, list(training_set.classes), run_)
     spec = TrainSpec(
@@ -177,6 +196,7 @@ def _prepare(
             "status": "training",
             "created_at": now_iso(),
             "dataset": training_set.lineage(),
+            "input_encoding": encoding,
             "base": {**base.lineage(), "class_remap": remap},
             "hyperparameters": {
                 "epochs": spec.epochs,
@@ -206,10 +226,18 @@ def _new_run(args: argparse.Namespace, home: Path) -> Run:
     return run
 
 
+def _check_resumed_input(run_: Run, asked: str | None) -> None:
+    """A resumed run keeps the encoding its data was written in; asking for another cannot be honoured."""
+    recorded = run_.record().get("input_encoding", IMAGE_INPUT)
+    if asked is not None and INPUTS[asked][0] != recorded:
+        raise TrainingError(f"run {run_.name} trains on {recorded!r} input; --resume keeps it (drop --input {asked})")
+
+
 def run(args: argparse.Namespace) -> int:
     home = args.home or default_home()
     if args.resume:
         existing = find_run(args.resume, home / "runs")
+        _check_resumed_input(existing, args.input)
         existing.update(status="training", resumed_at=now_iso())
         started = time.monotonic()
         best = resume(existing.root)
@@ -229,7 +257,10 @@ def run(args: argparse.Namespace) -> int:
             raise
     finally:
         engine.dispose()
-    print(f"run {run_.root}: {training_set.images_per_split} images of {args.dataset}, base {base.ref}")
+    encoding = INPUTS[args.input or "image"][0]
+    print(
+        f"run {run_.root}: {training_set.images_per_split} images of {args.dataset}, base {base.ref}, input {encoding}"
+    )
     started = time.monotonic()
     try:
         best = train(spec)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from lineqa.vision.errors import ImageError
+from lineqa.vision.errors import ImageError, VisionError
 
 ENCODING = "frame-reference-diff/1"
 """The model-input encoding :func:`reference_input` produces; models trained on it record this string."""
@@ -338,6 +338,13 @@ def reference_input(aligned: Alignment) -> np.ndarray:
     """
     difference = cv2.absdiff(aligned.frame, aligned.reference)
     return np.ascontiguousarray(np.dstack([aligned.frame, aligned.reference, difference]))
+
+
+def check_encoding(encoding: str, model: str) -> None:
+    """Refuse a model trained on a reference encoding this version does not build: fed another encoding, it
+    would still return detections, just meaningless ones."""
+    if encoding != ENCODING:
+        raise VisionError(f"model {model!r} takes {encoding!r} input; this lineqa builds only {ENCODING!r}")
 
 
 def model_input(frame: np.ndarray, reference: np.ndarray, limits: AlignmentLimits = AlignmentLimits()) -> np.ndarray:

@@ -11,13 +11,16 @@ import pytest
 
 from lineqa.vision.decision import NO_DEFECT, Decision, Disposition, Verdict, decide
 from lineqa.vision.detections import Detections
+from lineqa.vision.detector import ModelSpec
 from lineqa.vision.errors import RecipeError
-from lineqa.vision.golden import ANOMALY_CLASS, compare, judge_against_reference
+from lineqa.vision.golden import ANOMALY_CLASS, comparison, judge_against_reference, settle
 from lineqa.vision.perturb import rephotograph
 from lineqa.vision.recipe import Recipe, parse_recipe
+from lineqa.vision.yolo_output import HeadKind
 from tests.helpers.boards import DEFECT, SIZE, board, overlaps, with_defect
 
 CLASSES = ("spur", "short")
+IMAGE_MODEL = ModelSpec("m", (SIZE, SIZE), CLASSES, HeadKind.NMS)
 GOLDEN = "ab" * 32
 
 
@@ -40,8 +43,7 @@ def judged(frame: np.ndarray, reference: np.ndarray, found: Detections, rules: R
     """(the detector's decision, the decision once the golden sample had its say)."""
     assert rules.reference is not None
     before = decide(found, CLASSES, rules)
-    alignment, regions = compare(frame, reference, rules.reference)
-    return before, judge_against_reference(before, rules, alignment, regions)
+    return before, settle(before, rules, comparison(frame, reference, rules, IMAGE_MODEL))
 
 
 def anomalies(decision: Decision) -> list[tuple[float, float, float, float]]:
@@ -135,9 +137,11 @@ def test_a_recipe_without_a_reference_is_judged_as_before() -> None:
     plain = parse_recipe("id: board\nmodel: {name: m}\n")
     golden = board()
     decision = decide(detections(), CLASSES, plain)
-    alignment, regions = compare(with_defect(golden), golden, recipe().reference)  # type: ignore[arg-type]
-    assert regions
-    assert judge_against_reference(decision, plain, alignment, regions) is decision
+    assert comparison(with_defect(golden), golden, plain, IMAGE_MODEL) is None  # nothing asks for a comparison
+    assert settle(decision, plain, None) is decision
+    compared = comparison(with_defect(golden), golden, recipe(), IMAGE_MODEL)
+    assert compared is not None and compared.regions
+    assert judge_against_reference(decision, plain, compared.alignment, compared.regions) is decision
 
 
 def test_the_reference_block_is_part_of_the_version_and_absent_leaves_it_alone() -> None:
