@@ -45,7 +45,7 @@ from lineqa.serving.camera.sinks import SinkSet, verdict_label
 from lineqa.serving.camera.spool import Spool, SpooledFrame
 from lineqa.serving.errors import ServingError
 from lineqa.vision.errors import ImageError
-from lineqa.vision.image import decode_image
+from lineqa.vision.image import ImageEncoding, decode_image, sniff_encoding
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class GoldenSample:
             decode_image(data)
         except (OSError, ImageError) as exc:
             raise AgentError(f"golden sample {path}: {exc}") from None
-        encoding = pb.IMAGE_ENCODING_JPEG if data.startswith(b"\xff\xd8") else pb.IMAGE_ENCODING_PNG
+        encoding = pb.IMAGE_ENCODING_JPEG if sniff_encoding(data) is ImageEncoding.JPEG else pb.IMAGE_ENCODING_PNG
         return cls(pb.Image(encoding=encoding, data=data), hashlib.sha256(data).hexdigest())
 
 
