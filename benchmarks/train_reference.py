@@ -4,6 +4,7 @@ neither run saw, photographed again.
     LINEQA_HOME=/tmp/lqa-ref nice python benchmarks/train_reference.py            # the issue's budget (2 x 60 min)
     LINEQA_HOME=/tmp/lqa-smoke nice python benchmarks/train_reference.py --boards 60 --imgsz 160 --hours 0.05
                                                                                  # a smoke run: figures meaningless
+    ... train_reference.py --at-once    # both modes side by side, 60 min each
 
 Why: a board compared with its defect-free template shows its defects as differences, which a detector fed the
 board alone must infer from the board's look; this script measures what that is worth with everything else held
@@ -56,6 +57,23 @@ def lineqa(*args: str) -> str:
     if done.returncode:
         sys.exit(f"lineqa {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def train_at_once(commands: list[list[str]], log_folder: Path) -> None:
+    """Run the ``lineqa train`` commands side by side, each run's output in ``<log_folder>/<n>.log``; a failure
+    stops the benchmark. Ultralytics trains on a CPU with one thread fewer than the cores (and one OpenMP
+    thread), so on two cores a run uses one and two runs at once each get what they would get alone, and share
+    whatever else the machine is doing alike."""
+    log_folder.mkdir(parents=True, exist_ok=True)
+    running = []
+    for number, args in enumerate(commands):
+        print("$ lineqa " + " ".join(args), flush=True)
+        log = (log_folder / f"{number}.log").open("w")
+        command = [sys.executable, "-m", "lineqa.cli", *args]
+        running.append((args, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
+    failed = [(args, log.name) for args, log, process in running if process.wait()]
+    if failed:
+        sys.exit("\n".join(f"lineqa {' '.join(args)} failed: see {name}" for args, name in failed))
 
 
 def some_boards(root: Path, count: int, out: Path) -> Path:
@@ -134,6 +152,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="the re-photographs' seed")
+    parser.add_argument(
+        "--at-once",
+        action="store_true",
+        help="train both modes side by side (on a CPU, Ultralytics uses all cores but one per run)",
+    )
     return parser.parse_args()
 
 
@@ -155,9 +178,16 @@ def main() -> int:
     )
     budget = ["--epochs", str(args.epochs), "--imgsz", str(args.imgsz), "--batch", str(args.batch)]
     budget += ["--device", args.device, "--workers", "2"] + (["--set", f"time={args.hours}"] if args.hours > 0 else [])
+    commands = [
+        ["train", "--dataset", f"{DATASET}@1", "--base", "yolo11n.yaml", "--name", mode, "--input", mode, *budget]
+        for mode in MODES
+    ]
+    if args.at_once:
+        train_at_once(commands, home / "train-logs")
     rows = []
-    for mode in MODES:
-        lineqa("train", "--dataset", f"{DATASET}@1", "--base", "yolo11n.yaml", "--name", mode, "--input", mode, *budget)
+    for mode, command in zip(MODES, commands, strict=True):
+        if not args.at_once:
+            lineqa(*command)
         out = home / "runs" / mode / "eval" / "rephotographed"
         lineqa("evaluate", "--run", mode, "--dataset", f"{HELD_OUT}@1", "--split", "test", "--out", str(out))
         metrics = json.loads((out / "metrics.json").read_text())
