@@ -18,6 +18,7 @@ import yaml
 
 from lineqa import db_cli
 from lineqa.serving import health_cli
+from lineqa.serving.references import references_of
 from tests.deploy.triton_release import check_command, check_release
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
@@ -105,6 +106,22 @@ def test_gateway_scales_and_probes_the_grpc_health_service() -> None:
     assert mounts["/var/lib/lineqa/pki"]["readOnly"] and mounts["/var/lib/lineqa/models"]["readOnly"]
     # Recipes are audited records in the database: no file of them is mounted for anyone to edit by hand.
     assert not [m for m in manifests if m["kind"] == "ConfigMap"] and "/var/lib/lineqa/recipes" not in mounts
+
+
+def test_what_one_gateway_replica_stores_for_the_others_is_on_shared_storage() -> None:
+    """A golden sample stored through one replica (``AddReference``, ``lineqa references add``) is what every
+    replica compares frames with, and a flagged image one writes is what the review app shows: both are on
+    ReadWriteMany claims, at the paths the gateway uses, never in the pod's own home (an emptyDir)."""
+    manifests = render("base")
+    spec = find(manifests, "Deployment", "lineqa-gateway")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    claims = {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "PersistentVolumeClaim"}
+    home = Path(next(e["value"] for e in spec["containers"][0]["env"] if e["name"] == "LINEQA_HOME"))
+    assert "emptyDir" in volumes[mounts[str(home)]]
+    for shared in (references_of(home).root, home / "images"):  # as 'lineqa serve' opens them (serve_cli)
+        claim = volumes[mounts[str(shared)]]["persistentVolumeClaim"]["claimName"]
+        assert claims[claim]["accessModes"] == ["ReadWriteMany"], shared
 
 
 def test_the_owner_migrates_and_the_services_log_in_as_the_application_role() -> None:
