@@ -1,6 +1,7 @@
 """``lineqa references``: a tenant's golden samples, the reference images recipes name.
 
     lineqa references add --tenant acme golden-pcb-top.png   # prints the id: the file's SHA-256
+    lineqa references add --tenant acme - < golden.png       # from standard input (e.g. through kubectl exec -i)
     lineqa references list --tenant acme
 
 A recipe names a reference by that id (``reference: {image: <id>}``); ``lineqa recipes set`` refuses a recipe
@@ -10,6 +11,7 @@ whose reference its tenant has not added, and a gateway judging it reads the ima
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lineqa.home import default_home
@@ -21,7 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = sub.add_parser("add", help="validate an image (JPEG or PNG) and store it; print its id")
     add.add_argument("--tenant", required=True)
-    add.add_argument("file", type=Path, help="the golden sample: a good part, photographed as on the line")
+    add.add_argument(
+        "file", type=Path, help="the golden sample: a good part, photographed as on the line ('-': standard input)"
+    )
     listing = sub.add_parser("list", help="the tenant's references: id and size")
     listing.add_argument("--tenant", required=True)
 
@@ -30,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     store = references_of(args.home or default_home())
     if args.action == "add":
         try:
-            data = args.file.read_bytes()
+            data = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
         except OSError as exc:
             raise ReferenceUnavailableError(f"{args.file}: cannot read: {exc.strerror or exc}") from exc
         print(store.add(args.tenant, data))

@@ -39,6 +39,9 @@ def test_add_prints_the_files_sha256_and_list_shows_it_to_its_tenant_only(tmp_pa
     assert reference_id == hashlib.sha256(golden.read_bytes()).hexdigest()
     again = lineqa(home, "references", "add", "--tenant", "acme", str(golden))
     assert again.stdout.strip() == reference_id
+    cmd = [sys.executable, "-m", "lineqa.cli", "references", "--home", str(home), "add", "--tenant", "acme", "-"]
+    piped = subprocess.run(cmd, input=golden.read_bytes(), capture_output=True, timeout=60)  # kubectl exec -i
+    assert piped.returncode == 0 and piped.stdout.decode().strip() == reference_id, piped.stderr
     assert lineqa(home, "references", "list", "--tenant", "acme").stdout.split() == [reference_id, "320x320", "png"]
     assert lineqa(home, "references", "list", "--tenant", "globex").stdout == ""
     stored = home / "references" / "acme" / reference_id[:2] / f"{reference_id}.png"
