@@ -1,6 +1,6 @@
 """A ready single-machine plant for the demo, the benchmark and the tests: a CA (its key beside the home) and
 a server certificate for localhost, one tenant with one line and its cameras, a token per camera, and the
-tenant's recipes, in a lineqa home.
+tenant's recipes, in a lineqa home (a recipe naming a golden sample needs it in the home's reference store first).
 
 It uses the same pieces as ``lineqa admin`` and ``lineqa recipes`` and can be run again on the same home: what
 exists is kept, each run issues fresh tokens and sets the recipes given (a recipe whose content is unchanged
@@ -22,6 +22,7 @@ from lineqa.serving.database import database_url, open_database
 from lineqa.serving.model_access import ModelGrants, model_owner
 from lineqa.serving.pki import PlantPki
 from lineqa.serving.recipes import RecipeRef, RecipeStore
+from lineqa.serving.references import ReferenceStore, references_of
 from lineqa.vision.recipe import parse_recipe
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1"]
@@ -68,16 +69,23 @@ def provision_local_plant(
             store.add_camera(tenant, line, camera)
         tokens = {camera: store.issue_token(tenant, camera).token for camera in cameras}
         for recipe_id, text in (recipes or {}).items():
-            set_recipe(engine, tenant, recipe_id, text)
+            set_recipe(engine, tenant, recipe_id, text, references=references_of(home))
     finally:
         engine.dispose()
     return LocalPlant(home, tenant, line, tokens)
 
 
-def set_recipe(engine: Engine, tenant: str, recipe_id: str, text: str, reason: str = "single-machine plant") -> None:
-    """Set a recipe of ``tenant`` (allowing it the platform model the recipe names, if it names one)."""
+def set_recipe(
+    engine: Engine, tenant: str, recipe_id: str, text: str, reason: str = "single-machine plant",
+    references: ReferenceStore | None = None,
+) -> None:  # fmt: skip
+    """Set a recipe of ``tenant`` (allowing it the platform model the recipe names, if it names one). Given the
+    home's ``references``, a recipe naming a golden sample the tenant has not stored is refused, as by
+    ``lineqa recipes set``."""
     model = parse_recipe(text, recipe_id).model.name
     grants = ModelGrants(engine)
     if model_owner(model) is None and not any(e.tenant == tenant for e in grants.history(model)):
         grants.change(tenant, model, allowed=True, by="lineqa local plant", reason=reason)
-    RecipeStore(engine).set(RecipeRef(tenant, recipe_id), text, by="lineqa local plant", reason=reason)
+    RecipeStore(engine).set(
+        RecipeRef(tenant, recipe_id), text, by="lineqa local plant", reason=reason, references=references
+    )
