@@ -11,12 +11,18 @@
     lineqa review expert revoke acme --user carol          # or --grant ID; ends it at the next request
     lineqa review serve --port 8443                        # HTTPS with <home>/pki/server.pem by default
 
+    lineqa review remote login https://qa.plant:8443 --user carol --ca ca.pem   # from another machine
+    lineqa review remote queue acme --status all           # JSON lines; also part, image, decide, datasets,
+                                                           # export, whoami, logout ('remote --help')
+
 The app uses the same database (``--db`` or ``<home>/lineqa.db``: records, recipe versions) and image store
 (``<home>/images``) as ``lineqa serve``. It serves HTTPS; plain HTTP only with ``--insecure-http``
-(local use: session cookies then lose their Secure flag). An invited expert works in the web app only, within
-the grants (scopes: queue, line:ID, recipe:ID, dataset:NAME); these commands are the plant admin's and act
-on the whole database, so they have no per-user scope. It logs one JSON line per request and per decision
-(who, what, status, time) on standard error.
+(local use: session cookies then lose their Secure flag). An invited expert works in the web app and with
+``lineqa review remote``, a client of the running app that signs in as the expert (or a member) and calls the
+app's own routes for JSON, so exactly the same grants apply and every request is in the tenant's audit trail
+(scopes: queue, line:ID, recipe:ID, dataset:NAME). The ``user`` and ``expert`` commands are the plant admin's
+and act on the whole database, so they have no per-user scope. The app logs one JSON line per request and per
+decision (who, what, status, time) on standard error.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from sqlalchemy import Engine
 
 from lineqa.db import database_url
 from lineqa.home import default_home, env_default
-from lineqa.review import app_log
+from lineqa.review import app_log, remote_cli
 from lineqa.review.auth import Role, UserStore
 from lineqa.review.database import open_review_database
 from lineqa.review.errors import ReviewError
@@ -101,6 +107,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--grant", type=int, help="a grant id (from 'expert list')")
     which.add_argument("--user", help="every live grant of this user in the tenant")
 
+    remote_cli.configure(area.add_parser("remote", help="the review app from another machine (members and experts)"))
+
 
 def _role(text: str) -> tuple[str, Role]:
     tenant, _, role = text.partition(":")
@@ -120,6 +128,8 @@ def _password(from_stdin: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.area == "remote":  # a client of a running app: no home, no database here
+        return remote_cli.run(args)
     home = args.home or default_home()
     url = database_url(home, args.db)
     if args.area == "serve":
