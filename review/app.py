@@ -34,8 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineqa.content_store import ContentStore
 from lineqa.db import tenant_scope
-from lineqa.review import api_view, app_log, audit, dashboards, label_diff, part_view
-from lineqa.review.access import authorize, check_dataset, datasets_within, may, parts_within
+from lineqa.review import api_view, app_log, audit, dashboards, label_diff, part_view, web
+from lineqa.review.access import authorize, check_dataset, check_run, datasets_within, may, parts_within, runs_within
 from lineqa.review.auth import Principal, Role, SignInThrottle, UserStore
 from lineqa.review.boxes import boxes_json, parse_boxes
 from lineqa.review.csrf import FORM_FIELD, HEADER, LOGIN_COOKIE, SAFE_METHODS, check_token, new_token
@@ -52,6 +52,7 @@ from lineqa.review.queue_filter import (
     parse_filter,
     parse_query_string,
 )
+from lineqa.review.runs import TrainingRuns
 from lineqa.review.uncertainty import recipe_versions
 from lineqa.review.web import (
     AUDIT_COLUMNS,
@@ -81,6 +82,7 @@ class ReviewSettings(BaseModel):
     database_url: str
     images: Path
     models: Path | None = None
+    runs: Path | None = Field(None, description="training runs shown read-only (<home>/runs); None: no run pages")
     dataset: str = Field(
         "reviewed", pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="the working dataset reviewed parts go into"
     )
@@ -102,6 +104,7 @@ class Services:
     decisions: Decisions
     labelling: Labelling
     experts: ExpertGrants
+    runs: TrainingRuns
     zone: ZoneInfo
     shifts: tuple[dashboards.Shift, ...]
 
@@ -116,6 +119,7 @@ def _services(settings: ReviewSettings) -> Services:
     store = ContentStore(settings.images)
     queue = ReviewQueue(engine, PassSample(settings.pass_sample_percent), recipe_versions(RecipeStore(engine)))
     models = ModelRepository(settings.models) if settings.models else None
+    runs = TrainingRuns(settings.runs)
     return Services(
         engine,
         store,
@@ -123,7 +127,8 @@ def _services(settings: ReviewSettings) -> Services:
         queue,
         Decisions(engine, store, queue, settings.dataset, models),
         Labelling(engine, store),
-        ExpertGrants(engine),
+        ExpertGrants(engine, runs),
+        runs,
         zone,
         shifts,
     )
@@ -326,14 +331,12 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             return api_view.json_response({"user": principal.username, "csrf_token": principal.csrf_token,
                                            "tenants": [_tenant_json(principal, t) for t in tenants]})  # fmt: skip
         if len(tenants) == 1:
-            start = "queue" if may("queue", principal, tenants[0]) else "datasets"
-            return RedirectResponse(f"/t/{tenants[0]}/{start}", status_code=303)
+            return RedirectResponse(f"/t/{tenants[0]}/{_start(principal, tenants[0])}", status_code=303)
         shown = []
         for tenant in tenants:
             expert = principal.expert_in(tenant)
             roles = expert.roles() if expert is not None else principal.roles_in(tenant)
-            start = "queue" if may("queue", principal, tenant) else "datasets"
-            shown.append((tenant, start, sorted(r.value for r in roles), expert is not None))
+            shown.append((tenant, _start(principal, tenant), sorted(r.value for r in roles), expert is not None))
         return page(request, "home.html", tenants=shown)
 
     # -- queue and parts ----------------------------------------------------------------------------------
@@ -539,6 +542,29 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         target = f"/t/{tenant}/datasets/{quote(name)}/v/{info.number}/sample?{urlencode({'sample': sample})}"
         return RedirectResponse(target, status_code=303)
 
+    # -- training runs (read-only) ------------------------------------------------------------------------
+
+    @app.get("/t/{tenant}/runs", name="runs")
+    def runs(request: Request, tenant: str) -> Response:
+        found = services.runs.runs(tenant, runs_within(user_of(request), tenant, "runs"))
+        if api_view.wants_json(request):
+            return api_view.json_response([r.to_json() for r in found])
+        return page(request, "runs.html", runs=found)
+
+    @app.get("/t/{tenant}/runs/{name}", name="run")
+    def run(request: Request, tenant: str, name: str) -> Response:
+        check_run(user_of(request), tenant, "run", name)
+        found = services.runs.run(tenant, name)
+        if api_view.wants_json(request):
+            return api_view.json_response(found)
+        return page(request, "run.html", run=found, as_json=web.as_json)
+
+    @app.get("/t/{tenant}/runs/{name}/eval/{split}/{picture}", name="run_picture")
+    def run_picture(request: Request, tenant: str, name: str, split: str, picture: str) -> FileResponse:
+        check_run(user_of(request), tenant, "run_picture", name)
+        return FileResponse(services.runs.picture(tenant, name, split, picture), media_type="image/png",
+                            headers={"Cache-Control": "private, max-age=300"})  # fmt: skip
+
     # -- audit and users ----------------------------------------------------------------------------------
 
     @app.get("/t/{tenant}/audit", name="audit")
@@ -598,6 +624,11 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
+
+
+def _start(principal: Principal, tenant: str) -> str:
+    """The first page of ``tenant`` this principal may open: the queue, else datasets, else training runs."""
+    return next((route for route in ("queue", "datasets", "runs") if may(route, principal, tenant)), "queue")
 
 
 def _tenant_json(principal: Principal, tenant: str) -> dict[str, Any]:

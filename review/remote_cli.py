@@ -9,6 +9,8 @@ alike, under exactly the access the web app gives them (:mod:`lineqa.review.remo
     lineqa review remote decide acme RECORD_ID confirm|false_alarm|correct [--boxes JSON] [--reason TEXT]
     lineqa review remote datasets acme                     # JSON
     lineqa review remote export acme pareto [--days 30] [-o pareto.csv]
+    lineqa review remote runs acme                         # training runs, JSON
+    lineqa review remote run acme NAME                     # one run's record and metrics, JSON
     lineqa review remote logout
 
 Commands use the session of the last ``login`` unless ``--url`` names another. Sessions are kept in
@@ -72,6 +74,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     export.add_argument("table", help="e.g. pareto, defect-rate (as the dashboard's CSV links)")
     export.add_argument("--days", type=int, default=30)
     export.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    runs = action.add_parser("runs", help="the tenant's training runs (JSON)")
+    runs.add_argument("tenant")
+    run_one = action.add_parser("run", help="one training run: record, metrics, pictures (JSON)")
+    run_one.add_argument("tenant")
+    run_one.add_argument("name")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(reply.body.decode("utf-8"))
+    elif args.remote == "runs":
+        _print(client.get_json(path_of("t", tenant, "runs"), what=f"runs of {tenant}"))
+    elif args.remote == "run":
+        _print(client.get_json(path_of("t", tenant, "runs", args.name), what=f"run {args.name}"))
     else:  # pragma: no cover - argparse allows only the commands above
         raise RemoteError(f"unknown command {args.remote!r}")
     return 0

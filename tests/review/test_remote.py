@@ -3,8 +3,9 @@ an expert of acme with a line grant lists exactly that line's parts, reads one, 
 decides on it (qa), and gets "not found (or not yours to see)" for another line's part and for everything of
 globex; a labeller's grant does not decide; each request is an entry of acme's audit trail; after ``lineqa
 review expert revoke`` the very next command is refused, and so is one under an expired grant. A member works
-the same way (the whole queue, a dashboard table as CSV); a session ended on the app says to log in again.
-The main path runs the real ``lineqa review remote`` commands in subprocesses; the rest drives the client."""
+the same way (the whole queue, a dashboard table as CSV); a session ended on the app says to log in again. A
+``run:NAME`` grant shows that training run of acme's (``runs``, ``run``) and no other; a pool's run is refused
+at invite. The main path runs the real ``lineqa review remote`` commands in subprocesses; the rest drives the client."""
 
 from __future__ import annotations
 
@@ -217,3 +218,33 @@ def test_sign_in_problems_are_said_in_words(remote: Remote) -> None:
         ReviewClient(remote.url).login("qa", PASSWORD, None)  # the plant's CA is not the system's
     with pytest.raises(RemoteError, match="is not the review app's address"):
         ReviewClient("qa.plant:8443")
+
+
+def test_a_run_grant_from_the_command_line(remote: Remote, tmp_path: Path) -> None:
+    def admin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lineqa.cli", "review", "--home", str(remote.site.home), "expert",
+                               *args], capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    remote.site.users.add_user("run-expert", PASSWORD)
+    pool = admin("invite", "run-expert", "acme", "--role", "qa", "--scope", "run:pool-base", "--expires", "2099-01-01")
+    assert refused(pool, "belongs to no single tenant")
+    invited = admin("invite", "run-expert", "acme", "--role", "qa", "--scope", "run:a", "--expires", "2099-01-01")
+    assert invited.returncode == 0, invited.stderr
+    assert [g["scope"] for g in json.loads(invited.stdout)] == ["run:a"]
+    login = cli(remote, tmp_path, "login", remote.url, "--user", "run-expert", "--password-stdin", "--ca",
+                str(remote.ca), stdin=PASSWORD + "\n")  # fmt: skip
+    assert login.returncode == 0, login.stderr
+
+    assert [r["run"] for r in json.loads(cli(remote, tmp_path, "runs", "acme").stdout)] == ["a"]
+    shown = json.loads(cli(remote, tmp_path, "run", "acme", "a").stdout)
+    assert shown["record"]["dataset"]["ref"] == "acme/reviewed@1"
+    assert shown["evaluations"][0]["pictures"] == ["pr_curves.png", "confusion_matrix.png", "operating_curve.png"]
+    for args in (("run", "acme", "b"), ("run", "acme", "g"), ("runs", "globex"), ("run", "globex", "g"),
+                 ("queue", "acme")):  # fmt: skip
+        assert refused(cli(remote, tmp_path, *args), NOT_FOUND), args
+    assert [(e.object, e.new["status"]) for e in remote.trail("acme", "run-expert")] == [
+        ("GET /t/acme/runs", 200), ("GET /t/acme/runs/a", 200), ("GET /t/acme/runs/b", 404),
+        ("GET /t/acme/runs/g", 404), ("GET /t/acme/queue", 404)]  # fmt: skip
+
+    assert admin("revoke", "acme", "--user", "run-expert").returncode == 0
+    assert refused(cli(remote, tmp_path, "run", "acme", "a"), NOT_FOUND)
