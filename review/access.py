@@ -8,7 +8,8 @@ new route is closed until it is added here (a test checks the app has no route o
 
 An invited expert (:mod:`lineqa.review.experts`: grants in a tenant, no membership) may use only the routes of
 :data:`EXPERT_AREAS`, and each only while a live grant of its area carries one of the route's roles: the parts of
-granted lines, recipes or the whole queue; granted datasets; the dashboards with a whole-queue grant. Anything
+granted lines, recipes or the whole queue; granted datasets; granted training runs (read-only); the dashboards with
+a whole-queue grant. Anything
 else of that tenant, the objects outside the grants included, is 404 for them, as for a stranger, so a grant
 shows nothing of what it leaves out (not even that it exists).
 """
@@ -43,6 +44,9 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "sample_image": _DATA,
     "fix_labels": _LABEL,
     "snapshot": _LABEL,
+    "runs": _QA,
+    "run": _QA,
+    "run_picture": _QA,
     "audit": _QA,
     "users": _ADMIN,
     "change_user": _ADMIN,
@@ -56,6 +60,7 @@ class ExpertArea(str, Enum):
     PARTS = "parts"  # some line, recipe or the whole queue granted
     WHOLE_QUEUE = "whole queue"  # tenant-wide figures: only with the whole queue granted
     DATASETS = "datasets"
+    RUNS = "runs"  # training runs named by run:NAME grants
 
 
 EXPERT_AREAS: dict[str, ExpertArea] = {
@@ -72,6 +77,9 @@ EXPERT_AREAS: dict[str, ExpertArea] = {
     "sample_image": ExpertArea.DATASETS,
     "fix_labels": ExpertArea.DATASETS,
     "snapshot": ExpertArea.DATASETS,
+    "runs": ExpertArea.RUNS,
+    "run": ExpertArea.RUNS,
+    "run_picture": ExpertArea.RUNS,
 }
 PUBLIC_ROUTES = frozenset({"login_form", "login", "static", "favicon"})
 
@@ -107,6 +115,8 @@ def expert_may(route: str, scope: ExpertScope) -> bool:
         return scope.parts(allowed).whole
     if area is ExpertArea.DATASETS:
         return bool(scope.datasets(allowed))
+    if area is ExpertArea.RUNS:
+        return bool(scope.runs(allowed))
     return False
 
 
@@ -137,3 +147,16 @@ def check_dataset(principal: Principal, tenant: str, route: str, name: str) -> N
     open_ = datasets_within(principal, tenant, route)
     if open_ is not None and name not in open_:
         raise NotFoundError(f"tenant {tenant!r} has no dataset {name!r}")
+
+
+def runs_within(principal: Principal, tenant: str, route: str) -> frozenset[str] | None:
+    """The training runs ``route`` may show this principal in ``tenant``: None for a member (all of them)."""
+    scope = principal.expert_in(tenant)
+    return None if scope is None else scope.runs(ROUTE_ROLES[route])
+
+
+def check_run(principal: Principal, tenant: str, route: str, name: str) -> None:
+    """404 for a run outside an expert's grants, exactly as for one that does not exist."""
+    open_ = runs_within(principal, tenant, route)
+    if open_ is not None and name not in open_:
+        raise NotFoundError(f"tenant {tenant!r} has no training run {name!r}")

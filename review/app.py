@@ -34,8 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineqa.content_store import ContentStore
 from lineqa.db import tenant_scope
-from lineqa.review import app_log, audit, dashboards, label_diff, part_view
-from lineqa.review.access import authorize, check_dataset, datasets_within, may, parts_within
+from lineqa.review import api_view, app_log, audit, dashboards, label_diff, part_view, web
+from lineqa.review.access import authorize, check_dataset, check_run, datasets_within, may, parts_within, runs_within
 from lineqa.review.auth import Principal, Role, SignInThrottle, UserStore
 from lineqa.review.boxes import boxes_json, parse_boxes
 from lineqa.review.csrf import FORM_FIELD, HEADER, LOGIN_COOKIE, SAFE_METHODS, check_token, new_token
@@ -52,6 +52,7 @@ from lineqa.review.queue_filter import (
     parse_filter,
     parse_query_string,
 )
+from lineqa.review.runs import TrainingRuns
 from lineqa.review.uncertainty import recipe_versions
 from lineqa.review.web import (
     AUDIT_COLUMNS,
@@ -81,6 +82,7 @@ class ReviewSettings(BaseModel):
     database_url: str
     images: Path
     models: Path | None = None
+    runs: Path | None = Field(None, description="training runs shown read-only (<home>/runs); None: no run pages")
     dataset: str = Field(
         "reviewed", pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="the working dataset reviewed parts go into"
     )
@@ -102,6 +104,7 @@ class Services:
     decisions: Decisions
     labelling: Labelling
     experts: ExpertGrants
+    runs: TrainingRuns
     zone: ZoneInfo
     shifts: tuple[dashboards.Shift, ...]
 
@@ -116,6 +119,7 @@ def _services(settings: ReviewSettings) -> Services:
     store = ContentStore(settings.images)
     queue = ReviewQueue(engine, PassSample(settings.pass_sample_percent), recipe_versions(RecipeStore(engine)))
     models = ModelRepository(settings.models) if settings.models else None
+    runs = TrainingRuns(settings.runs)
     return Services(
         engine,
         store,
@@ -123,7 +127,8 @@ def _services(settings: ReviewSettings) -> Services:
         queue,
         Decisions(engine, store, queue, settings.dataset, models),
         Labelling(engine, store),
-        ExpertGrants(engine),
+        ExpertGrants(engine, runs),
+        runs,
         zone,
         shifts,
     )
@@ -247,20 +252,26 @@ def create_app(settings: ReviewSettings) -> FastAPI:
             back = ("/", "Back to the start page")
         return page(request, "error.html", status, heading=title(status), message=message, back=back)
 
+    def error_of(request: Request, status: int, message: str, field: str | None = None) -> Response:
+        """The error as a page, or as JSON for a client that asked for JSON (the remote CLI)."""
+        if api_view.wants_json(request):
+            return api_view.json_response({"error": message, "status": status, "field": field}, status)
+        return error_page(request, status, message, field)
+
     @app.exception_handler(ReviewError)
     async def review_error(request: Request, exc: ReviewError) -> Response:
-        if isinstance(exc, NotSignedInError) and request.method in SAFE_METHODS:
+        if isinstance(exc, NotSignedInError) and request.method in SAFE_METHODS and not api_view.wants_json(request):
             return RedirectResponse(f"/login?{urlencode({'next': request.url.path})}", status_code=303)
-        return error_page(request, http_status(exc), str(exc), exc.field if isinstance(exc, BadInputError) else None)
+        return error_of(request, http_status(exc), str(exc), exc.field if isinstance(exc, BadInputError) else None)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'request'}: {e['msg']}" for e in exc.errors())
-        return error_page(request, 422, f"the request is not valid: {problems}")
+        return error_of(request, 422, f"the request is not valid: {problems}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return error_page(request, exc.status_code, str(exc.detail))
+        return error_of(request, exc.status_code, str(exc.detail))
 
     # -- sign in ------------------------------------------------------------------------------------------
 
@@ -288,6 +299,8 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         if user_id is None:
             throttle.failed(username)
             logger.warning("failed sign-in for user %r", username)
+            if api_view.wants_json(request):
+                return api_view.json_response({"error": "wrong user name or password", "status": 401}, 401)
             return login_page(request, next, 401, "wrong user name or password")
         throttle.succeeded(username)
         response = RedirectResponse(safe_next(next), status_code=303)
@@ -314,24 +327,27 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     def home(request: Request) -> Response:
         principal = user_of(request)
         tenants = principal.tenants()
+        if api_view.wants_json(request):  # who is signed in, where, and the session's CSRF token for POSTs
+            return api_view.json_response({"user": principal.username, "csrf_token": principal.csrf_token,
+                                           "tenants": [_tenant_json(principal, t) for t in tenants]})  # fmt: skip
         if len(tenants) == 1:
-            start = "queue" if may("queue", principal, tenants[0]) else "datasets"
-            return RedirectResponse(f"/t/{tenants[0]}/{start}", status_code=303)
+            return RedirectResponse(f"/t/{tenants[0]}/{_start(principal, tenants[0])}", status_code=303)
         shown = []
         for tenant in tenants:
             expert = principal.expert_in(tenant)
             roles = expert.roles() if expert is not None else principal.roles_in(tenant)
-            start = "queue" if may("queue", principal, tenant) else "datasets"
-            shown.append((tenant, start, sorted(r.value for r in roles), expert is not None))
+            shown.append((tenant, _start(principal, tenant), sorted(r.value for r in roles), expert is not None))
         return page(request, "home.html", tenants=shown)
 
     # -- queue and parts ----------------------------------------------------------------------------------
 
     @app.get("/t/{tenant}/queue", name="queue")
-    def queue(request: Request, tenant: str) -> HTMLResponse:
+    def queue(request: Request, tenant: str) -> Response:
         within = parts_within(user_of(request), tenant, "queue")
         wanted = replace(parse_filter(request.query_params), within=within)
         shown = services.queue.page(tenant, wanted)
+        if api_view.wants_json(request):
+            return api_view.json_response(api_view.queue_json(shown, wanted.page, PAGE_SIZE))
         return page(
             request,
             "queue.html",
@@ -347,10 +363,12 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         )
 
     @app.get("/t/{tenant}/parts/{record_id}", name="part")
-    def part(request: Request, tenant: str, record_id: str) -> HTMLResponse:
+    def part(request: Request, tenant: str, record_id: str) -> Response:
         within = parts_within(user_of(request), tenant, "part")
         wanted = replace(parse_filter(request.query_params), within=within)
         found = services.queue.part(tenant, record_id, within)
+        if api_view.wants_json(request):
+            return api_view.json_response(api_view.part_json(tenant, found, services.decisions.classes(tenant, found)))
         previous, following = services.queue.neighbours(tenant, wanted, record_id)
         carried = wanted.query_string()
         history = [
@@ -420,6 +438,8 @@ def create_app(settings: ReviewSettings) -> FastAPI:
                 boxes=len(outcome.labels),
             ),
         )
+        if api_view.wants_json(request):
+            return api_view.json_response(api_view.outcome_json(tenant, record_id, outcome))
         following = services.queue.after_decision(tenant, wanted, record_id) if then == "next" else record_id
         target = f"/t/{tenant}/parts/{following}" if following else f"/t/{tenant}/queue"
         said = {"done" if outcome.recorded else "kept": str(outcome.decision_id)}
@@ -458,11 +478,13 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     # -- datasets and labelling ---------------------------------------------------------------------------
 
     @app.get("/t/{tenant}/datasets", name="datasets")
-    def datasets(request: Request, tenant: str) -> HTMLResponse:
+    def datasets(request: Request, tenant: str) -> Response:
         found = services.labelling.datasets(tenant)
         open_ = datasets_within(user_of(request), tenant, "datasets")
         if open_ is not None:
             found = [d for d in found if d.name in open_]
+        if api_view.wants_json(request):
+            return api_view.json_response([api_view.dataset_json(d) for d in found])
         return page(request, "datasets.html", datasets=found, review_dataset=settings.dataset)
 
     @app.post("/t/{tenant}/datasets/{name}/snapshot", name="snapshot")
@@ -519,6 +541,29 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         info = services.labelling.fix(tenant, name, version, sample, fixed, reason.strip(), user_of(request).username)
         target = f"/t/{tenant}/datasets/{quote(name)}/v/{info.number}/sample?{urlencode({'sample': sample})}"
         return RedirectResponse(target, status_code=303)
+
+    # -- training runs (read-only) ------------------------------------------------------------------------
+
+    @app.get("/t/{tenant}/runs", name="runs")
+    def runs(request: Request, tenant: str) -> Response:
+        found = services.runs.runs(tenant, runs_within(user_of(request), tenant, "runs"))
+        if api_view.wants_json(request):
+            return api_view.json_response([r.to_json() for r in found])
+        return page(request, "runs.html", runs=found)
+
+    @app.get("/t/{tenant}/runs/{name}", name="run")
+    def run(request: Request, tenant: str, name: str) -> Response:
+        check_run(user_of(request), tenant, "run", name)
+        found = services.runs.run(tenant, name)
+        if api_view.wants_json(request):
+            return api_view.json_response(found)
+        return page(request, "run.html", run=found, as_json=web.as_json)
+
+    @app.get("/t/{tenant}/runs/{name}/eval/{split}/{picture}", name="run_picture")
+    def run_picture(request: Request, tenant: str, name: str, split: str, picture: str) -> FileResponse:
+        check_run(user_of(request), tenant, "run_picture", name)
+        return FileResponse(services.runs.picture(tenant, name, split, picture), media_type="image/png",
+                            headers={"Cache-Control": "private, max-age=300"})  # fmt: skip
 
     # -- audit and users ----------------------------------------------------------------------------------
 
@@ -579,6 +624,17 @@ def create_app(settings: ReviewSettings) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
+
+
+def _start(principal: Principal, tenant: str) -> str:
+    """The first page of ``tenant`` this principal may open: the queue, else datasets, else training runs."""
+    return next((route for route in ("queue", "datasets", "runs") if may(route, principal, tenant)), "queue")
+
+
+def _tenant_json(principal: Principal, tenant: str) -> dict[str, Any]:
+    expert = principal.expert_in(tenant)
+    roles = expert.roles() if expert is not None else principal.roles_in(tenant)
+    return {"tenant": tenant, "roles": sorted(r.value for r in roles), "expert": expert is not None}
 
 
 def _audit_user(

@@ -7,16 +7,25 @@
     lineqa review user list acme
     lineqa review expert invite carol acme --role qa --scope line:press-3 --scope dataset:reviewed \
         --expires 2026-12-31 [--new-user]                  # an outside expert, scoped, until that day (UTC)
+    lineqa review expert invite dana acme --role qa --scope run:acme-pcb-20261130 --expires 2026-12-31
+                                                           # a training run of acme's own dataset, read-only
     lineqa review expert list acme
     lineqa review expert revoke acme --user carol          # or --grant ID; ends it at the next request
     lineqa review serve --port 8443                        # HTTPS with <home>/pki/server.pem by default
 
+    lineqa review remote login https://qa.plant:8443 --user carol --ca ca.pem   # from another machine
+    lineqa review remote queue acme --status all           # JSON lines; also part, image, decide, datasets,
+                                                           # export, runs, run, whoami, logout ('remote --help')
+
 The app uses the same database (``--db`` or ``<home>/lineqa.db``: records, recipe versions) and image store
-(``<home>/images``) as ``lineqa serve``. It serves HTTPS; plain HTTP only with ``--insecure-http``
-(local use: session cookies then lose their Secure flag). An invited expert works in the web app only, within
-the grants (scopes: queue, line:ID, recipe:ID, dataset:NAME); these commands are the plant admin's and act
-on the whole database, so they have no per-user scope. It logs one JSON line per request and per decision
-(who, what, status, time) on standard error.
+(``<home>/images``) as ``lineqa serve``, and shows the training runs of ``<home>/runs`` read-only (a run
+belongs to the tenant whose dataset it trained on; a pool's or cluster's run to none). It serves HTTPS; plain
+HTTP only with ``--insecure-http`` (local use: session cookies then lose their Secure flag). An invited expert
+works in the web app and with ``lineqa review remote``, a client of the running app that signs in as the expert
+(or a member) and calls the app's own routes for JSON, so exactly the same grants apply and every request is in
+the tenant's audit trail (scopes: queue, line:ID, recipe:ID, dataset:NAME, run:NAME). The ``user`` and
+``expert`` commands are the plant admin's and act on the whole database, so they have no per-user scope. The
+app logs one JSON line per request and per decision (who, what, status, time) on standard error.
 """
 
 from __future__ import annotations
@@ -32,11 +41,12 @@ from sqlalchemy import Engine
 
 from lineqa.db import database_url
 from lineqa.home import default_home, env_default
-from lineqa.review import app_log
+from lineqa.review import app_log, remote_cli
 from lineqa.review.auth import Role, UserStore
 from lineqa.review.database import open_review_database
 from lineqa.review.errors import ReviewError
-from lineqa.review.experts import EXPERT_ROLES, ExpertGrants, check_invitation, parse_expiry, parse_scope
+from lineqa.review.experts import EXPERT_ROLES, ExpertGrants, check_invitation, check_runs, parse_expiry, parse_scope
+from lineqa.review.runs import TrainingRuns
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +99,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     invite.add_argument("tenant")
     invite.add_argument("--role", required=True, choices=[r.value for r in EXPERT_ROLES])
     invite.add_argument("--scope", action="append", required=True, metavar="SCOPE",
-                        help="queue, line:ID, recipe:ID or dataset:NAME (repeatable)")  # fmt: skip
+                        help="queue, line:ID, recipe:ID, dataset:NAME or run:NAME (repeatable; a run of the "
+                        "tenant's own dataset, with --role qa)")  # fmt: skip
     invite.add_argument("--expires", required=True, help="YYYY-MM-DD (ends with that UTC day) or a date-time")
     invite.add_argument("--new-user", action="store_true", help="create the user's account first (asks a password)")
     invite.add_argument("--password-stdin", action="store_true", help="with --new-user: the password from stdin")
@@ -100,6 +111,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     which = revoke.add_mutually_exclusive_group(required=True)
     which.add_argument("--grant", type=int, help="a grant id (from 'expert list')")
     which.add_argument("--user", help="every live grant of this user in the tenant")
+
+    remote_cli.configure(area.add_parser("remote", help="the review app from another machine (members and experts)"))
 
 
 def _role(text: str) -> tuple[str, Role]:
@@ -120,13 +133,15 @@ def _password(from_stdin: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.area == "remote":  # a client of a running app: no home, no database here
+        return remote_cli.run(args)
     home = args.home or default_home()
     url = database_url(home, args.db)
     if args.area == "serve":
         return _serve(args, home, url)
     engine = open_review_database(url)
     if args.area == "expert":
-        return _experts(args, engine)
+        return _experts(args, engine, home)
     users = UserStore(engine)
     if args.action == "add":
         roles = [_role(r) for r in args.role]
@@ -147,13 +162,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _experts(args: argparse.Namespace, engine: Engine) -> int:
-    grants = ExpertGrants(engine)
+def _experts(args: argparse.Namespace, engine: Engine, home: Path) -> int:
+    grants = ExpertGrants(engine, TrainingRuns(home / "runs"))
     by = f"cli:{getpass.getuser()}"
     if args.action == "invite":
         scope = [parse_scope(text) for text in args.scope]
         expires_at = parse_expiry(args.expires)
         check_invitation(args.tenant, Role(args.role), scope, expires_at)
+        check_runs(args.tenant, scope, grants.runs)
         if args.new_user:
             UserStore(engine).add_user(args.username, _password(args.password_stdin))
         made = grants.invite(args.tenant, args.username, Role(args.role), scope, expires_at, by)
@@ -188,6 +204,7 @@ def _serve(args: argparse.Namespace, home: Path, url: str) -> int:
         database_url=url,
         images=args.images or home / "images",
         models=models if models.is_dir() else None,
+        runs=home / "runs",
         dataset=args.dataset,
         pass_sample_percent=args.pass_sample,
         secure_cookies=not args.insecure_http,

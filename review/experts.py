@@ -2,7 +2,8 @@
 work on chosen parts of its data, under one role, until an expiry date, or until it revokes the grant.
 
 A grant is one row of ``rv_expert_grants`` per scope item: the whole review queue, the parts of one line, the
-parts judged by one recipe, or one dataset. An expert is a user who holds grants in a tenant but no membership
+parts judged by one recipe, one dataset, or one training run (read-only, with the qa role; only a run of the
+tenant's own dataset: :mod:`lineqa.review.runs`). An expert is a user who holds grants in a tenant but no membership
 there (a member's roles are never narrowed by a grant). Every request reads the live grants again
 (:meth:`ExpertGrants.live`): nothing is cached in the session, so an expiry or a revocation holds from the
 next request on. Outside what is granted, everything of the tenant answers 404, as for a stranger
@@ -28,6 +29,7 @@ from lineqa.review.auth import Role, UserStore
 from lineqa.review.clock import as_utc, now
 from lineqa.review.errors import BadInputError, NotFoundError
 from lineqa.review.queue_filter import PartScope
+from lineqa.review.runs import TrainingRuns
 from lineqa.review.schema import expert_grants, memberships, users
 
 EXPERT_ROLES = (Role.OPERATOR, Role.LABELLER, Role.QA)  # never admin: an expert cannot grant or see users
@@ -36,12 +38,17 @@ WHOLE_QUEUE = "*"
 
 
 class ScopeKind(str, Enum):
-    """What one grant row opens: the whole queue, a line's parts, a recipe's parts, or a dataset."""
+    """What one grant row opens: the whole queue, a line's parts, a recipe's parts, a dataset or a training run."""
 
     QUEUE = "queue"
     LINE = "line"
     RECIPE = "recipe"
     DATASET = "dataset"
+    RUN = "run"
+
+
+RUN_ROLE = Role.QA  # the run pages are qa's and admin's (lineqa.review.access): a run grant carries qa
+SCOPE_FORMS = "queue, line:ID, recipe:ID, dataset:NAME or run:NAME"
 
 
 class GrantStatus(str, Enum):
@@ -110,6 +117,9 @@ class ExpertScope:
     def datasets(self, roles: Iterable[Role]) -> frozenset[str]:
         return frozenset(g.target for g in self._with(roles, (ScopeKind.DATASET,)))
 
+    def runs(self, roles: Iterable[Role]) -> frozenset[str]:
+        return frozenset(g.target for g in self._with(roles, (ScopeKind.RUN,)))
+
     def roles(self) -> frozenset[Role]:
         return frozenset(g.role for g in self.grants)
 
@@ -121,18 +131,36 @@ def check_invitation(tenant: str, role: Role, scope: Sequence[tuple[ScopeKind, s
     if role not in EXPERT_ROLES:
         raise BadInputError(f"an expert's role is one of {', '.join(r.value for r in EXPERT_ROLES)}", "role")
     if not scope:
-        raise BadInputError("name what the expert may see: the queue, a line, a recipe or a dataset", "scope")
+        raise BadInputError("name what the expert may see: the queue, a line, a recipe, a dataset or a run", "scope")
+    if role is not RUN_ROLE and any(kind is ScopeKind.RUN for kind, _ in scope):
+        raise BadInputError(f"a run:NAME grant needs --role {RUN_ROLE.value} (the run pages are qa's)", "role")
     if expires_at.tzinfo is None or expires_at <= now():
         raise BadInputError("the expiry must be a time in the future", "expires")
 
 
+def check_runs(tenant: str, scope: Sequence[tuple[ScopeKind, str]], runs: TrainingRuns) -> None:
+    """Each ``run:NAME`` of ``scope`` names a run of ``tenant``'s own dataset (a pool's belongs to no tenant)."""
+    for kind, name in scope:
+        if kind is not ScopeKind.RUN:
+            continue
+        try:
+            owner = runs.tenant_of(name)
+        except BadInputError:
+            owner = ""
+        if owner is None:
+            raise BadInputError(f"run {name!r} trained on a pool or cluster dataset: it belongs to no single tenant, "
+                                "so no tenant can grant it", "scope")  # fmt: skip
+        if owner != tenant:  # missing, and another tenant's, alike: an admin learns nothing of other tenants
+            raise BadInputError(f"{tenant} has no training run {name!r}", "scope")
+
+
 def parse_scope(text: str) -> tuple[ScopeKind, str]:
-    """``queue``, ``line:ID``, ``recipe:ID`` or ``dataset:NAME``."""
+    """``queue``, ``line:ID``, ``recipe:ID``, ``dataset:NAME`` or ``run:NAME``."""
     kind_text, _, target = text.partition(":")
     try:
         kind = ScopeKind(kind_text.strip())
     except ValueError:
-        raise BadInputError(f"scope {text!r}: expected queue, line:ID, recipe:ID or dataset:NAME", "scope") from None
+        raise BadInputError(f"scope {text!r}: expected {SCOPE_FORMS}", "scope") from None
     target = WHOLE_QUEUE if kind is ScopeKind.QUEUE else target.strip()
     if kind is not ScopeKind.QUEUE and not TARGET.match(target):
         raise BadInputError(f"scope {text!r}: {kind.value} needs a name (letters, digits, . _ @ : + -)", "scope")
@@ -163,8 +191,9 @@ _COLUMNS = (*expert_grants.c, users.c.username)
 class ExpertGrants:
     """Invitations, their listing and revocation per tenant, and each request's live grants of one user."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, runs: TrainingRuns | None = None) -> None:
         self.engine = engine
+        self.runs = runs or TrainingRuns(None)  # where run:NAME grants are checked (no folder: none grantable)
 
     def invite(
         self,
@@ -177,6 +206,7 @@ class ExpertGrants:
     ) -> list[Grant]:
         """Grant ``username`` ``role`` on each scope item of ``tenant`` until ``expires_at``; one audit entry."""
         check_invitation(tenant, role, scope, expires_at)
+        check_runs(tenant, scope, self.runs)
         user_id = UserStore(self.engine).user_id(username)
         with self.engine.connect() as conn:
             member = conn.execute(

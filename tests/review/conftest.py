@@ -146,6 +146,30 @@ def write_model_metadata(models: Path) -> Path:
     return models
 
 
+# run name: the dataset version it trained on (lineqa.training.runs' run.json); "a" and "g" are evaluated
+RUNS = {"a": "acme/reviewed@1", "b": "acme/pcb@2", "g": "globex/pcb@1", "pool-base": "pool@2"}
+
+
+def write_runs(root: Path) -> Path:
+    """Training runs as ``lineqa train`` and ``lineqa evaluate`` leave them (:data:`RUNS`), without weights."""
+    picture = bytes(cv2.imencode(".png", generate_part(Surface.PCB, 1).image[:32, :32])[1])
+    for name, dataset in RUNS.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        record = {"run": name, "status": "exported", "created_at": f"2026-11-{10 + len(name):02d}T08:00:00+00:00",
+                  "dataset": {"ref": dataset, "classes": list(CLASSES)}, "hyperparameters": {"epochs": 12},
+                  "ultralytics_settings": {"datasets_dir": str(folder / "data")}}  # fmt: skip
+        (folder / "run.json").write_text(json.dumps(record))
+        if name in ("a", "g"):
+            (folder / "eval" / "test").mkdir(parents=True)
+            (folder / "eval" / "test" / "metrics.json").write_text(json.dumps({"mAP50": 0.79, "images": 30}))
+            for png in ("pr_curves.png", "confusion_matrix.png", "operating_curve.png"):
+                (folder / "eval" / "test" / png).write_bytes(picture)
+            (folder / "export").mkdir()
+            (folder / "export" / "parity.json").write_text(json.dumps({"max_abs_diff": 0.0001, "ok": True}))
+    return root
+
+
 def make_site(url: str, home: Path) -> Site:
     parts = {tenant: seed_parts(url, home / "images", tenant) for tenant in ("acme", "globex")}
     engine = open_database(url)
@@ -156,7 +180,7 @@ def make_site(url: str, home: Path) -> Site:
         set_recipe(engine, tenant, "pcb-top", RECIPE)
     engine.dispose()
     settings = ReviewSettings(database_url=url, images=home / "images", models=write_model_metadata(home / "models"),
-                              pass_sample_percent=100)  # fmt: skip
+                              runs=write_runs(home / "runs"), pass_sample_percent=100)  # fmt: skip
     app = create_app(settings)
     users = app.state.services.users
     for role in Role:

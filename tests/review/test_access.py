@@ -36,6 +36,9 @@ SPEC: dict[str, tuple[str, str, dict[str, str], set[str]]] = {
                    {"sample": "{sample}", "boxes": '[{"class": "open", "box": [1, 1, 30, 30]}]'},
                    {"labeller", "admin"}),
     "snapshot": ("POST", "/t/{tenant}/datasets/reviewed/snapshot", {"note": "n"}, {"labeller", "admin"}),
+    "runs": ("GET", "/t/{tenant}/runs", {}, {"qa", "admin"}),
+    "run": ("GET", "/t/{tenant}/runs/{run}", {}, {"qa", "admin"}),
+    "run_picture": ("GET", "/t/{tenant}/runs/{run}/eval/test/pr_curves.png", {}, {"qa", "admin"}),
     "audit": ("GET", "/t/{tenant}/audit", {}, {"qa", "admin"}),
     "users": ("GET", "/t/{tenant}/users", {}, {"admin"}),
     "change_user": ("POST", "/t/{tenant}/users", {"action": "grant", "username": "operator", "role": "operator"},
@@ -45,7 +48,7 @@ SPEC: dict[str, tuple[str, str, dict[str, str], set[str]]] = {
                       "role": "operator", "scope": "line:line-1", "expires": "2099-01-01"}, {"admin"}),
 }  # fmt: skip
 WITH_OBJECT = {name for name, (_, path, form, _) in SPEC.items() if "{part}" in path or "{sample}" in str(form)
-               or "{sample}" in path}  # fmt: skip
+               or "{sample}" in path or "{run}" in path}  # fmt: skip
 
 
 def fill(text: str, values: dict[str, str]) -> str:
@@ -69,7 +72,8 @@ class Matrix:
             assert decided.status_code == 303, decided.text
             snap = client.post(f"/t/{tenant}/datasets/reviewed/snapshot", data={"csrf_token": csrf_of(page.text)})
             assert snap.status_code == 303, snap.text
-            self.objects[tenant] = {"part": part, "sample": f"parts/{part}.jpg"}
+            run = "a" if tenant == "acme" else "g"  # a training run of the tenant's own dataset (conftest.RUNS)
+            self.objects[tenant] = {"part": part, "sample": f"parts/{part}.jpg", "run": run}
 
     def request(self, role: str, route: str, tenant: str, objects_of: str) -> int:
         method, path, form, _ = SPEC[route]

@@ -2,7 +2,9 @@
 the application role (row-level security): an expert of acme sees exactly what acme granted (parts of a line, a
 dataset) and nothing of globex; everything outside the grant, an expired grant and a revoked one are 404, the
 revoked one from the very next request of a signed-in session; every request of an expert is in acme's audit
-trail with the expert's id. The ``lineqa review expert`` commands invite, list and revoke."""
+trail with the expert's id. A ``run:NAME`` grant opens that training run of acme's and nothing else (not another
+run of acme, nothing of globex's); a pool's run cannot be granted. The ``lineqa review expert`` commands invite,
+list and revoke."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class Setup:
     def __init__(self, site: Site, platform: Engine) -> None:
         self.site = site
         self.platform = platform  # the owner's engine: sees every row, stands in for time passing
-        self.grants = ExpertGrants(site.app.state.services.engine)
+        self.grants: ExpertGrants = site.app.state.services.experts  # the app's: it knows the training runs
         admin = site.client("admin")
         first = site.parts["acme"][0]
         page = admin.get(f"/t/acme/parts/{first}")
@@ -212,7 +214,7 @@ def test_an_admin_invites_on_the_experts_page_and_bad_input_is_named(setup: Setu
     form = {"action": "invite", "username": "postdoc", "role": "labeller", "expires": "2099-06-30",
             "csrf_token": token}  # fmt: skip
     bad = setup.admin.post("/t/acme/experts", data={**form, "scope": "plant:all"})
-    assert bad.status_code == 400 and "expected queue, line:ID, recipe:ID or dataset:NAME" in bad.text
+    assert bad.status_code == 400 and "expected queue, line:ID, recipe:ID, dataset:NAME or run:NAME" in bad.text
     assert setup.admin.post("/t/acme/experts", data={**form, "scope": "dataset:reviewed"}).status_code == 303
     listed = setup.admin.get("/t/acme/experts").text
     assert "postdoc" in listed and "dataset: reviewed" in listed and "2099-07-01 00:00:00 UTC" in listed
@@ -220,3 +222,55 @@ def test_an_admin_invites_on_the_experts_page_and_bad_input_is_named(setup: Setu
     home = client.get("/")
     assert home.status_code == 303 and home.headers["location"] == "/t/acme/datasets"
     assert client.get("/t/acme/queue").status_code == 404
+
+
+def test_a_run_grant_opens_that_run_only_until_revoked(setup: Setup) -> None:
+    setup.expert("ml-reviewer", Role.QA, (ScopeKind.RUN, "a"))  # acme's runs: a and b; globex's: g
+    client = setup.site.client("ml-reviewer")
+    home = client.get("/")
+    assert home.status_code == 303 and home.headers["location"] == "/t/acme/runs"
+    listed = client.get("/t/acme/runs")
+    assert listed.status_code == 200 and "/t/acme/runs/a" in listed.text and "/t/acme/runs/b" not in listed.text
+    assert [r["run"] for r in client.get("/t/acme/runs?format=json").json()] == ["a"]
+    page = client.get("/t/acme/runs/a")
+    assert page.status_code == 200 and "acme/reviewed@1" in page.text and "/eval/test/pr_curves.png" in page.text
+    shown = client.get("/t/acme/runs/a?format=json").json()
+    assert shown["record"]["dataset"]["ref"] == "acme/reviewed@1" and "ultralytics_settings" not in shown["record"]
+    assert shown["evaluations"][0]["metrics"]["mAP50"] == 0.79 and shown["parity"]["ok"] is True
+    picture = client.get("/t/acme/runs/a/eval/test/confusion_matrix.png")
+    assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
+
+    outside = ["/t/acme/runs/b", "/t/acme/runs/b/eval/test/pr_curves.png", "/t/acme/runs/g", "/t/acme/runs/pool-base",
+               "/t/acme/runs/a/eval/test/metrics.json", "/t/acme/runs/a/eval/..%2F..%2Fb/pr_curves.png",
+               "/t/acme/queue", "/t/acme/datasets", "/t/globex/runs", "/t/globex/runs/g",
+               "/t/globex/runs/g/eval/test/pr_curves.png"]  # fmt: skip
+    assert {path: client.get(path).status_code for path in outside} == {path: 404 for path in outside}
+
+    setup.grants.revoke("acme", "admin", username="ml-reviewer")
+    assert client.get("/t/acme/runs/a").status_code == 404
+    assert client.get("/t/acme/runs/a/eval/test/pr_curves.png").status_code == 404
+    trail = [e for e in audit.entries(setup.site.app.state.services.engine, "acme") if e.actor == "ml-reviewer"]
+    assert (audit.AuditAction.EXPERT_ACCESS, "GET /t/acme/runs/a", 200) in [(e.action, e.object, e.new["status"])
+                                                                         for e in trail]  # fmt: skip
+
+
+def test_members_see_their_tenants_runs_and_run_grants_are_checked(setup: Setup) -> None:
+    qa = setup.site.client("qa")
+    assert [r["run"] for r in qa.get("/t/acme/runs?format=json").json()] == ["b", "a"]  # newest first
+    assert qa.get("/t/acme/runs/g").status_code == 404 and qa.get("/t/acme/runs/pool-base").status_code == 404
+    assert setup.site.client("operator").get("/t/acme/runs").status_code == 403  # qa and admin only
+
+    setup.site.users.add_user("run-guest", PASSWORD)
+    for role, name, message in (
+        (Role.QA, "pool-base", "belongs to no single tenant"),
+        (Role.QA, "g", "acme has no training run 'g'"),  # globex's: said as of a missing one
+        (Role.QA, "nope", "acme has no training run 'nope'"),
+        (Role.LABELLER, "a", "needs --role qa"),
+    ):
+        with pytest.raises(BadInputError, match=message):
+            setup.grants.invite("acme", "run-guest", role, [(ScopeKind.RUN, name)], NEXT_YEAR, "admin")
+    token = csrf_of(setup.admin.get("/t/acme/experts").text)
+    refused = setup.admin.post("/t/acme/experts", data={"action": "invite", "username": "run-guest", "role": "qa",
+                                                        "scope": "run:pool-base", "expires": "2099-06-30",
+                                                        "csrf_token": token})  # fmt: skip
+    assert refused.status_code == 400 and "no single tenant" in refused.text
