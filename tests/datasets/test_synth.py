@@ -3,11 +3,11 @@ and labelled in the pixels of the photograph the camera took, not of the part as
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-import pytest
 
 from lineqa.datasets.synth import LinePart, PartDesign, design_blank, golden_sample, line_part
-from lineqa.vision.perturb import Shot, photograph
+from lineqa.vision.perturb import shot_transform
 from lineqa.vision.reference import AlignmentLimits, align
 
 DESIGN = PartDesign(seed=5, size=160)  # small: a fast tier
@@ -48,17 +48,18 @@ def test_a_part_of_another_design_does_not_pass_for_this_one() -> None:
     assert not alignment.aligned  # another blank's grain and slot: quality 0.56 here, against a minimum of 0.8
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_a_painted_defect_lies_inside_its_box_moved_with_the_shot(seed: int) -> None:
-    part = line_part(DESIGN, seed, max_defects=1)
-    if not part.made.labels:
-        pytest.skip("a defect-free part")
-    [(class_id, *box)] = part.photo.labels
-    assert class_id == part.made.labels[0][0]
-    painted = _painted_mask(part, DESIGN)
-    assert painted.any()
-    geometry = Shot(part.shot.dx_px, part.shot.dy_px, part.shot.rotation_deg)  # where the camera saw each pixel
-    seen = photograph(painted.astype(np.uint8) * 255, geometry) > 127
-    ys, xs = np.nonzero(seen)
-    x1, y1, x2, y2 = box
-    assert xs.min() >= x1 and xs.max() < x2 and ys.min() >= y1 and ys.max() < y2, (box, xs.min(), xs.max())
+def test_a_painted_defect_lies_inside_its_box_moved_with_the_shot() -> None:
+    parts = [p for p in (line_part(DESIGN, seed, max_defects=1) for seed in range(12)) if p.made.labels]
+    assert len(parts) >= 6  # about one part in six is defect-free
+    for part in parts:
+        [(class_id, *box)] = part.photo.labels
+        assert class_id == part.made.labels[0][0]
+        painted = _painted_mask(part, DESIGN)
+        assert painted.any()
+        # Where the camera saw each painted pixel (the photograph mirrors a defect at the edge into the border
+        # the move uncovers: that copy is not the defect, and is left out here).
+        size = painted.shape[1], painted.shape[0]
+        seen = cv2.warpAffine(painted.astype(np.uint8) * 255, shot_transform(part.shot, *size), size) > 127
+        ys, xs = np.nonzero(seen)
+        x1, y1, x2, y2 = box
+        assert xs.min() >= x1 and xs.max() < x2 and ys.min() >= y1 and ys.max() < y2, (box, xs.min(), xs.max())
