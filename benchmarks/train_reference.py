@@ -28,13 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+from lineqa_steps import deeppcb_lines, deeppcb_subset, lineqa, train_at_once
 
 from lineqa.content_store import ContentStore
 from lineqa.datasets.database import open_catalog_database
@@ -50,49 +49,11 @@ DATASET, HELD_OUT = "pcb/deeppcb", "pcb/deeppcb-rephotographed"
 MODES = ("image", "reference")
 
 
-def lineqa(*args: str) -> str:
-    """Run a lineqa command as a user would; its output is shown, and a failure stops the benchmark."""
-    print("$ lineqa " + " ".join(args), flush=True)
-    done = subprocess.run([sys.executable, "-m", "lineqa.cli", *args], capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"lineqa {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
-def train_at_once(commands: list[list[str]], log_folder: Path) -> None:
-    """Run the ``lineqa train`` commands side by side, each run's output in ``<log_folder>/<n>.log``; a failure
-    stops the benchmark. Ultralytics trains on a CPU with one thread fewer than the cores (and one OpenMP
-    thread), so on two cores a run uses one and two runs at once each get what they would get alone, and share
-    whatever else the machine is doing alike."""
-    log_folder.mkdir(parents=True, exist_ok=True)
-    running = []
-    for number, args in enumerate(commands):
-        print("$ lineqa " + " ".join(args), flush=True)
-        log = (log_folder / f"{number}.log").open("w")
-        command = [sys.executable, "-m", "lineqa.cli", *args]
-        running.append((args, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
-    failed = [(args, log.name) for args, log, process in running if process.wait()]
-    if failed:
-        sys.exit("\n".join(f"lineqa {' '.join(args)} failed: see {name}" for args, name in failed))
-
-
 def some_boards(root: Path, count: int, out: Path) -> Path:
-    """``count`` boards spread evenly over ``trainval.txt``, in DeepPCB's own layout (image, template,
-    annotation): spread, because the list runs group by group and a group-aware split needs several groups."""
-    every = [line for line in (root / "trainval.txt").read_text().splitlines() if line.strip()]
-    lines = [every[int(i)] for i in np.linspace(0, len(every) - 1, min(count, len(every)))]
-    for line in lines:
-        listed, annotation = line.split()
-        stem = Path(listed)
-        for relative in (
-            stem.with_name(f"{stem.stem}_test.jpg"),
-            stem.with_name(f"{stem.stem}_temp.jpg"),
-            Path(annotation),
-        ):
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / relative, out / relative)
-    (out / "trainval.txt").write_text("\n".join(lines) + "\n")
-    return out
+    """``count`` boards spread evenly over ``trainval.txt``, in DeepPCB's own layout: spread, because the list
+    runs group by group and a group-aware split needs several groups."""
+    every = deeppcb_lines(root)
+    return deeppcb_subset(root, [every[int(i)] for i in np.linspace(0, len(every) - 1, min(count, len(every)))], out)
 
 
 def moved_boxes(image: LabelledImage, matrix: np.ndarray, width: int, height: int) -> list[str]:
