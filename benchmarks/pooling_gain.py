@@ -4,9 +4,10 @@ on the member's own boards, with the same budget, over several seeds.
     LINEQA_HOME=/tmp/lqa-pool nice python benchmarks/pooling_gain.py                 # 3 seeds (hours on a CPU)
 
 The set-up is the one the platform is for (issue 19): three tenants make printed circuit boards, each its own
-designs. DeepPCB's board groups stand for the designs: ``acme`` holds group 13000 (198 boards; split
-train/val/test 60/20/20 by board, ``--group-by name``, since one design is all it has); ``globex`` and
-``initech`` hold the other six groups between them (802 boards). The three form the cluster ``pcb-makers``;
+designs. DeepPCB's board groups stand for the designs: ``acme`` holds group 13000 (198 boards), ``globex``
+and ``initech`` the other six groups between them (802 boards); each splits its own boards train/val/test
+60/20/20 by board (``--group-by name``: acme has one design only, and globex two, too few groups for three
+splits). The three form the cluster ``pcb-makers``;
 globex and initech contribute their versions (consent recorded), ``lineqa datasets pool --cluster`` builds
 ``cluster/pcb-makers@1``, and the cluster's base is trained on it (YOLO11n from its YAML), exported with the
 parity gate and published to the registry as ``pcb-makers-base@1`` (a base too briefly trained to detect
@@ -61,9 +62,8 @@ def build_cluster(root: Path, home: Path) -> None:
     for tenant, groups in TENANT_GROUPS.items():
         own = [line for line in lines if line.split("/", 1)[0] in groups]
         lineqa("datasets", "import", f"{tenant}/pcb", str(deeppcb_subset(root, own, home / "sources" / tenant)))
-        by_board = ["--group-by", "name"] if tenant == "acme" else []
         lineqa("datasets", "split", f"{tenant}/pcb", "--ratios", "train=0.6,val=0.2,test=0.2", "--seed", "0",
-               *by_board)  # fmt: skip
+               "--group-by", "name")  # fmt: skip
         lineqa("datasets", "snapshot", f"{tenant}/pcb", "--note", f"DeepPCB {', '.join(groups)}")
     lineqa("datasets", "clusters", "create", CLUSTER, "--by", "admin@hub")
     for tenant in TENANT_GROUPS:
