@@ -3,11 +3,24 @@ part of DeepPCB in its own layout for an importer to read."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def experiment_home(deeppcb_root: Path) -> Path:
+    """The experiment's lineqa home (``LINEQA_HOME``, which must be new or empty: an experiment never mixes
+    with earlier data), once DeepPCB is known to be at ``deeppcb_root``; otherwise the benchmark stops, saying
+    why."""
+    home = Path(os.environ.get("LINEQA_HOME", ""))
+    if not os.environ.get("LINEQA_HOME") or (home.exists() and any(home.iterdir())):
+        sys.exit("set LINEQA_HOME to a new or empty folder for the experiment")
+    if not deeppcb_root.is_dir():
+        sys.exit(f"DeepPCB not found at {deeppcb_root}: this benchmark needs ../shared/datasets beside the repo")
+    return home
 
 
 def lineqa(*args: str) -> str:

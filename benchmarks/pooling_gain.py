@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
 
-from lineqa_steps import deeppcb_lines, deeppcb_subset, lineqa, train_at_once
+from lineqa_steps import deeppcb_lines, deeppcb_subset, experiment_home, lineqa, train_at_once
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER, BASE = "pcb-makers", "pcb-makers-base"
@@ -80,11 +79,7 @@ def summary(values: list[float]) -> str:
 
 def main() -> int:
     args = parse()
-    home = Path(os.environ.get("LINEQA_HOME", ""))
-    if not os.environ.get("LINEQA_HOME") or (home.exists() and any(home.iterdir())):
-        sys.exit("set LINEQA_HOME to a new or empty folder for the experiment")
-    if not args.root.is_dir():
-        sys.exit(f"DeepPCB not found at {args.root}: this benchmark needs ../shared/datasets beside the repo")
+    home = experiment_home(args.root)
     budget = ["--imgsz", str(args.imgsz), "--batch", str(args.batch), "--device", args.device, "--workers", "2"]
     build_cluster(args.root, home)
     lineqa("train", "--dataset", f"cluster/{CLUSTER}@1", "--tenant", "globex", "--base", "yolo11n.yaml",

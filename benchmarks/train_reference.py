@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
-from lineqa_steps import deeppcb_lines, deeppcb_subset, lineqa, train_at_once
+from lineqa_steps import deeppcb_lines, deeppcb_subset, experiment_home, lineqa, train_at_once
 
 from lineqa.content_store import ContentStore
 from lineqa.datasets.database import open_catalog_database
@@ -123,11 +122,7 @@ def parse() -> argparse.Namespace:
 
 def main() -> int:
     args = parse()
-    home = Path(os.environ.get("LINEQA_HOME", ""))
-    if not os.environ.get("LINEQA_HOME") or (home.exists() and any(home.iterdir())):
-        sys.exit("set LINEQA_HOME to a new or empty folder for the experiment")
-    if not args.root.is_dir():
-        sys.exit(f"DeepPCB not found at {args.root}: this benchmark needs ../shared/datasets beside the repo")
+    home = experiment_home(args.root)
     source = some_boards(args.root, args.boards, home / "deeppcb-subset") if args.boards else args.root
     lineqa("datasets", "import", DATASET, str(source))
     lineqa("datasets", "split", DATASET, "--ratios", "train=0.7,val=0.15,test=0.15", "--seed", "0")
