@@ -337,7 +337,10 @@ class CameraAgent:
             async for response in call:
                 sequence = response.result.frame.sequence
                 if sequence in retries:
-                    await self._settle(sequence, response.result, retries.pop(sequence), answered=True)
+                    # Out of ``retries`` only once settled: until the spool has the answer, the frame is still
+                    # due there, and ``requests`` must not send it yet again.
+                    await self._settle(sequence, response.result, retries[sequence], answered=True)
+                    del retries[sequence]
                     slots.release()
                     continue
                 if sequence not in first:
@@ -376,7 +379,7 @@ class CameraAgent:
         delivery: Delivery | None
         if not is_transient(result):
             delivery = await asyncio.to_thread(self.spool.finish, sequence, result, late=answered)
-            self.status.judged += 1
+            self.status.judged += delivery is not None
         else:
             retry_at = time.time() + self.retry.backoff.delay_s(flight.attempts + 1)
             hand_on = not answered and self.retry.answer is TransientAnswer.ANSWER

@@ -248,10 +248,13 @@ class Spool:
         """Frames answered with a transient ERROR and waiting to be judged."""
         return int(self._query("SELECT COUNT(*) FROM frames WHERE answered = 1")[0][0])
 
-    def finish(self, sequence: int, result: pb.InspectionResult, *, late: bool) -> Delivery:
+    def finish(self, sequence: int, result: pb.InspectionResult, *, late: bool) -> Delivery | None:
         """The frame's final verdict: it goes to the outbox and the frame leaves the spool, in one transaction
-        (its hot-folder file, if any, is marked judged or error)."""
+        (its hot-folder file, if any, is marked judged or error). A frame no longer in the spool already has its
+        verdict in the outbox (a second answer to a frame sent twice): nothing is handed on again (None)."""
         with self._transaction(f"hand on the verdict of frame {sequence}") as db:
+            if not _spooled(db, sequence):
+                return None
             delivery = self._outbox_row(db, sequence, result, late=late, retrying=False)
             db.execute("DELETE FROM frames WHERE sequence = ?", (sequence,))
             judged = result.verdict in (pb.VERDICT_PASS, pb.VERDICT_FAIL, pb.VERDICT_REVIEW)
@@ -263,6 +266,8 @@ class Spool:
         """A transient ERROR: the frame stays, answered, to be sent again at ``retry_at`` (wall clock); with
         ``hand_on`` the ERROR itself goes to the outbox (marked retrying), in the same transaction."""
         with self._transaction(f"keep frame {sequence} for a retry") as db:
+            if not _spooled(db, sequence):
+                return None  # judged meanwhile (a late ERROR for a frame sent twice): nothing to keep or hand on
             db.execute(
                 "UPDATE frames SET answered = 1, attempts = attempts + 1, retry_at = ? WHERE sequence = ?",
                 (retry_at, sequence),
@@ -379,3 +384,7 @@ class Spool:
                 "DELETE FROM captured WHERE path = ? AND size = ? AND mtime_ns = ? AND outcome IS NOT NULL",
                 [(f.path, f.size, f.mtime_ns) for f in files],
             )
+
+
+def _spooled(db: sqlite3.Connection, sequence: int) -> bool:
+    return db.execute("SELECT 1 FROM frames WHERE sequence = ?", (sequence,)).fetchone() is not None

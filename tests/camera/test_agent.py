@@ -163,6 +163,45 @@ def test_a_transient_error_is_answered_at_once_and_judged_late(tmp_path: Path) -
     assert status.verdicts == {"PASS": 3, "ERROR": 3, "FAIL": 1}
 
 
+def test_a_retried_frame_is_not_sent_again_while_its_verdict_is_being_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos test on a loaded machine: the spool took long to store a retried frame's verdict, the
+    agent meanwhile saw the frame still due in the spool and sent it once more, and its second answer (the
+    gateway's replay) was handed on too. Storing is slowed here (0.5 s), with retries due at once."""
+    store = Spool.finish
+
+    def slow_finish(self: Spool, sequence: int, result: pb.InspectionResult, *, late: bool) -> object:
+        time.sleep(0.5)  # a busy disk
+        return store(self, sequence, result, late=late)
+
+    monkeypatch.setattr(Spool, "finish", slow_finish)
+    stand_in = StandIn(flaky_model)
+    retry = RetryPolicy(TransientAnswer.ANSWER, Backoff(initial_s=0.001, max_s=0.001))
+    status, lines = asyncio.run(run_agent(tmp_path, stand_in, Parts(3), retry=retry))
+
+    assert stand_in.attempts["P1"] == 3  # two timeouts, one verdict: never a fourth send
+    final = [entry for entry in summary(lines) if entry[0] == "P1" and not entry[3]]
+    assert final == [("P1", "FAIL", None, False, True)]
+    assert (status.judged, status.late) == (3, 1)
+
+
+def test_the_spool_hands_on_a_frames_verdict_once_however_often_it_is_answered(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    try:
+        [capture] = list(Parts(1).captures())
+        sequence = spool.append(capture)
+        verdict = pb.InspectionResult(verdict=pb.VERDICT_FAIL)
+        first = spool.finish(sequence, verdict, late=False)
+        assert first is not None and first.result.verdict == pb.VERDICT_FAIL
+        assert spool.finish(sequence, verdict, late=True) is None  # the replay of a frame sent twice
+        late_error = error(pb.ERROR_CODE_MODEL_TIMEOUT)
+        assert spool.defer(sequence, late_error, retry_at=0.0, hand_on=True) is None  # not brought back either
+        assert len(spool) == 0 and len(spool.deliveries(-1)) == 1
+    finally:
+        spool.close()
+
+
 def test_wait_hands_on_nothing_until_judged(tmp_path: Path) -> None:
     stand_in = StandIn(flaky_model)
     retry = RetryPolicy(TransientAnswer.WAIT, QUICK_RETRY)
