@@ -7,13 +7,16 @@ neither run saw, photographed again.
     ... train_reference.py --at-once    # both modes side by side, 60 min each
 
 Why: a board compared with its defect-free template shows its defects as differences, which a detector fed the
-board alone must infer from the board's look; this script measures what that is worth with everything else held
-equal. DeepPCB (``--root``) is imported as ``lineqa datasets import`` does by default (each board with its
+board alone must infer from the board's look; this script measures what that is worth with the data, detector and
+budget held equal. DeepPCB (``--root``) is imported as ``lineqa datasets import`` does by default (each board with its
 template as reference; templates are not added as good parts, since a reference model needs a reference for
 every sample and both runs must see the same data) and split group-aware with the ratios and seed of
 benchmarks/train_real.sh. YOLO11n is trained from its YAML twice, ``--input image`` and ``--input reference``,
-with the same image size and budget: ``--hours`` is Ultralytics' ``time``, which overrides the epoch count (it
-fits the epochs into the time, so both runs get the same wall clock); ``--hours 0`` trains ``--epochs``.
+with the same image size and budget, each with ``lineqa train``'s defaults for its input (reference mode
+photographs each training pair again and turns hue and saturation augmentation off, see
+lineqa/training/reshoot.py; ``--modes`` trains one of them only): ``--hours`` is Ultralytics' ``time``, which
+overrides the epoch count (it fits the epochs into the time, so both runs get the same wall clock); ``--hours 0``
+trains ``--epochs``.
 
 The held-out boards are the test split, photographed again (lineqa.vision.perturb: a seeded shot of up to 4 px
 shift and 0.5 degrees, +-10 % brightness and contrast, mild blur and noise), their boxes moved with the shot;
@@ -113,6 +116,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="the re-photographs' seed")
     parser.add_argument(
+        "--modes", nargs="+", choices=MODES, default=list(MODES), help="the runs to train (default: both)"
+    )
+    parser.add_argument(
         "--at-once",
         action="store_true",
         help="train both modes side by side (on a CPU, Ultralytics uses all cores but one per run)",
@@ -136,12 +142,12 @@ def main() -> int:
     budget += ["--device", args.device, "--workers", "2"] + (["--set", f"time={args.hours}"] if args.hours > 0 else [])
     commands = [
         ["train", "--dataset", f"{DATASET}@1", "--base", "yolo11n.yaml", "--name", mode, "--input", mode, *budget]
-        for mode in MODES
+        for mode in args.modes
     ]
     if args.at_once:
         train_at_once(commands, home / "train-logs")
     rows = []
-    for mode, command in zip(MODES, commands, strict=True):
+    for mode, command in zip(args.modes, commands, strict=True):
         if not args.at_once:
             lineqa(*command)
         out = home / "runs" / mode / "eval" / "rephotographed"

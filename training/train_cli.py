@@ -21,7 +21,9 @@ images would learn too slowly from them.
 are the vision core's model input built from the pair (frame, aligned reference, difference), the very input
 ``predict``, ``evaluate`` and the gateway build at inspection time; every sample must have a reference. The run
 records the encoding, and its ONNX export carries it in the model's metadata, so whatever serves the model
-knows to ask for a reference with each frame.
+knows to ask for a reference with each frame. Each pair is photographed again before it is aligned (a seeded
+shot; ``--no-reshoot`` turns it off), since no pair on a line matches pixel for pixel; hue and saturation
+augmentation are off, since they would mix the input's three grey planes.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from lineqa.serving.model_repository import ModelRepository
 from lineqa.training.bases import Base, WeightsStore, file_sha256, resolve_base
 from lineqa.training.data import TrainingSet, write_training_set
 from lineqa.training.errors import TrainingError
+from lineqa.training.reshoot import reshot_input
 from lineqa.training.runs import Run, code_versions, find_run, now_iso
 from lineqa.training.ultralytics_adapter import (
     TrainSpec,
@@ -64,6 +67,11 @@ from lineqa.vision.reference import ENCODING, model_input
 
 INPUTS: dict[str, tuple[str, Compose | None]] = {"image": (IMAGE_INPUT, None), "reference": (ENCODING, model_input)}
 """``--input``: the encoding a run records, and how its training images are built from each sample."""
+
+REFERENCE_DEFAULTS: dict[str, Any] = {"hsv_h": 0.0, "hsv_s": 0.0}
+"""Reference mode's input is three grey images (frame, reference, difference) side by side as colour planes:
+a hue turn or a saturation change would mix them, e.g. light up the difference where nothing differs. A change
+of value scales all three alike, so it stays on."""
 
 SMALL_DEFECT_DEFAULTS: dict[str, Any] = {
     "scale": 0.25,
@@ -106,6 +114,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=sorted(INPUTS),
         help="what the model looks at: 'image' (default), or 'reference': each sample with its reference",
     )
+    parser.add_argument(
+        "--reshoot",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--input reference: photograph each training pair again before it is aligned, as a line's pairs "
+        "never match pixel for pixel (default: on; see lineqa.training.reshoot)",
+    )
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run (name or folder)")
 
 
@@ -127,10 +142,20 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def _hyperparameters(args: argparse.Namespace, base: Base) -> dict[str, Any]:
     options = dict(SMALL_DEFECT_DEFAULTS)
+    if args.input == "reference":
+        options.update(REFERENCE_DEFAULTS)
     options["lr0"] = LR_FROM_SCRATCH if base.kind == "yaml" else LR_FINE_TUNE
     options["nbs"] = args.batch
     options.update(parse_overrides(args.set))
     return options
+
+
+def training_input(args: argparse.Namespace) -> tuple[str, Compose | None]:
+    """The encoding a new run records and how its training images are built (``--input``, ``--reshoot``)."""
+    encoding, compose = INPUTS[args.input or "image"]
+    if compose is not None and args.reshoot:
+        return encoding, reshot_input
+    return encoding, compose
 
 
 def _starting_weights(base: Base, classes: list[str], run: Run) -> tuple[str, dict[str, Any]]:
@@ -173,7 +198,7 @@ def _prepare(
 ) -> tuple[TrainSpec, TrainingSet]:
     """Write the dataset into the run, remap the base if needed, record the run; return what to train."""
     manifest, images = load_version(engine, ContentStore(home / "images"), args.dataset, _acting_tenant(args))
-    encoding, compose = INPUTS[args.input or "image"]
+    encoding, compose = training_input(args)
     training_set = write_training_set(
         args.dataset, manifest, images, run_.root / "data", background_share=args.background_share, compose=compose
     )
@@ -197,6 +222,7 @@ def _prepare(
             "created_at": now_iso(),
             "dataset": training_set.lineage(),
             "input_encoding": encoding,
+            "input_reshot": compose is reshot_input,
             "base": {**base.lineage(), "class_remap": remap},
             "hyperparameters": {
                 "epochs": spec.epochs,

@@ -21,9 +21,10 @@ import numpy as np
 import onnx
 import pytest
 
+from lineqa.training.reshoot import reshot_input
 from lineqa.vision.detector import INPUT_METADATA_KEY
 from lineqa.vision.image import load_image
-from lineqa.vision.reference import ENCODING, model_input
+from lineqa.vision.reference import ENCODING
 from tests.helpers.board_pairs import write_board_pairs
 from tests.helpers.boards import board
 
@@ -72,13 +73,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_run_trains_on_the_pairs_and_records_the_encoding(home: Path) -> None:
     record = json.loads((home / "runs" / "ref" / "run.json").read_text())
-    assert record["status"] == "trained" and record["input_encoding"] == ENCODING
+    assert record["status"] == "trained" and record["input_encoding"] == ENCODING and record["input_reshot"] is True
+    assert record["hyperparameters"]["hsv_h"] == 0.0 and record["hyperparameters"]["hsv_s"] == 0.0
     written = sorted((home / "runs" / "ref" / "data" / "images" / "train").rglob("*.png"))
     assert written, "the reference input is written as PNG"
     for path in written[:2]:
         test = home / "src-boards" / path.relative_to(home / "runs" / "ref" / "data" / "images" / "train")
         test = test.with_suffix(".jpg")
-        expected = model_input(load_image(test), load_image(test.with_name(test.name.replace("_test", "_temp"))))
+        expected = reshot_input(load_image(test), load_image(test.with_name(test.name.replace("_test", "_temp"))))
         assert np.array_equal(cv2.imread(str(path)), expected)
 
 
