@@ -45,6 +45,7 @@ from lineqa.serving.errors import ModelRepositoryError
 from lineqa.serving.model_access import may_use, model_owner
 from lineqa.serving.model_repository import METADATA_NAME, ModelRepository, ModelVersion
 from lineqa.serving.recipes import RecipeRef, RecipeStore, RecipeVersion
+from lineqa.training.cluster_models import clusters_behind, outside_clusters
 from lineqa.vision.errors import RecipeError
 from lineqa.vision.recipe import Recipe
 
@@ -90,7 +91,8 @@ class HubBundles:
     def content(self, tenant: str) -> BundleContent:
         """What ``tenant``'s plants should run now."""
         with tenant_scope(self.engine, tenant).connect() as conn:
-            usable = [name for name in self.repository.model_names() if may_use(conn, tenant, name)]
+            granted = [name for name in self.repository.model_names() if may_use(conn, tenant, name)]
+        usable = [name for name in granted if self._within_clusters(name, tenant)]
         ids = self.recipes.ids(tenant)
         recipes = [(v, _parsed(v)) for v in (self.recipes.version(RecipeRef(tenant, rid)) for rid, _ in ids)]
         pins = {(r.model.name, r.model.version) for _, r in recipes if r and r.model.version is not None}
@@ -107,6 +109,14 @@ class HubBundles:
                                tenant, version.recipe_id, recipe.model.name, tenant)  # fmt: skip
         return BundleContent(format=FORMAT, tenant=tenant, models=tuple(models), recipes=tuple(kept),
                              platform_models=tuple(sorted(n for n in shipped if model_owner(n) is None)))  # fmt: skip
+
+    def _within_clusters(self, name: str, tenant: str) -> bool:
+        """A platform model trained on a cluster's pool goes to its current members only, whatever was granted
+        before a tenant left the cluster (:mod:`lineqa.training.cluster_models`)."""
+        reason = outside_clusters(self.engine, clusters_behind(self.repository, name), name, tenant)
+        if reason:
+            logger.warning("left out of tenant %s's bundle: %s", tenant, reason)
+        return reason is None
 
     def _model(self, name: str, pins: Iterable[tuple[str, int]]) -> BundleModel | None:
         try:

@@ -80,6 +80,11 @@ class ModelGrants:
         except IntegrityError as exc:
             raise AccessError(f"no tenant {tenant!r} (add it with 'lineqa admin tenant add')") from exc
 
+    def allowed_tenants(self, model: str) -> list[str]:
+        """The tenants whose newest grant event for ``model`` allows it, sorted."""
+        newest = {event.tenant: event.allowed for event in self.history(model)}
+        return sorted(tenant for tenant, allowed in newest.items() if allowed)
+
     def history(self, model: str) -> list[GrantEvent]:
         """Every grant event of ``model``, oldest first (the platform's view: every tenant)."""
         g = model_grants.c

@@ -7,7 +7,8 @@ lineqa models list                      models and versions; * marks the one on 
 lineqa models show NAME[@VERSION]       lineage (dataset, base, hyperparameters, metrics, parity) and audit
 lineqa models add NAME MODEL.onnx       add any exported ONNX model as NAME's next version (no lineage)
 lineqa models repo --check              validate the repository (exit 1 on any problem)
-lineqa models allow NAME TENANT         let a tenant's recipes use platform model NAME (audited; disallow undoes)
+lineqa models allow NAME TENANT         let a tenant's recipes use platform model NAME (audited; disallow undoes;
+                                        refused for a non-member if NAME was trained on a cluster's pool)
 lineqa models grants NAME               who may use platform model NAME, and every change to that
 
 A model belongs to a tenant by its name, ``<tenant>.<model>`` (``acme.pcb-defects``); a name without a tenant
@@ -23,10 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from lineqa.home import default_home, env_default
+from lineqa.serving.access import AccessError
 from lineqa.serving.database import database_url, open_database
 from lineqa.serving.model_access import ModelGrants
 from lineqa.serving.model_repository import (
@@ -102,6 +106,7 @@ def _registry(args: argparse.Namespace, repository: ModelRepository) -> int:
     home = getattr(args, "home", None) or default_home()
     if args.action == "publish":
         run = find_run(args.run, home / "runs")
+        _refuse_outside_cluster(args, repository, lineage=run.record())  # before minutes of export and parity
         if not run.record().get("export"):
             from lineqa.training.export import export_run  # needs torch: only when the run was never exported
 
@@ -173,7 +178,33 @@ def _add(repository: ModelRepository, args: argparse.Namespace) -> int:
     return 0
 
 
-def _grants(args: argparse.Namespace) -> int:
+def _refuse_outside_cluster(
+    args: argparse.Namespace,
+    repository: ModelRepository,
+    *,
+    tenant: str | None = None,
+    lineage: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse a grant of ``args.name`` to ``tenant``, or a new version trained as ``lineage`` says, that would
+    take a cluster's model outside the cluster (:mod:`lineqa.training.cluster_models`; imported only here,
+    as cluster memberships live in the hub's dataset catalog)."""
+    from lineqa.datasets.database import open_catalog_database
+    from lineqa.training import cluster_models
+
+    engine = open_catalog_database(database_url(args.home or default_home(), args.db))
+    try:
+        if tenant is not None:
+            reason = cluster_models.grant_refusal(engine, repository, args.name, tenant)
+        else:
+            granted = ModelGrants(engine).allowed_tenants(args.name)
+            reason = cluster_models.publish_refusal(engine, args.name, lineage or {}, granted)
+    finally:
+        engine.dispose()
+    if reason:
+        raise AccessError(reason)
+
+
+def _grants(args: argparse.Namespace, repository: ModelRepository) -> int:
     """allow, disallow and grants: the gateway database's grant events."""
     engine = open_database(database_url(args.home or default_home(), args.db))
     try:
@@ -185,6 +216,8 @@ def _grants(args: argparse.Namespace) -> int:
                 )
             return 0
         allowed = args.action == "allow"
+        if allowed:
+            _refuse_outside_cluster(args, repository, tenant=args.tenant)
         grants.change(args.tenant, args.name, allowed=allowed, by=args.by or current_user(), reason=args.reason)
         print(f"tenant {args.tenant} {'may' if allowed else 'may no longer'} use {args.name}")
     finally:
@@ -197,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action in ("publish", "promote", "rollback"):
         return _registry(args, repository)
     if args.action in ("allow", "disallow", "grants"):
-        return _grants(args)
+        return _grants(args, repository)
     if args.action == "show":
         return _show(repository, args.model)
     if args.action == "add":

@@ -16,15 +16,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
+from lineqa.datasets.clusters import add_member, create_cluster, remove_member
 from lineqa.db import tenant_scope
+from lineqa.fleet.bundles import HubBundles
 from lineqa.fleet.database import open_fleet_database
+from lineqa.fleet.enrolment import bundle_key_path
 from lineqa.fleet.errors import BundleRefusedError, HubUnreachableError
 from lineqa.fleet.files import file_sha256
 from lineqa.fleet.manifest import Manifest
 from lineqa.fleet.plant_link import PlantLink
 from lineqa.fleet.plants import PlantRegistry
 from lineqa.fleet.schema import bundles
-from lineqa.fleet.signing import sign
+from lineqa.fleet.signing import sign, signing_key
 from lineqa.protos.lineqa.fleet.v1 import fleet_pb2 as pb
 from lineqa.protos.lineqa.fleet.v1 import fleet_pb2_grpc as pb_grpc
 from lineqa.serving.database import database_url
@@ -127,8 +130,17 @@ def test_a_plant_never_sees_another_tenants_bundles(hub: HubHome, tmp_path: Path
                     list(stub.ReadFile(request, timeout=10))
                 assert refused.value.code() == grpc.StatusCode.NOT_FOUND  # another tenant's looks like nothing
             with pytest.raises(grpc.RpcError) as escape:
-                list(stub.ReadFile(pb.ReadFileRequest(bundle_number=first.number, model="acme.metal", version=1,
-                                                      path="../../globex.metal/1/model.onnx"), timeout=10))
+                list(
+                    stub.ReadFile(
+                        pb.ReadFileRequest(
+                            bundle_number=first.number,
+                            model="acme.metal",
+                            version=1,
+                            path="../../globex.metal/1/model.onnx",
+                        ),
+                        timeout=10,
+                    )
+                )
             assert escape.value.code() == grpc.StatusCode.NOT_FOUND
             ModelGrants(hub.engine).change("acme", "platform-base", allowed=True, by="platform", reason="pilot")
             sync = plant_sync(acme.folder.parent)
@@ -158,6 +170,31 @@ def test_a_plant_never_sees_another_tenants_bundles(hub: HubHome, tmp_path: Path
                                                    cert.read_bytes())  # fmt: skip
         with grpc.secure_channel(running.address, credentials) as channel:
             assert set(_call_every_method(channel, first.number).values()) == {grpc.StatusCode.UNAVAILABLE}
+
+
+def test_a_clusters_model_reaches_its_current_members_only(hub: HubHome, caplog: pytest.LogCaptureFixture) -> None:
+    """A platform model trained on cluster ``auto``'s pool, granted to both tenants (say, before the rule, or
+    by an admin writing the grant directly): only the member's bundle holds it, and only while it is one."""
+    create_cluster(hub.engine, "auto", by="platform")
+    add_member(hub.engine, "auto", "acme", by="platform")
+    hub.repository.add_version("auto-base", MODEL, {"dataset": {"ref": "cluster/auto@1"}})
+    hub.publish("platform-base")  # trained on the platform pool: anyone granted gets it
+    for tenant in ("acme", "globex"):
+        for model in ("auto-base", "platform-base"):
+            ModelGrants(hub.engine).change(tenant, model, allowed=True, by="platform", reason="pilot")
+    bundles = HubBundles(hub.service, hub.repository, signing_key(bundle_key_path(hub.home)))
+
+    def shipped(tenant: str) -> list[str]:
+        return sorted(m.name for m in bundles.content(tenant).models)
+
+    with caplog.at_level(logging.WARNING, logger="lineqa.fleet.bundles"):
+        assert shipped("acme") == ["acme.metal", "auto-base", "platform-base"]
+        assert shipped("globex") == ["globex.metal", "platform-base"]
+        assert "not a member of cluster auto" in caplog.text
+        remove_member(hub.engine, "auto", "acme", by="platform")
+        assert shipped("acme") == ["acme.metal", "platform-base"]
+        add_member(hub.engine, "auto", "acme", by="platform")
+        assert shipped("acme") == ["acme.metal", "auto-base", "platform-base"]
 
 
 def _signed(hub: HubHome, tenant: str, number: int) -> pb.SignedBundle:

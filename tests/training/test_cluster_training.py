@@ -1,12 +1,11 @@
-"""Training from a cluster: ``lineqa train --dataset cluster/<name>@N`` and fine-tuning from a cluster's base
-model, for its members only.
+"""A cluster's base model: trained on the cluster's pool, fine-tuned by its members, kept from everyone else.
 
-The cluster's base model is put in the registry as ``lineqa models publish`` leaves it (its lineage naming
-the cluster pool it was trained on and its trained weights in the weights store: the repository's DeepPCB
-asset model), because resolving a base reads only that lineage and those weights; an export and a parity
-gate would add minutes and test nothing more here. A tenant that is not a member (never, or no longer) gets
-exactly the answer a model or cluster that does not exist gets. A member fine-tunes from it for one epoch
-at 64 px: the one training of these tests.
+``lineqa train --dataset cluster/auto@1`` trains the cluster's base here for real (the platform's run, one epoch
+at 64 px); it is put in the registry as ``lineqa models publish`` leaves it (its lineage naming the cluster pool,
+its trained weights in the weights store), because resolving a base reads only that lineage and those weights,
+and an export and a parity gate would add minutes and test nothing more here. A tenant that is not a member
+(never, or no longer) gets exactly the answer a model or cluster that does not exist gets; a member fine-tunes
+from it. ``lineqa models allow`` and ``publish`` keep the base inside the cluster too.
 """
 
 from __future__ import annotations
@@ -20,14 +19,12 @@ from pathlib import Path
 import pytest
 
 from lineqa.serving.model_repository import METADATA_NAME, VersionMetadata
-from lineqa.training.bases import WeightsStore
+from lineqa.training.bases import WeightsStore, file_sha256
 from lineqa.vision.yolo_output import HeadKind
 from tests.datasets.test_clusters_cli import build_home
 
 pytest.importorskip("lineqa.training.ultralytics_adapter", reason="training needs the train extra")
 
-ASSET = Path(__file__).resolve().parents[1] / "assets" / "deeppcb-yolo11n-320.pt"
-DEEPPCB = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 TINY = ["--epochs", "1", "--imgsz", "64", "--batch", "2", "--workers", "0", "--device", "cpu"]
 
 
@@ -42,14 +39,18 @@ def train(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def register_base(home: Path, name: str, trained_on: str) -> None:
-    """Version 1 of registry model ``name``, trained on ``trained_on``, as publishing leaves it."""
-    digest = WeightsStore(home / "weights").put(ASSET)
+def register_base(home: Path, name: str, run: Path, trained_on: str | None = None) -> None:
+    """Version 1 of registry model ``name`` from training run ``run``, as publishing leaves it (its lineage
+    naming ``trained_on`` instead of the run's dataset if given)."""
+    record = json.loads((run / "run.json").read_text())
+    digest = WeightsStore(home / "weights").put(run / "weights" / "best.pt")
     folder = home / "models" / name / "1"
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(b"the exported model; resolving a base does not read it")
-    lineage = {"dataset": {"ref": trained_on}, "weights_sha256": digest}
-    metadata = VersionMetadata(DEEPPCB, (320, 320), HeadKind.NMS, (10, 2100), lineage=lineage)
+    classes = tuple(record["dataset"]["classes"])
+    lineage = {"dataset": {"ref": trained_on or record["dataset"]["ref"]}, "weights_sha256": digest}
+    anchors = sum((64 // stride) ** 2 for stride in (8, 16, 32))
+    metadata = VersionMetadata(classes, (64, 64), HeadKind.NMS, (4 + len(classes), anchors), lineage=lineage)
     (folder / METADATA_NAME).write_text(metadata.to_json())
 
 
@@ -60,7 +61,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("cluster-training")
     home = tmp / "home"
     build_home(home, tmp)
-    register_base(home, "auto-base", "cluster/auto@1")
+    trained = train(home, "--dataset", "cluster/auto@1", "--base", "yolo11n.yaml", "--name", "auto-base-run", *TINY)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    register_base(home, "auto-base", home / "runs" / "auto-base-run")
     return home
 
 
@@ -92,7 +95,7 @@ def test_a_non_member_sees_neither_the_clusters_pool_nor_its_base(home: Path) ->
         "nomodel", "auto-base"
     )
     assert "no cluster 'auto'" in refusal(train(home, "--dataset", "cluster/auto@1", "--tenant", "globex", *TINY))
-    assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+    assert {run.name for run in (home / "runs").iterdir()} <= {"auto-base-run", "acme-from-auto"}  # none half-made
 
 
 @pytest.mark.slow
@@ -102,4 +105,31 @@ def test_a_member_fine_tunes_from_the_clusters_base(home: Path) -> None:
     record = json.loads((home / "runs" / "acme-from-auto" / "run.json").read_text())
     assert record["status"] == "trained" and record["base"]["ref"] == "auto-base@1"
     assert record["dataset"]["ref"] == "acme/metal@1"
-    assert record["base"]["class_remap"]  # the DeepPCB head remapped to acme's classes
+    base_weights = home / "runs" / "auto-base-run" / "weights" / "best.pt"
+    assert record["base"]["sha256"] == file_sha256(base_weights) and not record["base"]["class_remap"]
+
+
+def lineqa(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "LINEQA_HOME": str(home)}
+    command = [sys.executable, "-m", "lineqa.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+
+
+def test_grants_and_new_versions_keep_a_clusters_base_inside_the_cluster(home: Path) -> None:
+    for tenant in ("acme", "globex", "initech"):
+        lineqa(home, "admin", "tenant", "add", tenant)  # the gateway's tenants (the catalog has its own)
+    outside = refusal(lineqa(home, "models", "allow", "auto-base", "initech", "--reason", "asked for it"))
+    assert "auto-base v1 was trained on cluster auto's pool and tenant initech is not a member" in outside
+    granted = lineqa(home, "models", "allow", "auto-base", "acme", "--reason", "member of auto")
+    assert granted.returncode == 0, granted.stderr
+    history = lineqa(home, "models", "grants", "auto-base").stdout
+    assert "allow    acme" in history and "initech" not in history
+
+    # A platform model trained on the platform pool, granted to initech: a cluster-trained run may not become
+    # its next version (the grant would carry the cluster's knowledge out), and nothing is exported first.
+    register_base(home, "pcb-base", home / "runs" / "auto-base-run", trained_on="pool@1")
+    assert lineqa(home, "models", "allow", "pcb-base", "initech", "--reason", "pilot").returncode == 0
+    published = refusal(lineqa(home, "models", "publish", "auto-base-run", "--name", "pcb-base"))
+    assert "pcb-base is granted to initech, not members of cluster auto" in published
+    assert sorted(p.name for p in (home / "models" / "pcb-base").iterdir()) == ["1"]
+    assert "export" not in json.loads((home / "runs" / "auto-base-run" / "run.json").read_text())
