@@ -159,7 +159,9 @@ class HubServicer(pb_grpc.HubServiceServicer):
                         request.known_number)  # fmt: skip
         return pb.SignedBundle(number=bundle.number, manifest=bundle.manifest, signature=bundle.signature)
 
-    async def ReadFile(self, request: pb.ReadFileRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FileChunk]:  # noqa: N802,E501
+    async def ReadFile(  # noqa: N802
+        self, request: pb.ReadFileRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.FileChunk]:
         plant = await self._plant(context)
         path, info = await self._run(context, "finding the file", self.bundles.file, plant.tenant_id,
                                      request.bundle_number, request.model, request.version, request.path)  # fmt: skip

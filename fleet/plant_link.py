@@ -1,11 +1,11 @@
 """A plant's link to its hub, kept in ``<home>/plant``:
 
-    link.json            the hub's address, this plant's name and its tenant
-    hub-ca.pem           the hub CA's certificate: the only one this plant trusts for the hub
-    plant.pem, plant.key this plant's client certificate and key (owner-only)
-    bundle-key.pem       the hub's bundle-signing public key, pinned: bundles signed by any other are refused
-    installed.json       the bundle installed last (its signed manifest): the models the line runs on
-    downloads/           partly downloaded files, named by their SHA-256, resumed where they stopped
+link.json            the hub's address, this plant's name and its tenant
+hub-ca.pem           the hub CA's certificate: the only one this plant trusts for the hub
+plant.pem, plant.key this plant's client certificate and key (owner-only)
+bundle-key.pem       the hub's bundle-signing public key, pinned: bundles signed by any other are refused
+installed.json       the bundle installed last (its signed manifest): the models the line runs on
+downloads/           partly downloaded files, named by their SHA-256, resumed where they stopped
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ class Cameras:
 
     def judged_by(self, version: int, since: int) -> bool:
         """Whether the frames judged after result ``since`` end on ``version`` (the last few of them all)."""
-        latest = [r.model.version for r in self.results[since:][-2 * len(CAMERAS):] if r.verdict != pb.VERDICT_ERROR]
+        latest = [r.model.version for r in self.results[since:][-2 * len(CAMERAS) :] if r.verdict != pb.VERDICT_ERROR]
         return len(self.results) - since >= 2 * len(CAMERAS) and set(latest) == {version}
 
     def stop(self) -> list[pb.InspectionResult]:

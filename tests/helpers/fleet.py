@@ -158,7 +158,6 @@ def hub_running(hub: HubHome, port: int = 0, **settings: float) -> Iterator[HubT
         thread.stop()
 
 
-
 def retried(round_once: Callable[[], T], within_s: float = 20) -> T:
     """What the sync loops do after a cut: try again until the hub answers (the channel reconnects)."""
     deadline = time.monotonic() + within_s

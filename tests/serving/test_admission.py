@@ -59,8 +59,18 @@ def test_eight_in_flight_on_four_streams_never_time_out(tmp_path: Path) -> None:
     plant = provision_local_plant(tmp_path, cameras=tuple(cameras), recipes={"r": "id: r\nmodel: {name: pcb}\n"})
     frames = [cv2.imencode(".jpg", generate_part(Surface.PCB, seed, 640).image)[1].tobytes() for seed in range(8)]
     port = free_port()
-    command = [sys.executable, "-m", "lineqa.cli", "serve", "--home", str(tmp_path), "--port", str(port),
-               "--metrics-port", "0"]  # fmt: skip  (the default deadline and admission)
+    command = [
+        sys.executable,
+        "-m",
+        "lineqa.cli",
+        "serve",
+        "--home",
+        str(tmp_path),
+        "--port",
+        str(port),
+        "--metrics-port",
+        "0",
+    ]  # fmt: skip  (the default deadline and admission)
     gateway = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_serving(f"localhost:{port}", plant.channel_credentials(), 120, process=gateway)

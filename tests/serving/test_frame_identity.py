@@ -74,6 +74,7 @@ async def _stream(
     await gateway.server.start()
     try:
         async with grpc.aio.secure_channel(f"localhost:{gateway.port}", plant.channel_credentials()) as channel:
+
             async def requests() -> AsyncIterator[pb.StreamInspectRequest]:
                 for frame in frames:
                     yield pb.StreamInspectRequest(frame=frame)

@@ -48,6 +48,7 @@ def test_a_full_or_read_only_store_turns_health_not_serving(
                     f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' "
                     "AND pid <> pg_backend_pid()"
                 )
+
         served: ServedModels = lineup_of(repository)
         changes: list[tuple[str, str, float]] = []
 
@@ -91,6 +92,9 @@ def test_a_full_or_read_only_store_turns_health_not_serving(
             triton.stop()
     print("\n" + "; ".join(f"{what}: {status} after {seconds:.2f} s" for what, status, seconds in changes))
     assert [(what, status) for what, status, _ in changes] == [
-        ("full", "NOT_SERVING"), ("freed", "SERVING"), ("read-only", "NOT_SERVING"), ("writable", "SERVING")
+        ("full", "NOT_SERVING"),
+        ("freed", "SERVING"),
+        ("read-only", "NOT_SERVING"),
+        ("writable", "SERVING"),
     ]
     assert all(seconds <= BUDGET_S for _, _, seconds in changes), changes

@@ -160,9 +160,7 @@ def test_triton_metrics_are_served(triton: EmbeddedTriton) -> None:
     assert 'nv_inference_request_success{model="metal",version="2"}' in text
 
 
-def test_a_model_that_cannot_load_is_refused_with_tritons_reason(
-    tiny_models: dict[str, Path], tmp_path: Path
-) -> None:
+def test_a_model_that_cannot_load_is_refused_with_tritons_reason(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     repository = ModelRepository(tmp_path / "models")
     repository.add_version("metal", tiny_models["yolo11n"])
     broken = repository.add_version("metal", tiny_models["yolo11n"])
