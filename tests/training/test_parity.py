@@ -1,9 +1,10 @@
 """Parity with Ultralytics: ``lineqa predict`` gives the detections Ultralytics' own ``predict`` gives.
 
-Small models are trained briefly here from Ultralytics' own model YAMLs (no pretrained weights exist on these
-machines) on a few DeepPCB boards, exported to ONNX by Ultralytics, then run on real DeepPCB and NEU-DET
-images through ``lineqa predict`` (a subprocess, as a user runs it) and through Ultralytics' ``predict`` on
-the same ONNX file and on the trained ``.pt`` weights. Three heads are covered: YOLO11 (NMS), YOLO26
+Two small models trained from Ultralytics' own model YAMLs (no pretrained weights exist on these machines) on
+DeepPCB boards, committed with the scripts that made them (training them here cost minutes a run), are exported
+to ONNX by Ultralytics, then run on real DeepPCB and NEU-DET images through ``lineqa predict`` (a subprocess,
+as a user runs it) and through Ultralytics' ``predict`` on the same ONNX file and on the trained ``.pt``
+weights. Three heads are covered: YOLO11 (NMS), YOLO26
 end-to-end (NMS-free) and YOLO26 exported with its NMS head. Ultralytics is asked for the full letterbox
 (``rect=False``): lineqa letterboxes every image to the model's full input size, as the gateway's served
 models take it, where ``yolo predict`` pads a dynamic-size export or ``.pt`` weights only to the stride.
@@ -12,6 +13,7 @@ models take it, where ``yolo predict`` pads a dynamic-size export or ``.pt`` wei
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,7 +25,6 @@ import pytest
 
 from lineqa.vision.detections import Detections
 from lineqa.vision.image import read_header
-from tests.helpers.deeppcb import write_yolo_subset
 from tests.helpers.matching import MatchStats, assert_same_detections
 
 adapter = pytest.importorskip("lineqa.training.ultralytics_adapter", reason="parity needs the train extra")
@@ -32,9 +33,9 @@ pytestmark = pytest.mark.slow
 IMGSZ = 320
 CONF = 0.01
 IOU = 0.7
-# Brief training that still yields confident detections on CPU: a few boards, no mosaic, an optimizer step
-# per batch of two (nbs=batch), AdamW.
-TRAIN_OPTIONS = {"val": False, "mosaic": 0.0, "close_mosaic": 0, "warmup_epochs": 0, "nbs": 2, "optimizer": "AdamW"}
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+YOLO11N = ASSETS / "deeppcb-yolo11n-320.pt"  # tests/assets/make_deeppcb_model.py
+YOLO26N = ASSETS / "parity-yolo26n-320.pt"  # tests/assets/make_parity_yolo26n.py
 
 
 @dataclass(frozen=True)
@@ -46,23 +47,13 @@ class ParityModel:
 
 
 @pytest.fixture(scope="module")
-def parity_models(deeppcb_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ParityModel]:
+def parity_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ParityModel]:
     work = tmp_path_factory.mktemp("parity")
-    data = write_yolo_subset(deeppcb_root, work / "deeppcb", train=16, val=2)
     models = {}
-    for yaml_name in ("yolo11n.yaml", "yolo26n.yaml"):
-        stem = yaml_name.removesuffix(".yaml")
-        spec = adapter.TrainSpec(
-            model=yaml_name,
-            data_yaml=data,
-            run_dir=work / "runs" / stem,
-            epochs=20,
-            imgsz=IMGSZ,
-            batch=2,
-            workers=0,
-            extra={**TRAIN_OPTIONS, "lr0": 0.003},
-        )
-        weights = adapter.train(spec)
+    for stem, asset in (("yolo11n", YOLO11N), ("yolo26n", YOLO26N)):
+        weights = work / stem / asset.name
+        weights.parent.mkdir()
+        shutil.copyfile(asset, weights)  # Ultralytics writes its exports beside the weights
         if stem == "yolo26n":
             # Same weights, both heads: the NMS-free export, and the default export with the NMS head.
             nms_head = adapter.export_onnx(weights, IMGSZ)
