@@ -1,6 +1,7 @@
 """What the review app's pages and files are made of: the Jinja2 environment (autoescaped), security headers,
 CSV and image responses, and the audit trail's rows (one function for the page and its CSV, so both carry the
-same columns and the same JSON). No state, no routes: :mod:`lineqa.review.app` has those."""
+same columns and the same JSON). No state, no routes: :mod:`lineqa.review.app` and its ``routes_*``
+modules have those."""
 
 from __future__ import annotations
 
