@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.helpers, run from anywhere
 
-from lineqa.serving.bench import export_onnx, jpeg_files  # noqa: E402
+from lineqa.serving.bench import jpeg_files  # noqa: E402
+from lineqa.serving.bench_baselines import export_onnx  # noqa: E402
 from tests.helpers.soak import SoakReport, soak  # noqa: E402
 
 

@@ -28,23 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lineqa.serving.bench import (
-    BenchError,
-    Cameras,
-    CpuMeter,
-    GatewayProcess,
-    Loop,
-    Measurement,
-    Pacing,
-    StreamPhase,
-    export_onnx,
-    jpeg_files,
-    onnxruntime_loop,
-    prepare_home,
-    provision,
-    run_streams,
-    ultralytics_loop,
-)
+from lineqa.serving.bench import BenchError, Measurement, jpeg_files
+from lineqa.serving.bench_baselines import Loop, export_onnx, onnxruntime_loop, ultralytics_loop
+from lineqa.serving.bench_cpu import CpuMeter, usable_cores
+from lineqa.serving.bench_gateway import GatewayProcess, prepare_home, provision
+from lineqa.serving.bench_streams import Cameras, Pacing, StreamPhase, run_streams
 
 # The gateway's throughput must stay close to the model alone and well above the usual Python loop.
 TARGETS = {"onnxruntime": 0.95, "ultralytics": 2.0}
@@ -137,7 +125,7 @@ def _report(args: argparse.Namespace, images: int, rounds: Rounds) -> dict[str, 
     return {
         "model": {"weights": str(args.weights), "imgsz": args.imgsz, "device": "gpu" if args.gpu else "cpu"},
         "images": {"folder": str(args.images), "glob": args.glob, "count": images},
-        "cpus": len(os.sched_getaffinity(0)),
+        "cpus": usable_cores(),
         "streams": args.streams,
         "window": args.window,
         "rounds": args.rounds,

@@ -3,7 +3,7 @@ time, with the gateway's memory, file descriptors and threads sampled every seco
 
 Used by the suite's short soak (``tests/serving/test_soak.py``) and by the long one, ``benchmarks/soak.py``;
 it drives a real ``lineqa serve`` (embedded Triton, TLS, tokens, records) with the benchmark's streams
-(:mod:`lineqa.serving.bench`).
+(:mod:`lineqa.serving.bench_streams`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from lineqa.serving.bench import Cameras, CpuMeter, GatewayProcess, Pacing, prepare_home, provision, run_streams
+from lineqa.serving.bench_cpu import CpuMeter
+from lineqa.serving.bench_gateway import GatewayProcess, prepare_home, provision
+from lineqa.serving.bench_streams import Cameras, Pacing, run_streams
 
 MB = 1024 * 1024
 
