@@ -72,9 +72,11 @@ def build_cluster(root: Path, home: Path) -> None:
     lineqa("datasets", "pool", "--cluster", CLUSTER)
 
 
-def summary(values: list[float]) -> str:
+def summary(values: list[float], *, signed: bool = False) -> str:
+    """Mean ± sample standard deviation; ``signed`` shows the sign (a gain may be negative)."""
     spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):+.3f} ± {spread:.3f}" if values else "-"
+    mean = f"{statistics.mean(values):+.3f}" if signed else f"{statistics.mean(values):.3f}"
+    return f"{mean} ± {spread:.3f}" if values else "-"
 
 
 def main() -> int:
@@ -109,7 +111,7 @@ def main() -> int:
         base = [s[name] for s in scores["base"]]
         scratch = [s[name] for s in scores["scratch"]]
         gain = [b - s for b, s in zip(base, scratch, strict=True)]
-        print(f"{name:<10}{summary(base):>24}{summary(scratch):>18}{summary(gain):>18}")
+        print(f"{name:<10}{summary(base):>24}{summary(scratch):>18}{summary(gain, signed=True):>18}")
     return 0
 
 
