@@ -191,12 +191,20 @@ def _refuse_outside_cluster(
     from lineqa.datasets.database import open_catalog_database
     from lineqa.training import cluster_models
 
-    engine = open_catalog_database(database_url(args.home or default_home(), args.db))
+    clusters = cluster_models.clusters_behind(repository, args.name) if tenant is not None else {}
+    if not clusters and cluster_models.trained_on_cluster(lineage or {}) is None:
+        return  # no cluster's pool behind the model or the run: nothing the cluster rule could refuse
+    url = database_url(args.home or default_home(), args.db)
+    engine = open_catalog_database(url)
     try:
         if tenant is not None:
-            reason = cluster_models.grant_refusal(engine, repository, args.name, tenant)
+            reason = cluster_models.outside_clusters(engine, clusters, args.name, tenant)
         else:
-            granted = ModelGrants(engine).allowed_tenants(args.name)
+            gateway = open_database(url)
+            try:
+                granted = ModelGrants(gateway).allowed_tenants(args.name)
+            finally:
+                gateway.dispose()
             reason = cluster_models.publish_refusal(engine, args.name, lineage or {}, granted)
     finally:
         engine.dispose()

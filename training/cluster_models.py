@@ -56,11 +56,6 @@ def outside_clusters(engine: Engine, clusters: Mapping[str, list[int]], model: s
     return None
 
 
-def grant_refusal(engine: Engine, repository: ModelRepository, model: str, tenant: str) -> str | None:
-    """Why ``lineqa models allow MODEL TENANT`` must be refused on cluster grounds, or None."""
-    return outside_clusters(engine, clusters_behind(repository, model), model, tenant)
-
-
 def publish_refusal(engine: Engine, model: str, lineage: Mapping[str, Any], granted: list[str]) -> str | None:
     """Why a version with ``lineage`` must not join platform model ``model`` whose grants reach ``granted``."""
     cluster = trained_on_cluster(lineage)
