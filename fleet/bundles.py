@@ -113,7 +113,12 @@ class HubBundles:
     def _within_clusters(self, name: str, tenant: str) -> bool:
         """A platform model trained on a cluster's pool goes to its current members only, whatever was granted
         before a tenant left the cluster (:mod:`lineqa.training.cluster_models`)."""
-        reason = outside_clusters(self.engine, clusters_behind(self.repository, name), name, tenant)
+        try:
+            clusters = clusters_behind(self.repository, name)
+        except ModelRepositoryError as exc:  # its lineage unreadable: whom it may reach is unknown, so nobody
+            logger.warning("model %s left out of tenant %s's bundle: %s", name, tenant, exc)
+            return False
+        reason = outside_clusters(self.engine, clusters, name, tenant)
         if reason:
             logger.warning("left out of tenant %s's bundle: %s", tenant, reason)
         return reason is None
