@@ -2,9 +2,9 @@
 
 What must hold: the same pair always gives the same input (a repeated run trains on the same images); the frame
 is never moved, so a labelled defect stays inside its box in every plane; the pair's planes really differ from
-the untouched pair's (the reference was moved and the light changed), and still align within the inspection
-limits; ``lineqa train`` reshoots reference runs unless told not to, turns hue and saturation off for them, and
-leaves image runs alone. Synthetic boards: no file from ../shared.
+the untouched pair's (the reference was moved and the light changed); ``lineqa train`` reshoots reference runs
+unless told not to, turns hue and saturation off for them, and leaves image runs alone. Synthetic boards: no
+file from ../shared.
 """
 
 from __future__ import annotations
