@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lineqa.serving.bench_cpu import usable_cores
+
 
 def experiment_home(deeppcb_root: Path) -> Path:
     """The experiment's lineqa home (``LINEQA_HOME``, which must be new or empty: an experiment never mixes
@@ -34,15 +36,15 @@ def lineqa(*args: str) -> str:
 
 def train_at_once(commands: Sequence[Sequence[str]], log_folder: Path) -> None:
     """Run the ``lineqa train`` commands side by side, each run's output in ``<log_folder>/<n>.log``; a failure
-    stops the benchmark. Ultralytics trains on a CPU with one thread fewer than the cores (and one OpenMP
-    thread), so on two cores a run uses one and two runs at once each get what they would get alone, and share
-    whatever else the machine is doing alike."""
+    stops the benchmark. Each run trains with an equal share of the usable cores (``--threads``; alone, a run
+    on a CPU would use them all), so the runs get the same machine and share whatever else it is doing alike."""
     log_folder.mkdir(parents=True, exist_ok=True)
+    threads = str(max(1, usable_cores() // len(commands)))
     running = []
     for number, args in enumerate(commands):
-        print("$ lineqa " + " ".join(args), flush=True)
+        print("$ lineqa " + " ".join([*args, "--threads", threads]), flush=True)
         log = (log_folder / f"{number}.log").open("w")
-        command = [sys.executable, "-m", "lineqa.cli", *args]
+        command = [sys.executable, "-m", "lineqa.cli", *args, "--threads", threads]
         running.append((args, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
     failed = [(args, log.name) for args, log, process in running if process.wait()]
     if failed:

@@ -79,5 +79,5 @@ class CpuMeter:
 
 def usable_cores() -> int:
     """The cores this process may run on (its affinity, which a container or ``taskset`` can make fewer than the
-    machine's): the baselines use a thread per usable core."""
+    machine's): the baselines and CPU training use a thread per usable core."""
     return len(os.sched_getaffinity(0))

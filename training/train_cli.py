@@ -47,6 +47,7 @@ from lineqa.datasets.pool import parse_pool_ref
 from lineqa.datasets.versions import load_version
 from lineqa.db import database_url
 from lineqa.home import default_home
+from lineqa.serving.bench_cpu import usable_cores
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.training.bases import Base, WeightsStore, file_sha256, resolve_base
 from lineqa.training.data import TrainingSet, write_training_set
@@ -105,6 +106,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, 0, 0,1,... (several GPUs: DDP)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=4, help="data loader workers")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="training threads on a CPU (default: every core; Ultralytics alone would leave one idle)",
+    )
     parser.add_argument(
         "--background-share", type=float, default=0.1, help="most background images in train (default 0.1)"
     )
@@ -213,6 +219,7 @@ def _prepare(
         device=resolve_device(args.device),
         seed=args.seed,
         workers=args.workers,
+        threads=args.threads,
         extra=hyperparameters,
     )
     run_.write(
@@ -231,6 +238,7 @@ def _prepare(
                 "device": spec.device,
                 "seed": spec.seed,
                 "workers": spec.workers,
+                **({"threads": spec.threads or usable_cores()} if spec.device == "cpu" else {}),
                 **hyperparameters,
             },
             "code": code_versions(),
@@ -261,12 +269,16 @@ def _check_resumed_input(run_: Run, asked: str | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     home = args.home or default_home()
+    if args.threads is not None and args.threads < 1:
+        raise TrainingError(f"--threads {args.threads}: give at least 1")
     if args.resume:
         existing = find_run(args.resume, home / "runs")
         _check_resumed_input(existing, args.input)
-        existing.update(status="training", resumed_at=now_iso())
+        cpu = existing.record().get("hyperparameters", {}).get("device") == "cpu"
+        threads = {"resumed_threads": args.threads or usable_cores()} if cpu else {}
+        existing.update(status="training", resumed_at=now_iso(), **threads)
         started = time.monotonic()
-        best = resume(existing.root)
+        best = resume(existing.root, args.threads)
         _finish(existing, best, time.monotonic() - started)
         return 0
     run_ = _new_run(args, home)

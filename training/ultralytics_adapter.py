@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lineqa.home import default_home
+from lineqa.serving.bench_cpu import usable_cores
 from lineqa.training.errors import TrainingError
 from lineqa.vision.detections import Detections
 
@@ -81,7 +82,26 @@ class TrainSpec:
     device: str = "cpu"
     seed: int = 0
     workers: int = 2
+    threads: int | None = None  # CPU training threads; None: every core this process may use
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _cpu_threads(threads: int | None) -> Any:
+    """An Ultralytics callback that gives CPU training ``threads`` torch threads (default: every core).
+
+    Ultralytics trains on a CPU with one core fewer than the machine has, keeping one for data-loader workers,
+    and then runs no workers on a CPU: the loading happens between steps on the training thread, so the kept
+    core idles. On a 2-core machine that is half of it (a 320 px DeepPCB epoch: 1.6x faster on both cores).
+    Set after Ultralytics picked its device and before the first step."""
+
+    def use_threads(trainer: Any) -> None:
+        if trainer.device.type == "cpu":
+            import torch
+
+            torch.set_num_threads(threads or usable_cores())
+            logging.getLogger("ultralytics").info("CPU training threads: %d", torch.get_num_threads())
+
+    return use_threads
 
 
 @contextmanager
@@ -111,8 +131,10 @@ def train(spec: TrainSpec) -> Path:
     device = resolve_device(spec.device)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     ul.settings.update(pinned_settings(spec.run_dir))
+    model = ul.YOLO(spec.model)
+    model.add_callback("on_pretrain_routine_start", _cpu_threads(spec.threads))
     with _log_to(spec.run_dir / "train.log"):
-        ul.YOLO(spec.model).train(
+        model.train(
             data=str(spec.data_yaml),
             epochs=spec.epochs,
             imgsz=spec.imgsz,
@@ -131,16 +153,19 @@ def train(spec: TrainSpec) -> Path:
     return _best_weights(spec.run_dir)
 
 
-def resume(run_dir: Path) -> Path:
-    """Continue an interrupted run from its ``last.pt`` with the arguments it was started with."""
+def resume(run_dir: Path, threads: int | None = None) -> Path:
+    """Continue an interrupted run from its ``last.pt`` with the arguments it was started with (on a CPU,
+    ``threads`` training threads, default every core)."""
     last = run_dir / "weights" / "last.pt"
     if not last.is_file():
         raise TrainingError(f"{run_dir} has no weights/last.pt to resume from")
     ul = load_ultralytics()
     ul.settings.update(pinned_settings(run_dir))
+    model = ul.YOLO(str(last))
+    model.add_callback("on_pretrain_routine_start", _cpu_threads(threads))
     with _log_to(run_dir / "train.log"):
         try:
-            ul.YOLO(str(last)).train(resume=True)
+            model.train(resume=True)
         except AssertionError as exc:  # Ultralytics' way of saying the run already finished
             raise TrainingError(f"cannot resume {run_dir}: {exc}") from None
     return _best_weights(run_dir)

@@ -1,6 +1,6 @@
 """The trained reference-mode DeepPCB detector through the gateway equals ``lineqa predict`` on the same pairs.
 
-The committed pair model (``tests/assets/deeppcb-reference-yolo11n-320.onnx``, trained on board + template by
+The committed pair model (``tests/assets/deeppcb-reference-yolo11n-448.onnx``, trained on board + template by
 ``benchmarks/train_reference.py``) on a real embedded Triton; real DeepPCB boards and their templates, each
 board and each template photographed again (seeded shift, rotation, light, blur, noise) so the gateway must
 align them back. Three streams over TLS at once, every frame sent before any result is read, each frame naming
@@ -37,7 +37,7 @@ from tests.serving.test_gateway import defects_of, flagged_of, make_rig
 
 pytestmark = pytest.mark.slow
 
-PAIR_MODEL = Path(__file__).resolve().parent.parent / "assets" / "deeppcb-reference-yolo11n-320.onnx"
+PAIR_MODEL = Path(__file__).resolve().parent.parent / "assets" / "deeppcb-reference-yolo11n-448.onnx"
 NAME = "pcb-pairs"
 RECIPE = f"id: pairs\nmodel: {{name: {NAME}}}\ndefaults: {{fail_confidence: 0.5, review_confidence: 0.25}}\n"
 BOARDS = 6

@@ -39,6 +39,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["train", "--dataset", "t/metal@1", "--set", "epochs"], "is not KEY=VALUE"),
         (["train", "--dataset", "t/metal@1", "--set", "epochs=3"], "epochs has its own option, --epochs"),
         (["train", "--dataset", "t/metal@1", "--set", "project=/tmp"], "lineqa sets project itself"),
+        (["train", "--dataset", "t/metal@1", "--threads", "0"], "--threads 0: give at least 1"),
         (["train"], "give --dataset"),
         (["train", "--resume", "nope"], "no training run 'nope'"),
         (["export", "nope"], "no training run 'nope'"),

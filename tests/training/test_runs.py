@@ -65,7 +65,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     ):
         assert lineqa(home, *step).wait(120) == 0
     options = ("--epochs", "3", "--imgsz", "160", "--batch", "8", "--workers", "0", "--device", "cpu")
-    process = lineqa(home, "train", "--dataset", "t/metal@1", "--base", "yolo11n.yaml", "--name", "r", *options)
+    process = lineqa(
+        home, "train", "--dataset", "t/metal@1", "--base", "yolo11n.yaml", "--name", "r", *options, "--threads", "1"
+    )
     run_dir = home / "runs" / "r"
     last = run_dir / "weights" / "last.pt"
     deadline = time.monotonic() + 300
@@ -77,10 +79,15 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     epochs_done = (run_dir / "results.csv").read_text().strip().count("\n")
     assert 1 <= epochs_done < 3, "the run must be stopped part-way for this test to mean anything"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "training"
+    threads_used = "CPU training threads: {}"
+    assert threads_used.format(1) in (run_dir / "train.log").read_text()
     assert lineqa(home, "train", "--resume", "r").wait(300) == 0
+    # Resumed without --threads, it trains on every usable core (Ultralytics alone would leave one idle).
+    assert threads_used.format(len(os.sched_getaffinity(0))) in (run_dir / "train.log").read_text()
     epochs = [int(float(row.split(",")[0])) for row in (run_dir / "results.csv").read_text().strip().splitlines()[1:]]
     # Killed after an epoch's metrics row but before its checkpoint, that epoch is trained (and logged) again.
     assert sorted(set(epochs)) == [1, 2, 3] and epochs[-1] == 3 and len(epochs) <= 4
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "trained" and record["resumed_at"] and (run_dir / "weights" / "best.pt").is_file()
     assert record["ultralytics_settings"]["datasets_dir"] == str(run_dir / "data")
+    assert record["hyperparameters"]["threads"] == 1 and record["resumed_threads"] == len(os.sched_getaffinity(0))
