@@ -145,18 +145,15 @@ def fill(path: Path, leave_bytes: int = 0) -> Path:
     free = stat.f_bavail * stat.f_frsize - leave_bytes
     filler = path / ".filler"
     try:
-        out = filler.open("wb")
+        out = filler.open("wb", buffering=0)  # unbuffered: closing never flushes a remainder into a full disk
     except OSError as exc:  # already full (another writer got there first): the fault is in place as it is
         if exc.errno != errno.ENOSPC:
             raise
         return filler
-    with out:
-        block = b"\0" * (1 << 20)
-        with contextlib.suppress(OSError):
-            while free > 0:
-                out.write(block[: min(len(block), free)])
-                free -= len(block)
-            out.flush()
+    block = b"\0" * (1 << 20)
+    with out, contextlib.suppress(OSError):  # ENOSPC: full, as wanted
+        while free > 0:
+            free -= out.write(block[: min(len(block), free)]) or len(block)
     return filler
 
 
