@@ -47,7 +47,6 @@ from lineqa.datasets.pool import parse_pool_ref
 from lineqa.datasets.versions import load_version
 from lineqa.db import database_url
 from lineqa.home import default_home
-from lineqa.serving.bench_cpu import usable_cores
 from lineqa.serving.model_repository import ModelRepository
 from lineqa.training.bases import Base, WeightsStore, file_sha256, resolve_base
 from lineqa.training.data import TrainingSet, write_training_set
@@ -57,6 +56,7 @@ from lineqa.training.runs import Run, code_versions, find_run, now_iso
 from lineqa.training.ultralytics_adapter import (
     TrainSpec,
     checkpoint_names,
+    cpu_threads,
     pinned_settings,
     remap_classes,
     resolve_device,
@@ -238,7 +238,7 @@ def _prepare(
                 "device": spec.device,
                 "seed": spec.seed,
                 "workers": spec.workers,
-                **({"threads": spec.threads or usable_cores()} if spec.device == "cpu" else {}),
+                **({"threads": cpu_threads(spec.threads)} if spec.device == "cpu" else {}),
                 **hyperparameters,
             },
             "code": code_versions(),
@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         existing = find_run(args.resume, home / "runs")
         _check_resumed_input(existing, args.input)
         cpu = existing.record().get("hyperparameters", {}).get("device") == "cpu"
-        threads = {"resumed_threads": args.threads or usable_cores()} if cpu else {}
+        threads = {"resumed_threads": cpu_threads(args.threads)} if cpu else {}
         existing.update(status="training", resumed_at=now_iso(), **threads)
         started = time.monotonic()
         best = resume(existing.root, args.threads)

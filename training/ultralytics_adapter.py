@@ -86,7 +86,12 @@ class TrainSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _cpu_threads(threads: int | None) -> Callable[[Any], None]:
+def cpu_threads(requested: int | None) -> int:
+    """The torch threads a CPU run trains with: ``requested``, or every usable core."""
+    return requested or usable_cores()
+
+
+def _set_threads_callback(threads: int | None) -> Callable[[Any], None]:
     """An Ultralytics callback that gives CPU training ``threads`` torch threads (default: every core).
 
     Ultralytics trains on a CPU with one core fewer than the machine has, keeping one for data-loader workers,
@@ -98,7 +103,7 @@ def _cpu_threads(threads: int | None) -> Callable[[Any], None]:
         if trainer.device.type == "cpu":
             import torch
 
-            torch.set_num_threads(threads or usable_cores())
+            torch.set_num_threads(cpu_threads(threads))
             logging.getLogger("ultralytics").info("CPU training threads: %d", torch.get_num_threads())
 
     return use_threads
@@ -132,7 +137,7 @@ def train(spec: TrainSpec) -> Path:
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     ul.settings.update(pinned_settings(spec.run_dir))
     model = ul.YOLO(spec.model)
-    model.add_callback("on_pretrain_routine_start", _cpu_threads(spec.threads))
+    model.add_callback("on_pretrain_routine_start", _set_threads_callback(spec.threads))
     with _log_to(spec.run_dir / "train.log"):
         model.train(
             data=str(spec.data_yaml),
@@ -162,7 +167,7 @@ def resume(run_dir: Path, threads: int | None = None) -> Path:
     ul = load_ultralytics()
     ul.settings.update(pinned_settings(run_dir))
     model = ul.YOLO(str(last))
-    model.add_callback("on_pretrain_routine_start", _cpu_threads(threads))
+    model.add_callback("on_pretrain_routine_start", _set_threads_callback(threads))
     with _log_to(run_dir / "train.log"):
         try:
             model.train(resume=True)
