@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lineqa.serving.bench_cpu import usable_cores
+from lineqa.cpu import usable_cores
 
 
 def experiment_home(deeppcb_root: Path) -> Path:

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from lineqa.cpu import usable_cores
 from lineqa.serving.bench import BenchError, Measurement, Progress
-from lineqa.serving.bench_cpu import CpuMeter, usable_cores
+from lineqa.serving.bench_cpu import CpuMeter
 from lineqa.serving.model_repository import ModelVersion
 from lineqa.serving.onnx_model import OnnxModel
 from lineqa.vision.detector import preprocess

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lineqa.cpu import usable_cores
 from lineqa.serving.bench import BenchError, Measurement, jpeg_files
 from lineqa.serving.bench_baselines import Loop, export_onnx, onnxruntime_loop, ultralytics_loop
-from lineqa.serving.bench_cpu import CpuMeter, usable_cores
+from lineqa.serving.bench_cpu import CpuMeter
 from lineqa.serving.bench_gateway import GatewayProcess, prepare_home, provision
 from lineqa.serving.bench_streams import Cameras, Pacing, StreamPhase, run_streams
 

@@ -75,9 +75,3 @@ class CpuMeter:
             machine = spent.pop("machine")
             spent["other"] = max(0.0, machine - sum(spent.values()))
         return spent
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, which a container or ``taskset`` can make fewer than the
-    machine's): the baselines and CPU training use a thread per usable core."""
-    return len(os.sched_getaffinity(0))

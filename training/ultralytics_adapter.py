@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from lineqa.cpu import usable_cores
 from lineqa.home import default_home
-from lineqa.serving.bench_cpu import usable_cores
 from lineqa.training.errors import TrainingError
 from lineqa.vision.detections import Detections
 
