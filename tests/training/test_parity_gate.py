@@ -64,3 +64,23 @@ def test_a_box_at_the_nms_threshold_may_be_kept_on_one_side_only() -> None:
     assert not tie.differences and tie.nms_ties == 1 and tie.matched == 1
     assert compare_detections(dropped, kept, conf=0.01, tolerance=Tolerance(), nms_iou=0.5).differences
     assert compare_detections(dropped, kept, conf=0.01, tolerance=Tolerance()).differences
+
+
+def test_a_box_that_a_tie_suppressed_on_the_other_side_only_is_no_difference() -> None:
+    # NMS is a chain: the middle box ties with the top one (IoU 0.7); kept on one side, it suppresses the lowest
+    # box there (IoU 0.97), while on the side that dropped it the lowest box (IoU 0.68 with the top) survives.
+    top, tie, freed = (0, 0, 100, 100, 0.9, 0), (0, 0, 100, 70, 0.3, 0), (0, 0, 100, 68, 0.2, 0)
+    chain = compare_detections(dets(top, freed), dets(top, tie), conf=0.01, tolerance=Tolerance(), nms_iou=0.7)
+    assert not chain.differences and chain.nms_ties == 2 and chain.matched == 1
+    reverse = compare_detections(dets(top, tie), dets(top, freed), conf=0.01, tolerance=Tolerance(), nms_iou=0.7)
+    assert not reverse.differences and reverse.nms_ties == 2
+    # Without a tie above it, or of another class than the tie, a box on one side only is a difference.
+    no_tie = (0, 0, 100, 60, 0.3, 0)
+    assert compare_detections(
+        dets(top, freed), dets(top, no_tie), conf=0.01, tolerance=Tolerance(), nms_iou=0.7
+    ).differences
+    other_class = (0, 0, 100, 68, 0.2, 1)
+    other = compare_detections(dets(top, other_class), dets(top, tie), conf=0.01, tolerance=Tolerance(), nms_iou=0.7)
+    assert other.differences == [
+        "exported detection class 1 score 0.2000 box [0.0, 0.0, 100.0, 68.0] has no match in the reference"
+    ]
