@@ -11,12 +11,13 @@ board alone must infer from the board's look; this script measures what that is 
 budget held equal. DeepPCB (``--root``) is imported as ``lineqa datasets import`` does by default (each board with its
 template as reference; templates are not added as good parts, since a reference model needs a reference for
 every sample and both runs must see the same data) and split group-aware with the ratios and seed of
-benchmarks/train_real.sh. YOLO11n is trained from its YAML twice, ``--input image`` and ``--input reference``,
-with the same image size and budget, each with ``lineqa train``'s defaults for its input (reference mode
-photographs each training pair again and turns hue and saturation augmentation off, see
-lineqa/training/reshoot.py; ``--modes`` trains one of them only): ``--hours`` is Ultralytics' ``time``, which
-overrides the epoch count (it fits the epochs into the time, so both runs get the same wall clock); ``--hours 0``
-trains ``--epochs``.
+benchmarks/train_real.sh; then val keeps only its smallest board group and the other joins train
+(``--val-groups``, :func:`keep_val_groups`), the test split unchanged. YOLO11n is trained from its YAML twice,
+``--input image`` and ``--input reference``, with the same image size and budget, each with ``lineqa train``'s
+defaults for its input (reference mode photographs each training pair again and turns hue and saturation
+augmentation off, see lineqa/training/reshoot.py; ``--modes`` trains one of them only): ``--hours`` is
+Ultralytics' ``time``, which overrides the epoch count (it fits the epochs into the time, so both runs get the
+same wall clock); ``--hours 0`` trains ``--epochs``.
 
 The held-out boards are the test split, photographed again (lineqa.vision.perturb: a seeded shot of up to 4 px
 shift and 0.5 degrees, +-10 % brightness and contrast, mild blur and noise), their boxes moved with the shot;
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -38,6 +40,7 @@ import numpy as np
 from lineqa_steps import deeppcb_lines, deeppcb_subset, experiment_home, lineqa, train_at_once
 
 from lineqa.content_store import ContentStore
+from lineqa.datasets.catalog import Catalog
 from lineqa.datasets.database import open_catalog_database
 from lineqa.datasets.formats.deeppcb import CLASSES
 from lineqa.datasets.model import LabelledImage
@@ -56,6 +59,23 @@ def some_boards(root: Path, count: int, out: Path) -> Path:
     runs group by group and a group-aware split needs several groups."""
     every = deeppcb_lines(root)
     return deeppcb_subset(root, [every[int(i)] for i in np.linspace(0, len(every) - 1, min(count, len(every)))], out)
+
+
+def keep_val_groups(home: Path, keep: int) -> None:
+    """Leave only the ``keep`` smallest board groups of the working dataset's val split in val and move the
+    others into train; test is untouched. Why: the split puts whole designs in each split, and DeepPCB has seven
+    (three in train, two in val, two in test at 70/15/15), so a detector learns from three designs and is judged
+    on two it never saw; one design more to learn from is worth more than a larger val split."""
+    tenant, name = DATASET.split("/")
+    engine = open_catalog_database(database_url(home, None))
+    try:
+        catalog = Catalog(engine, ContentStore(home / "images"), tenant)
+        val = [sample for sample in catalog.working_samples(name) if sample.split == "val"]
+        sizes = Counter(sample.group for sample in val)
+        kept = sorted(sizes, key=lambda group: (sizes[group], group or ""))[:keep]
+        catalog.set_splits(name, {sample.name: "train" for sample in val if sample.group not in kept})
+    finally:
+        engine.dispose()
 
 
 def moved_boxes(image: LabelledImage, matrix: np.ndarray, width: int, height: int) -> list[str]:
@@ -118,6 +138,13 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--hours", type=float, default=1.0, help="training time per run, overriding --epochs (default 1.0; 0: --epochs)"
     )
+    parser.add_argument(
+        "--val-groups",
+        type=int,
+        default=1,
+        help="board groups (designs) kept in val, the smallest; val's others are trained on (default 1 of the "
+        "split's 2; the test split is the same either way)",
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="the re-photographs' seed")
@@ -129,7 +156,10 @@ def parse() -> argparse.Namespace:
         action="store_true",
         help="train both modes side by side, each on half the cores (alone, a run uses them all)",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.val_groups < 1:
+        parser.error("--val-groups must be at least 1: Ultralytics validates on the val split")
+    return args
 
 
 def main() -> int:
@@ -138,6 +168,7 @@ def main() -> int:
     source = some_boards(args.root, args.boards, home / "deeppcb-subset") if args.boards else args.root
     lineqa("datasets", "import", DATASET, str(source))
     lineqa("datasets", "split", DATASET, "--ratios", "train=0.7,val=0.15,test=0.15", "--seed", "0")
+    keep_val_groups(home, args.val_groups)
     lineqa("datasets", "snapshot", DATASET, "--note", "DeepPCB boards with their templates as references")
     lineqa("datasets", "import", HELD_OUT, str(rephotographed_test_split(home, home / "held-out", args.seed)))
     lineqa("datasets", "split", HELD_OUT, "--ratios", "test=1")
