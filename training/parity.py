@@ -51,6 +51,9 @@ class MatchStats:
         return self
 
 
+_SIDES, _ELSEWHERE = ("exported", "reference"), ("in the reference", "in the exported model")
+
+
 def _describe(who: str, detections: Detections, index: int) -> str:
     box = [round(float(v), 1) for v in detections.xyxy[index]]
     return f"{who} detection class {detections.class_id[index]} score {detections.confidence[index]:.4f} box {box}"
@@ -109,22 +112,16 @@ def compare_detections(
             stats += MatchStats(1, float(iou[i, j]), float(abs(ours.confidence[i] - theirs.confidence[j])))
         else:
             lost.append(int(i))
-    unmatched = {
-        "exported": (ours, theirs, lost),
-        "reference": (theirs, ours, [j for j in range(len(theirs)) if j not in taken]),
-    }
-    ties = {
-        who: [k for k in rows if _nms_tie(own, k, nms_iou, tolerance.nms_band)]
-        for who, (own, _, rows) in unmatched.items()
-    }
-    for who, (own, other, rows) in unmatched.items():
-        other_ties = ties["reference" if who == "exported" else "exported"]
+    # Side 0 is the exported model, side 1 the reference: each side's unmatched boxes, and the ties among them.
+    sides = ((ours, lost), (theirs, [j for j in range(len(theirs)) if j not in taken]))
+    ties = [{k for k in rows if _nms_tie(own, k, nms_iou, tolerance.nms_band)} for own, rows in sides]
+    for side, (own, rows) in enumerate(sides):
+        other, other_ties = sides[1 - side][0], sorted(ties[1 - side])
         for k in rows:
-            if k in ties[who] or _suppressed_by_tie(own, k, other, other_ties, nms_iou, tolerance.nms_band):
+            if k in ties[side] or _suppressed_by_tie(own, k, other, other_ties, nms_iou, tolerance.nms_band):
                 stats.nms_ties += 1
             elif own.confidence[k] > conf + tolerance.score_tol:
-                where = "in the reference" if who == "exported" else "in the exported model"
-                stats.differences.append(f"{_describe(who, own, k)} has no match {where}")
+                stats.differences.append(f"{_describe(_SIDES[side], own, k)} has no match {_ELSEWHERE[side]}")
     return stats
 
 
